@@ -1,0 +1,49 @@
+# Thin aliases; the logic lives in scripts/ and in the Python packages.
+# The two commands a new machine needs: `make up` and `make test`.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup protos gen-check lint breaking test up down status bench constraints clean
+
+setup:  ## install whatever is missing: Debian packages, virtualenv, Python deps
+	@scripts/setup.sh
+
+protos: setup  ## regenerate gen/ from protos/
+	$(PY) scripts/gen_protos.py
+
+gen-check: setup  ## fail if gen/ differs from what protos/ generates
+	$(PY) scripts/gen_protos.py --check
+
+lint: setup  ## ruff, mypy, buf lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/buf lint
+
+breaking: setup  ## buf breaking against the main branch
+	$(BIN)/buf breaking --against '.git#branch=main'
+
+test: setup gen-check lint  ## everything CI checks, then the whole test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+up: setup  ## start the mesh on the documented ports (data in .run/)
+	$(PY) -m devstack up
+
+down:  ## stop everything `make up` started
+	@if [ -x $(PY) ]; then $(PY) -m devstack down; fi
+
+status:  ## what `make up` started, and where it listens
+	$(PY) -m devstack status
+
+bench: setup  ## benchmarks; each prints its figures and the command that made them
+	@echo "no benchmarks yet: bench/ arrives with the benchmarks issue" >&2; exit 1
+
+constraints: setup  ## refresh the exact pins in constraints.txt from the virtualenv
+	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^auditmesh'; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+
+clean: down  ## remove local state: .run/ (data of `make up`) and caches
+	rm -rf .run .mypy_cache .ruff_cache .pytest_cache
