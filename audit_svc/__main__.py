@@ -1,0 +1,65 @@
+"""`python -m audit_svc [serve|migrate|verify]`: run the audit-service or its tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from audit_svc import logs
+from audit_svc.app import AuditApp
+from audit_svc.errors import Unavailable
+from audit_svc.migrate import upgrade
+from audit_svc.settings import Settings, SettingsError
+
+log = logging.getLogger("audit_svc")
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with AuditApp(settings):
+        await stop.wait()
+        log.info("signal received; shutting down")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m audit_svc", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the gRPC server (the default)")
+    sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    verify = sub.add_parser("verify", help="recompute a hash chain and report the first bad event")
+    verify.add_argument("--chain", default="", help="chain id (default: every chain)")
+    verify.add_argument("--from-seq", type=int, default=1, help="first seq to check")
+    verify.add_argument("--to-seq", type=int, default=0, help="last seq to check (0: the head)")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    if args.command == "migrate":
+        upgrade(settings.database_url)
+        return 0
+    if args.command == "verify":
+        from audit_svc.verify_cli import run_verify
+
+        code: int = run_verify(settings.database_url, args.chain, args.from_seq, args.to_seq)
+        return code
+    try:
+        asyncio.run(serve(settings))
+    except (OSError, Unavailable) as exc:
+        log.error("audit-service cannot start: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

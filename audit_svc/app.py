@@ -1,0 +1,143 @@
+"""Wiring and lifecycle of the audit-service: pool, chain, appender, gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from types import TracebackType
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from audit.v1 import audit_service_pb2 as v1_pb
+from audit.v2 import audit_service_pb2 as v2_pb
+from audit.v2 import audit_service_pb2_grpc as v2_grpc
+from audit_svc.appender import Appender
+from audit_svc.errors import Unavailable
+from audit_svc.ingest import Ingestor
+from audit_svc.rpc_errors import ErrorInterceptor
+from audit_svc.servicer import AuditServicer
+from audit_svc.settings import Settings
+from audit_svc.storage import writes
+from audit_svc.storage.postgres import create_pool, map_db_errors
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    v2_pb.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    v1_pb.DESCRIPTOR.services_by_name["AuditLogService"].full_name,
+)
+MAX_AUTO_CHAINS = 64
+
+
+class AuditApp:
+    """A running audit-service. `async with AuditApp(settings) as app:` serves on
+    `app.port` until the block ends, then shuts down gracefully."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = 0
+        self.chain_id = ""
+        self._stack = contextlib.AsyncExitStack()
+        self._tasks: asyncio.TaskGroup | None = None
+        self.appender: Appender | None = None
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+
+    async def __aenter__(self) -> AuditApp:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop()
+
+    async def _start(self) -> None:
+        s = self.settings
+        pool: asyncpg.Pool = await create_pool(
+            s.database_url, min_size=s.pool_min_size, max_size=s.pool_max_size
+        )
+        self._stack.push_async_callback(pool.close)
+        self.pool = pool
+        # A dedicated session holds the chain's advisory lock for the process's life.
+        with map_db_errors():
+            lock_conn = await asyncpg.connect(s.database_url)
+        self._stack.push_async_callback(lock_conn.close)
+        self.chain_id = await self._claim_chain(lock_conn)
+
+        self.appender = Appender(
+            pool,
+            self.chain_id,
+            max_group_events=s.max_group_events,
+            max_queue_events=s.max_queue_events,
+        )
+        ingestor = Ingestor(
+            self.appender, max_clock_skew=timedelta(seconds=s.max_clock_skew_seconds)
+        )
+
+        # so_reuseport off: a second process on a taken port must fail, not share it.
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()], options=[("grpc.so_reuseport", 0)]
+        )
+        v2_grpc.add_AuditServiceServicer_to_server(AuditServicer(ingestor), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        try:
+            self.port = server.add_insecure_port(s.grpc_listen)
+        except RuntimeError as exc:
+            raise OSError(
+                f"cannot listen on {s.grpc_listen}: the port is taken or the address is not "
+                "local; set AUDIT_GRPC_LISTEN to another host:port"
+            ) from exc
+        self.server = server
+
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._appender_task = self._tasks.create_task(self.appender.run(), name="appender")
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("audit-service serving on port %d, chain %s", self.port, self.chain_id)
+
+    async def _claim_chain(self, conn: asyncpg.Connection) -> str:
+        wanted = (
+            [self.settings.chain_id]
+            if self.settings.chain_id
+            else [f"chain-{i}" for i in range(1, MAX_AUTO_CHAINS + 1)]
+        )
+        with map_db_errors():
+            for chain_id in wanted:
+                if await writes.claim_chain(conn, chain_id):
+                    await writes.ensure_chain(conn, chain_id)
+                    return chain_id
+        raise Unavailable(
+            f"chain {wanted[0]} is owned by another replica (AUDIT_CHAIN_ID)"
+            if self.settings.chain_id
+            else f"all {MAX_AUTO_CHAINS} chains are owned by other replicas"
+        )
+
+    async def _stop(self) -> None:
+        """Health NOT_SERVING, drain, stop the server, commit what is queued, close."""
+        grace = self.settings.shutdown_grace_seconds
+        try:
+            if self.server is not None:
+                await self.health.enter_graceful_shutdown()
+                await self.server.stop(grace)
+            if self.appender is not None:
+                await self.appender.close()
+            if self._tasks is not None:
+                await self._tasks.__aexit__(None, None, None)
+        finally:
+            await self._stack.aclose()
+        log.info("audit-service stopped")

@@ -1,0 +1,102 @@
+"""Proto <-> domain conversions for the audit-service's gRPC messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf import json_format, timestamp_pb2
+from google.rpc import error_details_pb2
+
+from audit.v2 import event_pb2
+from audit_svc.model import EventInput, EventResult, FieldViolation, Outcome, Receipt, StoredEvent
+
+_OUTCOMES = {
+    Outcome.STORED: event_pb2.OUTCOME_STORED,
+    Outcome.DUPLICATE: event_pb2.OUTCOME_DUPLICATE,
+    Outcome.REJECTED: event_pb2.OUTCOME_REJECTED,
+}
+
+
+def event_input(pb: event_pb2.AuditEvent) -> EventInput:
+    """The domain input of a received event; decoding problems travel with it."""
+    problems: list[FieldViolation] = []
+    event_time = None
+    if pb.HasField("event_time"):
+        try:
+            event_time = to_datetime(pb.event_time)
+        except (ValueError, OverflowError):
+            problems.append(FieldViolation("event_time", "is not a valid timestamp"))
+    return EventInput(
+        event_id=pb.event_id,
+        event_type=pb.event_type,
+        user_id=pb.user_id,
+        username=pb.username,
+        ip_address=pb.ip_address,
+        user_agent=pb.user_agent,
+        service=pb.service,
+        action=pb.action,
+        result=pb.result,
+        details=json_format.MessageToDict(pb.details) if pb.HasField("details") else {},
+        compliance_tags=tuple(pb.compliance_tags),
+        data_classification=pb.data_classification,
+        event_time=event_time,
+        problems=tuple(problems),
+    )
+
+
+def to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
+    """An aware UTC datetime; raises ValueError when out of range."""
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def timestamp(t: datetime) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(t)
+    return out
+
+
+def receipt_pb(receipt: Receipt) -> event_pb2.Receipt:
+    return event_pb2.Receipt(
+        chain_id=receipt.chain_id,
+        seq=receipt.seq,
+        hash=receipt.hash.hex(),
+        prev_hash=receipt.prev_hash.hex(),
+    )
+
+
+def result_pb(result: EventResult) -> event_pb2.EventResult:
+    return event_pb2.EventResult(
+        index=result.index,
+        event_id=result.event_id,
+        outcome=_OUTCOMES[result.outcome],
+        receipt=receipt_pb(result.receipt) if result.receipt else None,
+        reason=result.reason,
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in result.violations
+        ],
+    )
+
+
+def event_pb(stored: StoredEvent) -> event_pb2.AuditEvent:
+    """The wire form of a stored event, with its receipt."""
+    e = stored.event
+    pb = event_pb2.AuditEvent(
+        event_id=str(e.event_id),
+        event_type=e.event_type,
+        user_id=e.user_id,
+        username=e.username,
+        ip_address="" if e.ip_address is None else str(e.ip_address),
+        user_agent=e.user_agent,
+        service=e.service,
+        action=e.action,
+        result=e.result,
+        compliance_tags=list(e.compliance_tags),
+        data_classification=e.data_classification,
+        event_time=timestamp(e.event_time),
+        receive_time=timestamp(e.receive_time),
+        receipt=receipt_pb(stored.receipt),
+    )
+    if e.details:
+        pb.details.update(e.details)
+    return pb

@@ -1,0 +1,52 @@
+"""Typed domain errors. The transport turns each into a google.rpc.Status in one place
+(`audit_svc.rpc_errors`); domain code raises these and never imports grpc."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from audit_svc.model import FieldViolation
+
+DOMAIN = "audit.auditmesh.dev"
+
+
+class AuditError(Exception):
+    """Base of the errors a caller may see; `reason` is UPPER_SNAKE_CASE."""
+
+    reason = "INTERNAL"
+
+    def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = dict(metadata or {})
+
+
+class InvalidArgument(AuditError):
+    """The request is malformed; `violations` names each bad field."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(
+        self, violations: Sequence[FieldViolation], *, reason: str = "INVALID_ARGUMENT"
+    ) -> None:
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+        self.violations = tuple(violations)
+        self.reason = reason
+
+
+class NotFound(AuditError):
+    """The thing asked for does not exist."""
+
+    reason = "NOT_FOUND"
+
+
+class Unavailable(AuditError):
+    """A dependency (the database) cannot be reached now; retrying later may work."""
+
+    reason = "UNAVAILABLE"
+
+
+class ShuttingDown(Unavailable):
+    """The service is draining and takes no new work."""
+
+    reason = "SHUTTING_DOWN"

@@ -1,0 +1,61 @@
+"""Ingest: validate each event, hand the valid ones to the appender, report per event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from audit_svc.appender import Appender
+from audit_svc.errors import InvalidArgument
+from audit_svc.model import EventInput, EventResult, Outcome
+from audit_svc.validation import Invalid, validate, validate_batch_size
+
+
+class Ingestor:
+    """The one entry to the write path for gRPC unary, batch, stream and REST."""
+
+    def __init__(
+        self,
+        appender: Appender,
+        *,
+        max_clock_skew: timedelta,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._appender = appender
+        self._skew = max_clock_skew
+        self._clock = clock
+
+    async def ingest(self, inputs: Sequence[EventInput]) -> list[EventResult]:
+        """Store the valid events; one result per input, in order, after the commit.
+
+        A batch over the size limit is refused as a whole (INVALID_ARGUMENT); inside a
+        batch, each invalid event is rejected by index and the rest are stored.
+        """
+        if problems := validate_batch_size(len(inputs)):
+            raise InvalidArgument(problems, reason="BATCH_TOO_LARGE")
+        now = self._clock()
+        results: dict[int, EventResult] = {}
+        valid = []
+        for index, raw in enumerate(inputs):
+            try:
+                valid.append((index, validate(raw, now, self._skew)))
+            except Invalid as exc:
+                results[index] = EventResult(
+                    index,
+                    raw.event_id,
+                    Outcome.REJECTED,
+                    None,
+                    "INVALID_EVENT",
+                    tuple(exc.violations),
+                )
+        outcomes = await self._appender.submit([event for _, event in valid])
+        for (index, event), (outcome, receipt) in zip(valid, outcomes, strict=True):
+            results[index] = EventResult(index, str(event.event_id), outcome, receipt)
+        return [results[i] for i in range(len(inputs))]
+
+    async def ingest_one(self, raw: EventInput) -> EventResult:
+        """Store one event; an invalid one is an INVALID_ARGUMENT error, not a result."""
+        (result,) = await self.ingest([raw])
+        if result.outcome is Outcome.REJECTED:
+            raise InvalidArgument(result.violations, reason=result.reason)
+        return result

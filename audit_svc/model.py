@@ -1,0 +1,99 @@
+"""Domain types of the audit-service. No grpc, no SQL: plain data."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One reason an input is invalid: the field path and what is wrong."""
+
+    field: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    """An event as a caller sent it, before validation. Empty string means absent."""
+
+    event_id: str = ""
+    event_type: str = ""
+    user_id: str = ""
+    username: str = ""
+    ip_address: str = ""
+    user_agent: str = ""
+    service: str = ""
+    action: str = ""
+    result: str = ""
+    details: JsonObject = field(default_factory=dict)
+    compliance_tags: tuple[str, ...] = ()
+    data_classification: str = ""
+    event_time: datetime | None = None
+    # Problems the transport found while decoding (e.g. a timestamp out of range).
+    problems: tuple[FieldViolation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A valid event, normalised, ready for the chain (times are UTC, microseconds)."""
+
+    event_id: uuid.UUID
+    event_type: str
+    user_id: str
+    username: str
+    ip_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    user_agent: str
+    service: str
+    action: str
+    result: str
+    details: JsonObject
+    compliance_tags: tuple[str, ...]
+    data_classification: str
+    event_time: datetime
+    receive_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Where an event sits in its hash chain."""
+
+    chain_id: str
+    seq: int
+    hash: bytes
+    prev_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back from storage, with its receipt."""
+
+    event: Event
+    receipt: Receipt
+
+
+class Outcome(enum.Enum):
+    """What happened to one event of an ingest request."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    """The result for one event of a request, in request order."""
+
+    index: int
+    event_id: str
+    outcome: Outcome
+    receipt: Receipt | None = None
+    reason: str = ""
+    violations: tuple[FieldViolation, ...] = ()

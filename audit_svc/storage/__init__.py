@@ -1,0 +1,1 @@
+"""Storage adapters. PostgreSQL is the source of truth; SQL lives only here."""

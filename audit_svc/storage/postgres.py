@@ -1,0 +1,141 @@
+"""PostgreSQL connection pool, driver-error translation, and row <-> domain mapping."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+
+from audit_svc.errors import Unavailable
+from audit_svc.model import Event, Receipt, StoredEvent
+
+log = logging.getLogger(__name__)
+
+# Columns of audit_events in the order `event_row` produces them (COPY uses it too).
+EVENT_COLUMNS = (
+    "chain_id",
+    "seq",
+    "event_id",
+    "event_type",
+    "user_id",
+    "username",
+    "ip_address",
+    "user_agent",
+    "service",
+    "action",
+    "result",
+    "details",
+    "compliance_tags",
+    "data_classification",
+    "event_time",
+    "receive_time",
+    "prev_hash",
+    "hash",
+)
+SELECT_EVENT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM audit_events"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb as Python objects both ways (binary, so COPY can write it); the hash is
+    # computed over the same values.
+    await conn.set_type_codec(
+        "jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog", format="binary"
+    )
+
+
+def _jsonb_encode(value: Any) -> bytes:
+    # jsonb's binary form: a version byte (1), then the JSON text.
+    return b"\x01" + json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections speak jsonb as Python objects."""
+    with map_db_errors():
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        )
+    return pool
+
+
+@contextlib.contextmanager
+def map_db_errors() -> Iterator[None]:
+    """Turn driver and network failures into the domain's `Unavailable`."""
+    try:
+        yield
+    except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError) as exc:
+        raise Unavailable(f"database unreachable: {exc.__class__.__name__}") from exc
+    except asyncpg.exceptions.CannotConnectNowError as exc:
+        raise Unavailable("database is starting up or shutting down") from exc
+    except asyncpg.exceptions.TooManyConnectionsError as exc:
+        raise Unavailable("database has no free connections") from exc
+    except asyncpg.exceptions.InterfaceError as exc:
+        if "closed" in str(exc) or "connection" in str(exc):
+            raise Unavailable("database connection lost") from exc
+        raise
+
+
+@contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection, with driver errors mapped."""
+    with map_db_errors():
+        async with pool.acquire() as conn:
+            yield conn
+
+
+def event_row(event: Event, receipt: Receipt) -> tuple[Any, ...]:
+    """The audit_events row of an event, in EVENT_COLUMNS order."""
+    return (
+        receipt.chain_id,
+        receipt.seq,
+        event.event_id,
+        event.event_type,
+        event.user_id,
+        event.username,
+        event.ip_address,
+        event.user_agent,
+        event.service,
+        event.action,
+        event.result,
+        event.details,
+        list(event.compliance_tags),
+        event.data_classification,
+        event.event_time,
+        event.receive_time,
+        receipt.prev_hash,
+        receipt.hash,
+    )
+
+
+def stored_event(row: asyncpg.Record) -> StoredEvent:
+    """The domain view of an audit_events row selected with SELECT_EVENT."""
+    event = Event(
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        user_id=row["user_id"],
+        username=row["username"],
+        ip_address=row["ip_address"],
+        user_agent=row["user_agent"],
+        service=row["service"],
+        action=row["action"],
+        result=row["result"],
+        details=row["details"],
+        compliance_tags=tuple(row["compliance_tags"]),
+        data_classification=row["data_classification"],
+        event_time=row["event_time"],
+        receive_time=row["receive_time"],
+    )
+    receipt = Receipt(
+        chain_id=row["chain_id"],
+        seq=row["seq"],
+        hash=bytes(row["hash"]),
+        prev_hash=bytes(row["prev_hash"]),
+    )
+    return StoredEvent(event, receipt)
