@@ -1,0 +1,133 @@
+"""`python -m devstack up|down|status`: the stack on its documented ports, detached,
+with data under .run/ (kept across up/down)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from devstack import state
+from devstack.components import infra_components
+from devstack.errors import DevstackError
+from devstack.process import stop_all
+from devstack.service import ServiceInfo
+from devstack.settings import Settings
+from devstack.stack import Component, Stack
+from devstack.state import ProcessRecord
+
+logger = logging.getLogger(__name__)
+
+
+def _line(name: str, info: ServiceInfo) -> str:
+    return f"{name:<9} {info.describe()}"
+
+
+def _healthy(component: Component, record: ProcessRecord) -> ServiceInfo | None:
+    """The component's info if its recorded process runs and answers, else None."""
+    if not record.process().alive():
+        return None
+    info = component.restore(record.info)
+    try:
+        component.probe(info)
+    except Exception as error:  # any failure means "not answering"
+        logger.warning("%s (pid %d) runs but does not answer: %r", record.name, record.pid, error)
+        return None
+    return info
+
+
+def up(settings: Settings) -> int:
+    """Start whatever is not already running and answering; record it; print endpoints."""
+    components = infra_components(settings)
+    records = state.load(settings.state_file)
+    ready: dict[str, ServiceInfo] = {}
+    kept: dict[str, ProcessRecord] = {}
+    stale = []
+    for component in components:
+        record = records.pop(component.name, None)
+        if record is None:
+            continue
+        info = _healthy(component, record)
+        if info is None:
+            stale.append(record.process())
+        else:
+            ready[component.name], kept[component.name] = info, record
+    stale += [record.process() for record in records.values()]  # no longer part of the stack
+    stop_all(stale)
+    if kept:
+        state.save(settings.state_file, kept)
+    else:
+        state.remove(settings.state_file)
+
+    if len(kept) == len(components):
+        print(f"already up (state in {settings.state_file}):")
+    else:
+        stack = Stack(settings.run_dir, components, detached=True, ready=ready)
+        stack.start()
+        for name, service in stack.services.items():
+            kept[name] = ProcessRecord.of(name, service)
+            ready[name] = service.info
+        state.save(settings.state_file, kept)
+    for component in components:
+        print(_line(component.name, ready[component.name]))
+    print(f"data and logs in {settings.run_dir}; stop with `python -m devstack down`")
+    return 0
+
+
+def down(settings: Settings) -> int:
+    """Stop everything the state file lists; fine if nothing runs."""
+    records = state.load(settings.state_file)
+    processes = [record.process() for record in records.values()]
+    running = [proc.name for proc in processes if proc.alive()]
+    stop_all(processes)
+    state.remove(settings.state_file)
+    print(f"stopped {', '.join(running)}" if running else "nothing was running")
+    return 0
+
+
+def status(settings: Settings) -> int:
+    """One line per component: up, not answering, or stopped. Exit 0 only if all up."""
+    components = infra_components(settings)
+    records = state.load(settings.state_file)
+    if not records:
+        print(f"not running (no {settings.state_file})")
+        return 1
+    all_up = True
+    for component in components:
+        record = records.get(component.name)
+        if record is None:
+            print(f"{component.name:<9} not started")
+            all_up = False
+        elif (info := _healthy(component, record)) is not None:
+            print(f"{_line(component.name, info)}  [pid {record.pid}]")
+        else:
+            verdict = "not answering" if record.process().alive() else "stopped"
+            print(f"{component.name:<9} {verdict} (log: {record.log_path})")
+            all_up = False
+    return 0 if all_up else 1
+
+
+COMMANDS = {"up": up, "down": down, "status": status}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m devstack`."""
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = Settings.from_env()
+        return COMMANDS[args.command](settings)
+    except DevstackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; stopped what this command had started", file=sys.stderr)
+        return 130

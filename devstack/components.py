@@ -1,0 +1,90 @@
+"""The infrastructure components of the mesh: PostgreSQL, Redis, InfluxDB (write
+API by VictoriaMetrics) and S3 (SeaweedFS), as Stack components."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from devstack import postgres, redis_server, seaweed, victoria
+from devstack.service import ServicePlan
+from devstack.settings import (
+    DEFAULT_PG_BINDIR,
+    DEFAULT_S3_ACCESS_KEY,
+    DEFAULT_S3_SECRET_KEY,
+    PORT_VARIABLES,
+    Settings,
+)
+from devstack.stack import Component, ComponentContext
+
+INFRA = ("postgres", "redis", "influx", "s3")
+
+
+def infra_components(settings: Settings | None = None, *, fsync: bool = True) -> list[Component]:
+    """The four servers; on the fixed ports of `settings`, or on free ports if None.
+
+    `fsync=False` makes PostgreSQL faster and unsafe on power loss: tests only.
+    """
+    pg_bindir = settings.pg_bindir if settings else DEFAULT_PG_BINDIR
+    access_key = settings.s3_access_key if settings else DEFAULT_S3_ACCESS_KEY
+    secret_key = settings.s3_secret_key if settings else DEFAULT_S3_SECRET_KEY
+
+    def plan_postgres(ctx: ComponentContext) -> ServicePlan[Any]:
+        return postgres.postgres_plan(ctx.data_dir, ctx.port, fsync=fsync, bindir=pg_bindir)
+
+    def plan_redis(ctx: ComponentContext) -> ServicePlan[Any]:
+        return redis_server.redis_plan(ctx.data_dir, ctx.port)
+
+    def plan_influx(ctx: ComponentContext) -> ServicePlan[Any]:
+        return victoria.influx_plan(ctx.data_dir, ctx.port)
+
+    def plan_s3(ctx: ComponentContext) -> ServicePlan[Any]:
+        return seaweed.s3_plan(ctx.data_dir, ctx.port, access_key=access_key, secret_key=secret_key)
+
+    def port(name: str) -> int | None:
+        return settings.port_of(name) if settings else None
+
+    def restorer(cls: type[Any]) -> Any:
+        def restore(fields: Mapping[str, Any]) -> Any:
+            return cls(**fields)
+
+        return restore
+
+    return [
+        Component(
+            name="postgres",
+            label="PostgreSQL",
+            plan=plan_postgres,
+            probe=postgres.probe,
+            restore=restorer(postgres.PostgresInfo),
+            port=port("postgres"),
+            port_env=PORT_VARIABLES["postgres"][0],
+        ),
+        Component(
+            name="redis",
+            label="Redis",
+            plan=plan_redis,
+            probe=redis_server.probe,
+            restore=restorer(redis_server.RedisInfo),
+            port=port("redis"),
+            port_env=PORT_VARIABLES["redis"][0],
+        ),
+        Component(
+            name="influx",
+            label="InfluxDB (VictoriaMetrics)",
+            plan=plan_influx,
+            probe=victoria.probe,
+            restore=restorer(victoria.InfluxInfo),
+            port=port("influx"),
+            port_env=PORT_VARIABLES["influx"][0],
+        ),
+        Component(
+            name="s3",
+            label="S3 (SeaweedFS)",
+            plan=plan_s3,
+            probe=seaweed.probe,
+            restore=restorer(seaweed.S3Info),
+            port=port("s3"),
+            port_env=PORT_VARIABLES["s3"][0],
+        ),
+    ]

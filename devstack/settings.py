@@ -1,0 +1,111 @@
+"""The one place devstack reads its environment: MESH_* variables, validated once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.errors import SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+PORT_VARIABLES: Mapping[str, tuple[str, int]] = {
+    "postgres": ("MESH_POSTGRES_PORT", 5434),
+    "redis": ("MESH_REDIS_PORT", 6379),
+    "influx": ("MESH_INFLUX_PORT", 8086),
+    "s3": ("MESH_S3_PORT", 9000),
+}
+"""Component name -> (environment variable, default port), as in the integration guide."""
+
+DEFAULT_S3_ACCESS_KEY = "auditmesh"
+DEFAULT_S3_SECRET_KEY = "auditmesh-dev-secret"
+DEFAULT_PG_BINDIR = Path("/usr/lib/postgresql/15/bin")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where `python -m devstack up` puts each server and its data."""
+
+    postgres_port: int = 5434
+    redis_port: int = 6379
+    influx_port: int = 8086
+    s3_port: int = 9000
+    run_dir: Path = REPO_ROOT / ".run"
+    pg_bindir: Path = DEFAULT_PG_BINDIR
+    s3_access_key: str = DEFAULT_S3_ACCESS_KEY
+    s3_secret_key: str = field(default=DEFAULT_S3_SECRET_KEY, repr=False)
+
+    def port_of(self, component: str) -> int:
+        """The configured fixed port of an infrastructure component."""
+        ports = {
+            "postgres": self.postgres_port,
+            "redis": self.redis_port,
+            "influx": self.influx_port,
+            "s3": self.s3_port,
+        }
+        return ports[component]
+
+    @property
+    def state_file(self) -> Path:
+        """The file `up` writes and `down`/`status` read."""
+        return self.run_dir / "stack.json"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read MESH_* variables; raise SettingsError listing every invalid one."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+        ports: dict[str, int] = {}
+        for component, (variable, default) in PORT_VARIABLES.items():
+            count = len(problems)
+            ports[component] = _port(env, variable, default, problems)
+            if len(problems) > count:
+                del ports[component]  # invalid: already reported, not compared below
+
+        seen: dict[int, str] = {}
+        for component, port in ports.items():
+            variable = PORT_VARIABLES[component][0]
+            if port in seen:
+                problems.append(f"{variable}={port} is also used by {seen[port]}")
+            else:
+                seen[port] = variable
+
+        run_dir = Path(env.get("MESH_RUN_DIR", "") or REPO_ROOT / ".run")
+        if not run_dir.is_absolute():
+            problems.append(f"MESH_RUN_DIR={str(run_dir)!r} must be an absolute path")
+        pg_bindir = Path(env.get("MESH_PG_BINDIR", "") or DEFAULT_PG_BINDIR)
+        access_key = env.get("MESH_S3_ACCESS_KEY", DEFAULT_S3_ACCESS_KEY)
+        secret_key = env.get("MESH_S3_SECRET_KEY", DEFAULT_S3_SECRET_KEY)
+        if len(access_key) < 3:
+            problems.append("MESH_S3_ACCESS_KEY must be at least 3 characters")
+        if len(secret_key) < 8:
+            problems.append("MESH_S3_SECRET_KEY must be at least 8 characters")
+
+        if problems:
+            raise SettingsError(problems)
+        return cls(
+            postgres_port=ports["postgres"],  # all present: no problems were found
+            redis_port=ports["redis"],
+            influx_port=ports["influx"],
+            s3_port=ports["s3"],
+            run_dir=run_dir,
+            pg_bindir=pg_bindir,
+            s3_access_key=access_key,
+            s3_secret_key=secret_key,
+        )
+
+
+def _port(env: Mapping[str, str], variable: str, default: int, problems: list[str]) -> int:
+    raw = env.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        problems.append(f"{variable}={raw!r} is not an integer port")
+        return default
+    if not 1 <= port <= 65535:
+        problems.append(f"{variable}={port} is outside 1-65535")
+    return port

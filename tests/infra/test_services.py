@@ -1,0 +1,280 @@
+"""The real servers answer real clients, and devstack starts and stops them cleanly."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio
+import urllib3
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from minio import Minio
+from minio.commonconfig import COMPLIANCE
+from minio.error import S3Error
+from minio.objectlockconfig import DAYS, ObjectLockConfig
+
+from devstack import (
+    InfluxInfo,
+    MissingBinaryError,
+    PortInUseError,
+    PostgresInfo,
+    ProcessSpec,
+    RedisInfo,
+    S3Info,
+    ServiceStartError,
+    Settings,
+    SettingsError,
+    Stack,
+    create_database,
+    family,
+    free_ports,
+    infra_components,
+    start_postgres,
+    start_service,
+    start_time,
+    wait_for_series,
+)
+from devstack.binaries import require_binary
+from devstack.redis_server import redis_plan
+from devstack.service import ServicePlan
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def minio_client(s3: S3Info) -> Iterator[Minio]:
+    pool = urllib3.PoolManager()
+    yield s3.client(pool)
+    pool.clear()
+
+
+def bucket_name() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+async def test_postgres_answers_sql_and_keeps_rows(postgres: PostgresInfo) -> None:
+    conn = await asyncpg.connect(postgres.dsn)
+    try:
+        assert await conn.fetchval("SELECT current_database()") == "audit"
+        assert (await conn.fetchval("SHOW server_version")).startswith("15.")
+        await conn.execute("CREATE TABLE infra_probe (id int PRIMARY KEY, note text)")
+        await conn.executemany("INSERT INTO infra_probe VALUES ($1, $2)", [(1, "one"), (2, "two")])
+        rows = await conn.fetch("SELECT id, note FROM infra_probe ORDER BY id")
+        assert [tuple(row) for row in rows] == [(1, "one"), (2, "two")]
+    finally:
+        await conn.close()
+
+
+async def test_create_database_is_idempotent_and_usable(postgres: PostgresInfo) -> None:
+    first = create_database(postgres, "infra_extra")
+    again = create_database(postgres, "infra_extra")
+    assert first == again
+    assert first.dsn == f"postgresql://postgres@127.0.0.1:{postgres.port}/infra_extra"
+    conn = await asyncpg.connect(first.dsn)
+    try:
+        assert await conn.fetchval("SELECT current_database()") == "infra_extra"
+    finally:
+        await conn.close()
+
+
+async def test_redis_keeps_a_list(redis_server: RedisInfo) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        key = f"infra:{uuid.uuid4().hex}"
+        await client.rpush(key, "a", "b", "c")
+        assert await client.llen(key) == 3
+        assert await client.lrange(key, 0, -1) == [b"a", b"b", b"c"]
+    finally:
+        await client.aclose()
+
+
+async def test_influx_client_writes_points_that_read_back(influx: InfluxInfo) -> None:
+    run = uuid.uuid4().hex
+    at_ms = int(time.time() * 1000)
+    point = {
+        "measurement": "audit_events",
+        "tags": {"event_type": "auth.login_success", "service": "user-service", "run": run},
+        "fields": {"count": 7},
+        "time": at_ms * 1_000_000,  # the client's default precision: nanoseconds
+    }
+    async with InfluxDBClientAsync(url=influx.url, token=influx.token, org=influx.org) as client:
+        assert await client.write_api().write(bucket=influx.bucket, record=point)
+
+    series = wait_for_series(influx, f'audit_events_count{{run="{run}"}}')
+
+    assert len(series) == 1
+    assert series[0].labels == {
+        "__name__": "audit_events_count",
+        "event_type": "auth.login_success",
+        "service": "user-service",
+        "run": run,
+    }
+    assert series[0].values == [7]
+    assert series[0].timestamps_ms == [at_ms]
+
+
+def test_s3_round_trips_an_object(minio_client: Minio) -> None:
+    bucket = bucket_name()
+    minio_client.make_bucket(bucket)
+    body = b'{"event_type": "auth.login_success"}'
+    minio_client.put_object(bucket, "events/1.json", io.BytesIO(body), len(body))
+
+    response = minio_client.get_object(bucket, "events/1.json")
+    try:
+        assert response.read() == body
+    finally:
+        response.close()
+        response.release_conn()
+    assert bucket in [b.name for b in minio_client.list_buckets()]
+
+
+def test_s3_object_lock_keeps_a_version_from_deletion(minio_client: Minio) -> None:
+    bucket = bucket_name()
+    minio_client.make_bucket(bucket, object_lock=True)
+    minio_client.set_object_lock_config(bucket, ObjectLockConfig(COMPLIANCE, 1, DAYS))
+    assert minio_client.get_bucket_versioning(bucket).status == "Enabled"
+
+    body = b"checkpoint"
+    written = minio_client.put_object(bucket, "checkpoint.json", io.BytesIO(body), len(body))
+    assert written.version_id
+    retention = minio_client.get_object_retention(bucket, "checkpoint.json")
+    assert retention is not None and retention.mode == COMPLIANCE
+
+    with pytest.raises(S3Error) as refused:
+        minio_client.remove_object(bucket, "checkpoint.json", version_id=written.version_id)
+    assert refused.value.code == "AccessDenied"
+
+
+@pytest.mark.parametrize("name", ["postgres", "redis", "influx", "s3"])
+def test_taken_fixed_port_names_the_port_and_the_variable(name: str, tmp_path: Path) -> None:
+    variable = {
+        "postgres": "MESH_POSTGRES_PORT",
+        "redis": "MESH_REDIS_PORT",
+        "influx": "MESH_INFLUX_PORT",
+        "s3": "MESH_S3_PORT",
+    }[name]
+    with socket.socket() as occupant:
+        occupant.bind(("127.0.0.1", 0))
+        occupant.listen()
+        port = occupant.getsockname()[1]
+        settings = Settings.from_env({variable: str(port), "MESH_RUN_DIR": str(tmp_path)})
+        components = [c for c in infra_components(settings) if c.name == name]
+
+        with pytest.raises(PortInUseError) as taken:
+            Stack(tmp_path, components).start()
+
+    assert (taken.value.port, taken.value.env_var) == (port, variable)
+    assert f"port {port} is already in use on 127.0.0.1" in str(taken.value)
+    assert f"set {variable} to another port" in str(taken.value)
+    assert not (tmp_path / name).exists(), "nothing was started"
+
+
+def test_settings_list_every_problem_at_once() -> None:
+    with pytest.raises(SettingsError) as invalid:
+        Settings.from_env(
+            {"MESH_POSTGRES_PORT": "abc", "MESH_REDIS_PORT": "70000", "MESH_INFLUX_PORT": "9000"}
+        )
+    problems = invalid.value.problems
+    assert len(problems) == 3
+    for variable in ("MESH_POSTGRES_PORT", "MESH_REDIS_PORT", "MESH_INFLUX_PORT"):
+        assert any(variable in problem for problem in problems)
+
+
+def test_missing_binary_names_the_package_to_install(tmp_path: Path) -> None:
+    with pytest.raises(MissingBinaryError) as missing:
+        require_binary("redis-server", "apt-get install redis-server", path=str(tmp_path))
+    assert missing.value.binary == "redis-server"
+    assert "apt-get install redis-server" in str(missing.value)
+    assert "make setup" in str(missing.value)
+
+
+def test_a_server_that_fails_to_start_shows_its_log(tmp_path: Path) -> None:
+    good = redis_plan(tmp_path, free_ports(1)[0])
+    spec = ProcessSpec(
+        name="redis",
+        argv=(*good.spec.argv, "--no-such-directive", "x"),
+        log_path=good.spec.log_path,
+        ready=good.spec.ready,
+    )
+    with pytest.raises(ServiceStartError) as failed:
+        start_service(ServicePlan(spec=spec, info=good.info, prepare=good.prepare))
+    assert failed.value.log_path == tmp_path.resolve() / "redis.log"
+    assert "no-such-directive" in failed.value.log_tail
+
+
+async def test_stopping_postgres_leaves_no_process_behind(tmp_path: Path) -> None:
+    server = start_postgres(tmp_path / "pg", fsync=False)
+    conn = await asyncpg.connect(server.info.dsn)  # so a backend process exists
+    processes = {server.process.pid: start_time(server.process.pid), **family(server.process.pid)}
+    assert len(processes) >= 5, "postmaster, its helpers and our backend"
+
+    server.stop()
+    conn.terminate()
+
+    assert [pid for pid, started in processes.items() if start_time(pid) == started] == []
+
+
+def test_stack_stops_everything_when_its_block_raises(tmp_path: Path) -> None:
+    components = [c for c in infra_components() if c.name == "redis"]
+    with pytest.raises(RuntimeError), Stack(tmp_path, components) as stack:
+        pid = stack.services["redis"].process.pid
+        raise RuntimeError("boom")
+    assert start_time(pid) is None
+
+
+def test_cli_up_is_detached_idempotent_and_down_stops_it(tmp_path: Path) -> None:
+    ports = dict(zip(["postgres", "redis", "influx", "s3"], free_ports(4), strict=True))
+    env = {
+        **os.environ,
+        "MESH_RUN_DIR": str(tmp_path / "run"),
+        "MESH_POSTGRES_PORT": str(ports["postgres"]),
+        "MESH_REDIS_PORT": str(ports["redis"]),
+        "MESH_INFLUX_PORT": str(ports["influx"]),
+        "MESH_S3_PORT": str(ports["s3"]),
+    }
+
+    def devstack(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "devstack", command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    try:
+        up = devstack("up")
+        assert up.returncode == 0, up.stderr
+        lines = up.stdout.splitlines()
+        assert f"postgres  postgresql://postgres@127.0.0.1:{ports['postgres']}/audit" in lines
+        assert f"redis     redis://127.0.0.1:{ports['redis']}/0" in lines
+
+        state = Settings.from_env(env).state_file
+        assert state.exists()
+        status = devstack("status")
+        assert status.returncode == 0, status.stdout
+        pids = [int(line.rsplit("pid ", 1)[1].rstrip("]")) for line in status.stdout.splitlines()]
+        assert len(pids) == 4 and all(start_time(pid) is not None for pid in pids)
+
+        again = devstack("up")
+        assert again.returncode == 0
+        assert again.stdout.startswith("already up")
+    finally:
+        down = devstack("down")
+
+    assert down.returncode == 0, down.stderr
+    assert all(start_time(pid) is None for pid in pids)
+    assert not state.exists()
+    assert devstack("down").stdout.strip() == "nothing was running"
+    assert devstack("status").returncode == 1
