@@ -14,13 +14,17 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from audit.v1 import audit_service_pb2 as v1_pb
+from audit.v1 import audit_service_pb2_grpc as v1_grpc
 from audit.v2 import audit_service_pb2 as v2_pb
 from audit.v2 import audit_service_pb2_grpc as v2_grpc
 from audit_svc.appender import Appender
 from audit_svc.errors import Unavailable
 from audit_svc.ingest import Ingestor
+from audit_svc.live_tail import LiveTail
+from audit_svc.reader import Reader
 from audit_svc.rpc_errors import ErrorInterceptor
 from audit_svc.servicer import AuditServicer
+from audit_svc.servicer_v1 import AuditLogServicer
 from audit_svc.settings import Settings
 from audit_svc.storage import writes
 from audit_svc.storage.postgres import create_pool, map_db_errors
@@ -47,6 +51,7 @@ class AuditApp:
         self.appender: Appender | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
+        self.tail = LiveTail()
 
     async def __aenter__(self) -> AuditApp:
         try:
@@ -80,15 +85,19 @@ class AuditApp:
             max_group_events=s.max_group_events,
             max_queue_events=s.max_queue_events,
         )
-        ingestor = Ingestor(
-            self.appender, max_clock_skew=timedelta(seconds=s.max_clock_skew_seconds)
-        )
+        skew = timedelta(seconds=s.max_clock_skew_seconds)
+        ingestor = Ingestor(self.appender, max_clock_skew=skew)
+        reader = Reader(pool, self.appender, page_token_key=s.page_token_secret)
+        self.appender.add_listener(self.tail.publish)
 
         # so_reuseport off: a second process on a taken port must fail, not share it.
         server = grpc.aio.server(
             interceptors=[ErrorInterceptor()], options=[("grpc.so_reuseport", 0)]
         )
-        v2_grpc.add_AuditServiceServicer_to_server(AuditServicer(ingestor), server)
+        v2_grpc.add_AuditServiceServicer_to_server(
+            AuditServicer(ingestor, reader, self.tail), server
+        )
+        v1_grpc.add_AuditLogServiceServicer_to_server(AuditLogServicer(reader), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -133,6 +142,7 @@ class AuditApp:
         try:
             if self.server is not None:
                 await self.health.enter_graceful_shutdown()
+                self.tail.close()  # live tails end now; they would hold stop() for `grace`
                 await self.server.stop(grace)
             if self.appender is not None:
                 await self.appender.close()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
-from audit.v2 import event_pb2
+from audit.v2 import audit_service_pb2, event_pb2
+from audit_svc.errors import InvalidArgument
 from audit_svc.model import EventInput, EventResult, FieldViolation, Outcome, Receipt, StoredEvent
+from audit_svc.statistics import Count, Statistics
 
 _OUTCOMES = {
     Outcome.STORED: event_pb2.OUTCOME_STORED,
@@ -36,7 +40,7 @@ def event_input(pb: event_pb2.AuditEvent) -> EventInput:
         service=pb.service,
         action=pb.action,
         result=pb.result,
-        details=json_format.MessageToDict(pb.details) if pb.HasField("details") else {},
+        details=_struct(pb.details),
         compliance_tags=tuple(pb.compliance_tags),
         data_classification=pb.data_classification,
         event_time=event_time,
@@ -44,9 +48,63 @@ def event_input(pb: event_pb2.AuditEvent) -> EventInput:
     )
 
 
+def _struct(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as Python values. Unlike json_format it keeps NaN and infinities, so
+    validation can reject them by field instead of the conversion failing."""
+    return {key: _value(value) for key, value in struct.fields.items()}
+
+
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return _struct(value.struct_value)
+    if kind == "list_value":
+        return [_value(v) for v in value.list_value.values]
+    if kind in ("number_value", "string_value", "bool_value"):
+        return getattr(value, kind)
+    return None
+
+
 def to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
     """An aware UTC datetime; raises ValueError when out of range."""
     return ts.ToDatetime(tzinfo=UTC)
+
+
+def optional_time(message: Message, name: str) -> datetime | None:
+    """A request's Timestamp field as a datetime; None when unset."""
+    if not message.HasField(name):
+        return None
+    try:
+        return to_datetime(getattr(message, name))
+    except (ValueError, OverflowError):
+        raise InvalidArgument([FieldViolation(name, "is not a valid timestamp")]) from None
+
+
+def seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+def statistics_pb(stats: Statistics) -> audit_service_pb2.GetStatisticsResponse:
+    def counts(items: tuple[Count, ...]) -> list[audit_service_pb2.CountByKey]:
+        return [audit_service_pb2.CountByKey(key=c.key, count=c.count) for c in items]
+
+    width = duration_pb2.Duration()
+    width.FromTimedelta(stats.bucket_width)
+    return audit_service_pb2.GetStatisticsResponse(
+        start_time=timestamp(stats.start),
+        end_time=timestamp(stats.end),
+        total_events=stats.total,
+        by_event_type=counts(stats.by_event_type),
+        by_result=counts(stats.by_result),
+        by_service=counts(stats.by_service),
+        failed_logins=stats.failed_logins,
+        top_users=counts(stats.top_users),
+        bucket_width=width,
+        buckets=[
+            audit_service_pb2.TimeBucket(start_time=timestamp(b.start), count=b.count)
+            for b in stats.buckets
+        ],
+    )
 
 
 def timestamp(t: datetime) -> timestamp_pb2.Timestamp:

@@ -50,3 +50,9 @@ class ShuttingDown(Unavailable):
     """The service is draining and takes no new work."""
 
     reason = "SHUTTING_DOWN"
+
+
+class FellBehind(AuditError):
+    """A live-tail subscriber could not keep up and was disconnected."""
+
+    reason = "WATCHER_FELL_BEHIND"

@@ -19,7 +19,14 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from audit_svc import logs
-from audit_svc.errors import DOMAIN, AuditError, InvalidArgument, NotFound, Unavailable
+from audit_svc.errors import (
+    DOMAIN,
+    AuditError,
+    FellBehind,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +34,7 @@ _CODES: list[tuple[type[AuditError], int]] = [
     (InvalidArgument, code_pb2.INVALID_ARGUMENT),
     (NotFound, code_pb2.NOT_FOUND),
     (Unavailable, code_pb2.UNAVAILABLE),
+    (FellBehind, code_pb2.RESOURCE_EXHAUSTED),
 ]
 
 

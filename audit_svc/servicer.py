@@ -5,44 +5,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
+from google.protobuf import duration_pb2
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc import convert
 from audit_svc.errors import InvalidArgument
 from audit_svc.ingest import Ingestor
+from audit_svc.live_tail import LiveTail, WatchFilter
 from audit_svc.model import EventResult, FieldViolation, Outcome
+from audit_svc.reader import Reader
 
 # Batches of one stream being committed at once; more wait in the transport.
 MAX_IN_FLIGHT = 64
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 class AuditServicer(pb_grpc.AuditServiceServicer):
-    """The write RPCs; the read RPCs are added by `ReadServicer` mixins below."""
+    """audit.v2.AuditService."""
 
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(self, ingestor: Ingestor, reader: Reader, tail: LiveTail) -> None:
         self._ingestor = ingestor
+        self._reader = reader
+        self._tail = tail
 
-    async def Ingest(
-        self, request: pb.IngestRequest, context: grpc.aio.ServicerContext
-    ) -> pb.IngestResponse:
+    async def Ingest(self, request: pb.IngestRequest, context: Context) -> pb.IngestResponse:
         if not request.HasField("event"):
             raise InvalidArgument([FieldViolation("event", "is required")])
         result = await self._ingestor.ingest_one(convert.event_input(request.event))
         return pb.IngestResponse(result=convert.result_pb(result))
 
     async def IngestBatch(
-        self, request: pb.IngestBatchRequest, context: grpc.aio.ServicerContext
+        self, request: pb.IngestBatchRequest, context: Context
     ) -> pb.IngestBatchResponse:
         results = await self._ingestor.ingest([convert.event_input(e) for e in request.events])
         return pb.IngestBatchResponse(results=[convert.result_pb(r) for r in results])
 
     async def StreamIngest(
-        self,
-        request_iterator: AsyncIterator[pb.StreamIngestRequest],
-        context: grpc.aio.ServicerContext,
+        self, request_iterator: AsyncIterator[pb.StreamIngestRequest], context: Context
     ) -> AsyncIterator[pb.StreamIngestResponse]:
         """Pipelined: batches are read and committed while earlier acks are sent,
         and acks leave in the order the batches came."""
@@ -84,4 +87,85 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             ]
         return pb.StreamIngestResponse(
             batch_id=batch.batch_id, results=[convert.result_pb(r) for r in results]
+        )
+
+    async def Query(self, request: pb.QueryRequest, context: Context) -> pb.QueryResponse:
+        page = await self._reader.query(
+            event_type=request.event_type,
+            user_id=request.user_id,
+            username=request.username,
+            service=request.service,
+            action=request.action,
+            result=request.result,
+            compliance_tag=request.compliance_tag,
+            data_classification=request.data_classification,
+            ip_address=request.ip_address,
+            start_time=convert.optional_time(request, "start_time"),
+            end_time=convert.optional_time(request, "end_time"),
+            details_contains=request.details_contains,
+            page_size=request.page_size,
+            limit=request.limit,
+            page_token=request.page_token,
+        )
+        return pb.QueryResponse(
+            events=[convert.event_pb(e) for e in page.events],
+            next_page_token=page.next_page_token,
+        )
+
+    async def GetEvent(self, request: pb.GetEventRequest, context: Context) -> pb.GetEventResponse:
+        stored = await self._reader.get_event(request.event_id)
+        return pb.GetEventResponse(event=convert.event_pb(stored))
+
+    async def GetStatistics(
+        self, request: pb.GetStatisticsRequest, context: Context
+    ) -> pb.GetStatisticsResponse:
+        stats = await self._reader.statistics(
+            request.time_range,
+            convert.optional_time(request, "start_time"),
+            convert.optional_time(request, "end_time"),
+        )
+        return convert.statistics_pb(stats)
+
+    async def Health(self, request: pb.HealthRequest, context: Context) -> pb.HealthResponse:
+        report = await self._reader.health()
+        lag = duration_pb2.Duration()
+        lag.FromTimedelta(convert.seconds(report.lag_seconds))
+        return pb.HealthResponse(
+            status="SERVING" if report.serving else "NOT_SERVING",
+            version=report.version,
+            components=[
+                pb.ComponentHealth(name=c.name, ok=c.ok, detail=c.detail) for c in report.components
+            ],
+            appender_queue_depth=report.queue_depth,
+            appender_lag=lag,
+        )
+
+    async def Watch(
+        self, request: pb.WatchRequest, context: Context
+    ) -> AsyncIterator[pb.WatchResponse]:
+        where = WatchFilter(
+            event_type=request.event_type,
+            user_id=request.user_id,
+            service=request.service,
+            result=request.result,
+        )
+        with self._tail.subscribe(where) as events:
+            async for stored in events:
+                yield pb.WatchResponse(event=convert.event_pb(stored))
+
+    async def VerifyIntegrity(
+        self, request: pb.VerifyIntegrityRequest, context: Context
+    ) -> pb.VerifyIntegrityResponse:
+        if request.from_seq < 0 or request.to_seq < 0:
+            field = "from_seq" if request.from_seq < 0 else "to_seq"
+            raise InvalidArgument([FieldViolation(field, "must not be negative")])
+        result = await self._reader.verify(request.chain_id, request.from_seq, request.to_seq)
+        return pb.VerifyIntegrityResponse(
+            ok=result.ok,
+            chain_id=result.chain_id,
+            from_seq=result.from_seq,
+            to_seq=result.to_seq,
+            events_checked=result.events_checked,
+            first_bad_seq=result.first_bad_seq,
+            reason=result.reason,
         )

@@ -39,7 +39,7 @@ EVENT_COLUMNS = (
 SELECT_EVENT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM audit_events"
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
     # jsonb as Python objects both ways (binary, so COPY can write it); the hash is
     # computed over the same values.
     await conn.set_type_codec(
@@ -60,7 +60,12 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
     """A pool whose connections speak jsonb as Python objects."""
     with map_db_errors():
         pool: asyncpg.Pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=init_connection,
+            # Filters such as `LIKE $1 || '%'` need the value to pick the right index.
+            server_settings={"plan_cache_mode": "force_custom_plan"},
         )
     return pool
 
@@ -74,6 +79,11 @@ def map_db_errors() -> Iterator[None]:
         raise Unavailable(f"database unreachable: {exc.__class__.__name__}") from exc
     except asyncpg.exceptions.CannotConnectNowError as exc:
         raise Unavailable("database is starting up or shutting down") from exc
+    except (
+        asyncpg.exceptions.InvalidCatalogNameError,
+        asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    ) as exc:
+        raise Unavailable(f"database refused the connection: {exc}") from exc
     except asyncpg.exceptions.TooManyConnectionsError as exc:
         raise Unavailable("database has no free connections") from exc
     except asyncpg.exceptions.InterfaceError as exc:

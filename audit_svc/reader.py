@@ -1,0 +1,114 @@
+"""The read side as one facade the servicers call: query, events, statistics, legacy
+v1, verification and health. Plain domain calls; no grpc here."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from audit_svc import __version__, legacy, statistics
+from audit_svc.appender import Appender
+from audit_svc.errors import AuditError, InvalidArgument, NotFound
+from audit_svc.model import FieldViolation, StoredEvent
+from audit_svc.query import QueryPage, parse_query, run_query
+from audit_svc.storage import reads
+from audit_svc.verify import VerifyResult, verify_chain
+
+DB_CHECK_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentHealth:
+    """One dependency's state."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """What `Health` answers."""
+
+    serving: bool
+    version: str
+    components: tuple[ComponentHealth, ...]
+    queue_depth: int
+    lag_seconds: float
+
+
+class Reader:
+    """Answers every read RPC of v2 and v1 from PostgreSQL."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        appender: Appender,
+        *,
+        page_token_key: bytes,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pool = pool
+        self._appender = appender
+        self._key = page_token_key
+        self._clock = clock
+
+    async def query(self, **filters: Any) -> QueryPage:
+        """One page of events; filters as `query.parse_query` takes them."""
+        spec = parse_query(key=self._key, **filters)
+        return await run_query(self._pool, spec, self._key)
+
+    async def search_logs(self, **filters: Any) -> QueryPage:
+        """The v1 search: v1 event names mapped to v2 types, then the same query."""
+        spec = legacy.parse_search(key=self._key, **filters)
+        return await run_query(self._pool, spec, self._key)
+
+    async def get_event(self, event_id: str) -> StoredEvent:
+        try:
+            key = uuid.UUID(event_id)
+        except ValueError:
+            raise InvalidArgument([FieldViolation("event_id", "must be a UUID")]) from None
+        async with reads.acquire(self._pool) as conn:
+            found = await reads.get_event(conn, key)
+        if found is None:
+            raise NotFound(f"no event with id {event_id}", metadata={"event_id": event_id})
+        return found
+
+    async def statistics(
+        self, time_range: str, start: datetime | None, end: datetime | None
+    ) -> statistics.Statistics:
+        span = statistics.parse_time_range(time_range, start, end, self._clock())
+        return await statistics.get_statistics(self._pool, span)
+
+    async def dashboard(self, time_range: str) -> legacy.Dashboard:
+        return await legacy.dashboard(self._pool, time_range, self._clock())
+
+    async def verify(self, chain_id: str, from_seq: int, to_seq: int) -> VerifyResult:
+        """Verify a range of a chain; this replica's own chain when `chain_id` is empty."""
+        return await verify_chain(self._pool, chain_id or self._appender.chain_id, from_seq, to_seq)
+
+    async def health(self) -> HealthReport:
+        database = await self._check_database()
+        return HealthReport(
+            serving=database.ok,
+            version=__version__,
+            components=(database, ComponentHealth("appender", True, self._appender.chain_id)),
+            queue_depth=self._appender.queue_depth,
+            lag_seconds=self._appender.lag_seconds,
+        )
+
+    async def _check_database(self) -> ComponentHealth:
+        try:
+            async with asyncio.timeout(DB_CHECK_TIMEOUT), reads.acquire(self._pool) as conn:
+                await conn.fetchval("SELECT 1")
+        except TimeoutError:
+            return ComponentHealth("postgres", False, f"no answer within {DB_CHECK_TIMEOUT} s")
+        except (AuditError, asyncpg.PostgresError) as exc:
+            return ComponentHealth("postgres", False, str(exc))
+        return ComponentHealth("postgres", True)

@@ -1,0 +1,135 @@
+"""`python -m audit_svc verify`: verify a chain range from a terminal or a cron job.
+
+Exit codes: 0 the range verifies (on every chain, when none is named), 1 it does not
+(the first bad seq and the reason are printed), 2 it could not be verified (unknown
+chain, bad range, database unreachable).
+Progress goes to stderr as a bar with events/s, redrawn a few times a second, when
+stderr is a terminal; as a line every few seconds when it is not but the range is long.
+A final summary line is always written to stderr and the result to stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import TextIO
+
+from audit_svc.errors import AuditError, InvalidArgument
+from audit_svc.storage import reads
+from audit_svc.storage.postgres import create_pool
+from audit_svc.verify import VerifyResult, verify_chain
+
+EXIT_OK = 0
+EXIT_MISMATCH = 1
+EXIT_ERROR = 2
+LONG_RANGE = 100_000
+TTY_INTERVAL = 0.25
+LOG_INTERVAL = 5.0
+BAR_WIDTH = 30
+
+
+class ProgressBar:
+    """Draws verify progress on a stream, throttled; silent for short non-TTY runs."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self.shown = self.started
+        self.drawn = False
+
+    def update(self, done: int, total: int) -> None:
+        """Called after each batch; draws at most every TTY_INTERVAL (LOG_INTERVAL)."""
+        if not self.tty and total < LONG_RANGE:
+            return
+        now = time.monotonic()
+        if now - self.shown < (TTY_INTERVAL if self.tty else LOG_INTERVAL):
+            return
+        self.shown = now
+        line = self._line(done, total, now)
+        if self.tty:
+            self.stream.write("\r" + line)
+            self.drawn = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self, result: VerifyResult) -> None:
+        """The summary line: always written."""
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(
+            f"checked {result.events_checked} events of chain {result.chain_id} "
+            f"in {elapsed:.1f} s ({result.events_checked / elapsed:,.0f} events/s)\n"
+        )
+        self.stream.flush()
+
+    def _line(self, done: int, total: int, now: float) -> str:
+        share = done / total if total else 1.0
+        filled = int(share * BAR_WIDTH)
+        rate = done / max(now - self.started, 1e-9)
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        return f"[{bar}] {share:6.1%} {done}/{total} events, {rate:,.0f} events/s"
+
+
+def describe(result: VerifyResult) -> str:
+    """The result as one line for people and scripts."""
+    where = f"chain {result.chain_id} seq {result.from_seq}..{result.to_seq}"
+    if result.ok:
+        return f"OK {where}: {result.events_checked} events verified"
+    return (
+        f"FAILED {where}: first bad seq {result.first_bad_seq} ({result.reason}); "
+        f"{result.events_checked} events verified before it"
+    )
+
+
+async def verify_command(
+    database_url: str,
+    chain_id: str = "",
+    from_seq: int = 0,
+    to_seq: int = 0,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Verify the range of one chain (every chain when `chain_id` is empty) against the
+    database at `database_url`; return the exit code."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        pool = await create_pool(database_url, min_size=1, max_size=1)
+        try:
+            chains = [chain_id] if chain_id else await _every_chain(pool)
+            code = EXIT_OK
+            for chain in chains:
+                bar = ProgressBar(err)
+                result = await verify_chain(pool, chain, from_seq, to_seq, progress=bar.update)
+                bar.finish(result)
+                out.write(describe(result) + "\n")
+                code = max(code, EXIT_OK if result.ok else EXIT_MISMATCH)
+        finally:
+            await pool.close()
+    except InvalidArgument as exc:
+        for violation in exc.violations:
+            err.write(f"error: {violation.field} {violation.description}\n")
+        return EXIT_ERROR
+    except AuditError as exc:
+        err.write(f"error: {exc.message}\n")
+        return EXIT_ERROR
+    if not chains:
+        err.write("no chains to verify: nothing has been stored yet\n")
+    return code
+
+
+async def _every_chain(pool: reads.Database) -> list[str]:
+    async with reads.acquire(pool) as conn:
+        return await reads.chain_ids(conn)
+
+
+def run_verify(database_url: str, chain_id: str = "", from_seq: int = 0, to_seq: int = 0) -> int:
+    """Entry point of `python -m audit_svc verify`: runs the check, returns the exit code.
+
+    An empty `chain_id` verifies every chain, each over the same range."""
+    return asyncio.run(verify_command(database_url, chain_id, from_seq, to_seq))
