@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup protos gen-check lint breaking test up down status bench constraints clean
+.PHONY: setup protos gen-check lint breaking test up down status migrate verify bench constraints clean
 
 setup:  ## install whatever is missing: Debian packages, virtualenv, Python deps
 	@scripts/setup.sh
@@ -37,6 +37,12 @@ down:  ## stop everything `make up` started
 
 status:  ## what `make up` started, and where it listens
 	$(PY) -m devstack status
+
+migrate: setup  ## apply the audit-service migrations (AUDIT_DATABASE_URL, default: make up's)
+	$(PY) -m audit_svc migrate
+
+verify: setup  ## recompute every hash chain of the audit database and report the first bad event
+	$(PY) -m audit_svc verify
 
 bench: setup  ## benchmarks; each prints its figures and the command that made them
 	@echo "no benchmarks yet: bench/ arrives with the benchmarks issue" >&2; exit 1

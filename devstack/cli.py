@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from devstack import state
 from devstack.components import infra_components
 from devstack.errors import DevstackError
+from devstack.mesh import mesh_components
 from devstack.process import stop_all
 from devstack.service import ServiceInfo
 from devstack.settings import Settings
@@ -39,7 +40,7 @@ def _healthy(component: Component, record: ProcessRecord) -> ServiceInfo | None:
 
 def up(settings: Settings) -> int:
     """Start whatever is not already running and answering; record it; print endpoints."""
-    components = infra_components(settings)
+    components = infra_components(settings) + mesh_components(settings)
     records = state.load(settings.state_file)
     ready: dict[str, ServiceInfo] = {}
     kept: dict[str, ProcessRecord] = {}
@@ -88,7 +89,7 @@ def down(settings: Settings) -> int:
 
 def status(settings: Settings) -> int:
     """One line per component: up, not answering, or stopped. Exit 0 only if all up."""
-    components = infra_components(settings)
+    components = infra_components(settings) + mesh_components(settings)
     records = state.load(settings.state_file)
     if not records:
         print(f"not running (no {settings.state_file})")

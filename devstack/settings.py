@@ -16,6 +16,7 @@ PORT_VARIABLES: Mapping[str, tuple[str, int]] = {
     "redis": ("MESH_REDIS_PORT", 6379),
     "influx": ("MESH_INFLUX_PORT", 8086),
     "s3": ("MESH_S3_PORT", 9000),
+    "audit": ("MESH_AUDIT_GRPC_PORT", 50052),
 }
 """Component name -> (environment variable, default port), as in the integration guide."""
 
@@ -28,24 +29,17 @@ DEFAULT_PG_BINDIR = Path("/usr/lib/postgresql/15/bin")
 class Settings:
     """Where `python -m devstack up` puts each server and its data."""
 
-    postgres_port: int = 5434
-    redis_port: int = 6379
-    influx_port: int = 8086
-    s3_port: int = 9000
+    ports: Mapping[str, int] = field(
+        default_factory=lambda: {name: port for name, (_, port) in PORT_VARIABLES.items()}
+    )
     run_dir: Path = REPO_ROOT / ".run"
     pg_bindir: Path = DEFAULT_PG_BINDIR
     s3_access_key: str = DEFAULT_S3_ACCESS_KEY
     s3_secret_key: str = field(default=DEFAULT_S3_SECRET_KEY, repr=False)
 
     def port_of(self, component: str) -> int:
-        """The configured fixed port of an infrastructure component."""
-        ports = {
-            "postgres": self.postgres_port,
-            "redis": self.redis_port,
-            "influx": self.influx_port,
-            "s3": self.s3_port,
-        }
-        return ports[component]
+        """The configured fixed port of a component."""
+        return self.ports[component]
 
     @property
     def state_file(self) -> Path:
@@ -86,10 +80,7 @@ class Settings:
         if problems:
             raise SettingsError(problems)
         return cls(
-            postgres_port=ports["postgres"],  # all present: no problems were found
-            redis_port=ports["redis"],
-            influx_port=ports["influx"],
-            s3_port=ports["s3"],
+            ports=ports,  # all present: no problems were found
             run_dir=run_dir,
             pg_bindir=pg_bindir,
             s3_access_key=access_key,
