@@ -46,6 +46,7 @@ from devstack import (
 from devstack.binaries import require_binary
 from devstack.redis_server import redis_plan
 from devstack.service import ServicePlan
+from devstack.settings import PORT_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -232,14 +233,11 @@ def test_stack_stops_everything_when_its_block_raises(tmp_path: Path) -> None:
 
 
 def test_cli_up_is_detached_idempotent_and_down_stops_it(tmp_path: Path) -> None:
-    ports = dict(zip(["postgres", "redis", "influx", "s3"], free_ports(4), strict=True))
+    ports = dict(zip(PORT_VARIABLES, free_ports(len(PORT_VARIABLES)), strict=True))
     env = {
         **os.environ,
         "MESH_RUN_DIR": str(tmp_path / "run"),
-        "MESH_POSTGRES_PORT": str(ports["postgres"]),
-        "MESH_REDIS_PORT": str(ports["redis"]),
-        "MESH_INFLUX_PORT": str(ports["influx"]),
-        "MESH_S3_PORT": str(ports["s3"]),
+        **{variable: str(ports[name]) for name, (variable, _) in PORT_VARIABLES.items()},
     }
 
     def devstack(command: str) -> subprocess.CompletedProcess[str]:
@@ -259,13 +257,15 @@ def test_cli_up_is_detached_idempotent_and_down_stops_it(tmp_path: Path) -> None
         lines = up.stdout.splitlines()
         assert f"postgres  postgresql://postgres@127.0.0.1:{ports['postgres']}/audit" in lines
         assert f"redis     redis://127.0.0.1:{ports['redis']}/0" in lines
+        assert any(line.startswith(f"audit     127.0.0.1:{ports['audit']} ") for line in lines)
 
         state = Settings.from_env(env).state_file
         assert state.exists()
         status = devstack("status")
         assert status.returncode == 0, status.stdout
         pids = [int(line.rsplit("pid ", 1)[1].rstrip("]")) for line in status.stdout.splitlines()]
-        assert len(pids) == 4 and all(start_time(pid) is not None for pid in pids)
+        assert len(pids) == len(PORT_VARIABLES)
+        assert all(start_time(pid) is not None for pid in pids)
 
         again = devstack("up")
         assert again.returncode == 0
