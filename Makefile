@@ -45,7 +45,8 @@ verify: setup  ## recompute every hash chain of the audit database and report th
 	$(PY) -m audit_svc verify
 
 bench: setup  ## benchmarks; each prints its figures and the command that made them
-	@echo "no benchmarks yet: bench/ arrives with the benchmarks issue" >&2; exit 1
+	$(PY) -m bench.ingest
+	$(PY) -m bench.query
 
 constraints: setup  ## refresh the exact pins in constraints.txt from the virtualenv
 	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^auditmesh'; } > constraints.txt.new

@@ -49,7 +49,8 @@ def link(prev_hash: bytes, canonical: bytes) -> bytes:
 
 
 def _time(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # RFC 3339 UTC with microseconds, e.g. 2026-11-27T08:36:27.225502+00:00
+    return t.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _floats(value: Any) -> Any:
