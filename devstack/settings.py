@@ -17,6 +17,9 @@ PORT_VARIABLES: Mapping[str, tuple[str, int]] = {
     "influx": ("MESH_INFLUX_PORT", 8086),
     "s3": ("MESH_S3_PORT", 9000),
     "audit": ("MESH_AUDIT_GRPC_PORT", 50052),
+    "user": ("MESH_USER_GRPC_PORT", 50051),
+    "gateway": ("MESH_AUDIT_REST_PORT", 8002),
+    "user_rest": ("MESH_USER_REST_PORT", 8001),
 }
 """Component name -> (environment variable, default port), as in the integration guide."""
 

@@ -1,13 +1,18 @@
 """Real servers for the whole test session, each started the first time a test asks
 for it (a test that needs only PostgreSQL never starts SeaweedFS), on free loopback
-ports, with data in pytest's temporary folder; all stopped at the end of the session."""
+ports, with data in pytest's temporary folder; all stopped at the end of the session.
+`audit_db` gives each test its own migrated audit database on that PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 
+from audit_svc.migrate import upgrade
 from devstack import (
     InfluxInfo,
     PostgresInfo,
@@ -46,3 +51,40 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Info]:
     """S3 (SeaweedFS) with an access key pair; versioning and object lock work."""
     with start_s3(tmp_path_factory.mktemp("s3")) as server:
         yield server.info
+
+
+TEMPLATE = "audit_template"
+
+
+async def _admin(postgres: PostgresInfo) -> asyncpg.Connection:
+    return await asyncpg.connect(postgres.for_database("postgres").dsn)
+
+
+@pytest.fixture(scope="session")
+async def audit_template(postgres: PostgresInfo) -> str:
+    """Name of a database migrated to head, used only as a template."""
+    conn = await _admin(postgres)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    finally:
+        await conn.close()
+    await asyncio.to_thread(upgrade, postgres.for_database(TEMPLATE).dsn)
+    return TEMPLATE
+
+
+@pytest.fixture
+async def audit_db(postgres: PostgresInfo, audit_template: str) -> AsyncIterator[str]:
+    """URL of a fresh database with the audit schema and no rows; dropped afterwards."""
+    name = f"audit_test_{uuid.uuid4().hex[:12]}"
+    conn = await _admin(postgres)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{audit_template}"')
+    finally:
+        await conn.close()
+    yield postgres.for_database(name).dsn
+    conn = await _admin(postgres)
+    try:
+        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

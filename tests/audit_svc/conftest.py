@@ -1,13 +1,8 @@
-"""A fresh, migrated, empty audit database per test, on the session's real PostgreSQL.
-
-The schema is migrated once into a template database; each test gets a copy of it
-(`CREATE DATABASE ... TEMPLATE`, a file copy), so tests never see each other's rows.
-"""
+"""The audit-service under test: a real server, a pool and a direct connection over
+the fresh database of `audit_db` (tests/conftest.py), and a domain event builder."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -19,47 +14,9 @@ import pytest
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
 from audit_svc.ids import uuid7
-from audit_svc.migrate import upgrade
 from audit_svc.model import Event
 from audit_svc.settings import Settings
 from audit_svc.storage.postgres import create_pool, init_connection
-from devstack import PostgresInfo
-
-TEMPLATE = "audit_template"
-
-
-async def _admin(postgres: PostgresInfo) -> asyncpg.Connection:
-    return await asyncpg.connect(postgres.for_database("postgres").dsn)
-
-
-@pytest.fixture(scope="session")
-async def audit_template(postgres: PostgresInfo) -> str:
-    """Name of a database migrated to head, used only as a template."""
-    conn = await _admin(postgres)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
-    finally:
-        await conn.close()
-    await asyncio.to_thread(upgrade, postgres.for_database(TEMPLATE).dsn)
-    return TEMPLATE
-
-
-@pytest.fixture
-async def audit_db(postgres: PostgresInfo, audit_template: str) -> AsyncIterator[str]:
-    """URL of a fresh database with the audit schema and no rows; dropped afterwards."""
-    name = f"audit_test_{uuid.uuid4().hex[:12]}"
-    conn = await _admin(postgres)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{audit_template}"')
-    finally:
-        await conn.close()
-    yield postgres.for_database(name).dsn
-    conn = await _admin(postgres)
-    try:
-        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ from devstack import (
     wait_for_series,
 )
 from devstack.binaries import require_binary
+from devstack.mesh import mesh_components
 from devstack.redis_server import redis_plan
 from devstack.service import ServicePlan
 from devstack.settings import PORT_VARIABLES
@@ -264,7 +265,7 @@ def test_cli_up_is_detached_idempotent_and_down_stops_it(tmp_path: Path) -> None
         status = devstack("status")
         assert status.returncode == 0, status.stdout
         pids = [int(line.rsplit("pid ", 1)[1].rstrip("]")) for line in status.stdout.splitlines()]
-        assert len(pids) == len(PORT_VARIABLES)
+        assert len(pids) == len(infra_components() + mesh_components())
         assert all(start_time(pid) is not None for pid in pids)
 
         again = devstack("up")
