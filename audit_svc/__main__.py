@@ -8,11 +8,11 @@ import logging
 import signal
 import sys
 
-from audit_svc import logs
 from audit_svc.app import AuditApp
 from audit_svc.errors import Unavailable
 from audit_svc.migrate import upgrade
 from audit_svc.settings import Settings, SettingsError
+from meshkit import configure_logging
 
 log = logging.getLogger("audit_svc")
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    logs.configure(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "migrate":
         upgrade(settings.database_url)
         return 0

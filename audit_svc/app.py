@@ -22,7 +22,7 @@ from audit_svc.errors import Unavailable
 from audit_svc.ingest import Ingestor
 from audit_svc.live_tail import LiveTail
 from audit_svc.reader import Reader
-from audit_svc.rpc_errors import ErrorInterceptor
+from audit_svc.rpc_errors import interceptor
 from audit_svc.servicer import AuditServicer
 from audit_svc.servicer_v1 import AuditLogServicer
 from audit_svc.settings import Settings
@@ -91,9 +91,7 @@ class AuditApp:
         self.appender.add_listener(self.tail.publish)
 
         # so_reuseport off: a second process on a taken port must fail, not share it.
-        server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()], options=[("grpc.so_reuseport", 0)]
-        )
+        server = grpc.aio.server(interceptors=[interceptor()], options=[("grpc.so_reuseport", 0)])
         v2_grpc.add_AuditServiceServicer_to_server(
             AuditServicer(ingestor, reader, self.tail), server
         )

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import urlsplit
+
+from meshkit import SettingsError, log_problems, mask_url, read_env
 
 PREFIX = "AUDIT_"
 
-
-class SettingsError(ValueError):
-    """Raised with every problem found, one per line, naming each variable."""
+__all__ = ["PREFIX", "Settings", "SettingsError"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +39,11 @@ class Settings:
         shown = []
         for f in fields(self):
             value = getattr(self, f.name)
-            shown.append(f"{f.name}={_mask(value) if f.name in _SECRETS else repr(value)}")
+            if f.name == "database_url":
+                value = mask_url(value)
+            elif f.name == "page_token_key" and value:
+                value = "***"
+            shown.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(shown)})"
 
     @property
@@ -51,29 +53,10 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read and validate; raise `SettingsError` listing every bad variable."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for f in fields(cls):
-            name = PREFIX + f.name.upper()
-            if f.name in overrides:
-                values[f.name] = overrides[f.name]
-            elif name in env:
-                parse: Callable[[str], Any] = _PARSERS[type(f.default)]
-                try:
-                    values[f.name] = parse(env[name])
-                except ValueError:
-                    problems.append(
-                        f"{name}={env[name]!r} is not a valid {type(f.default).__name__}"
-                    )
-        settings = cls(**values)
-        problems += settings._problems()
-        if problems:
-            raise SettingsError("invalid audit-service settings:\n  " + "\n  ".join(problems))
-        return settings
+        return read_env(cls, PREFIX, "audit-service", environ, overrides, cls._problems)
 
     def _problems(self) -> list[str]:
-        out = []
+        out = log_problems(PREFIX, self.log_level, self.log_format)
         if not self.database_url.startswith(("postgresql://", "postgres://")):
             out.append(f"{PREFIX}DATABASE_URL must start with postgresql://")
         host, _, port = self.grpc_listen.rpartition(":")
@@ -83,32 +66,7 @@ class Settings:
             out.append(f"{PREFIX}POOL_MIN_SIZE must be between 1 and {PREFIX}POOL_MAX_SIZE")
         if self.max_group_events < 1 or self.max_queue_events < self.max_group_events:
             out.append(f"{PREFIX}MAX_QUEUE_EVENTS must be >= {PREFIX}MAX_GROUP_EVENTS >= 1")
-        if self.log_format not in ("json", "text"):
-            out.append(f"{PREFIX}LOG_FORMAT must be json or text")
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            out.append(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         return out
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(text)
-
-
-def _mask(value: str) -> str:
-    """'***' for a secret; a URL keeps everything but its password."""
-    if not value:
-        return "''"
-    parts = urlsplit(value)
-    if parts.scheme and parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return repr(parts._replace(netloc=netloc).geturl())
-    return repr(value) if parts.scheme else "'***'"
-
-
-_PARSERS: dict[type, Callable[[str], Any]] = {str: str, int: int, float: float, bool: _bool}
-_SECRETS = frozenset({"page_token_key", "database_url"})
 _PROCESS_KEY = secrets.token_bytes(32)

@@ -6,15 +6,17 @@ the config file (`gateway.config`); these are the knobs of this process only.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.config import DEFAULT_PATH
+from meshkit import SettingsError, log_problems, read_env
 
 PREFIX = "GATEWAY_"
+
+__all__ = ["PREFIX", "Settings", "SettingsError", "default_descriptor_set"]
 
 
 def default_descriptor_set() -> Path:
@@ -22,10 +24,6 @@ def default_descriptor_set() -> Path:
     import audit
 
     return Path(next(iter(audit.__path__))).resolve().parent / "auditmesh.binpb"
-
-
-class SettingsError(ValueError):
-    """Raised with every problem found, one per line, naming each variable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,25 +65,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read and validate; raise `SettingsError` listing every bad variable."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for f in fields(cls):
-            name = PREFIX + f.name.upper()
-            if f.name in overrides:
-                values[f.name] = overrides[f.name]
-            elif name in env:
-                parse: Callable[[str], Any] = _PARSERS[type(f.default)]
-                try:
-                    values[f.name] = parse(env[name])
-                except ValueError:
-                    kind = type(f.default).__name__
-                    problems.append(f"{name}={env[name]!r} is not a valid {kind}")
-        settings = cls(**values)
-        problems += settings._problems()
-        if problems:
-            raise SettingsError("invalid gateway settings:\n  " + "\n  ".join(problems))
-        return settings
+        return read_env(cls, PREFIX, "gateway", environ, overrides, cls._problems)
 
     def _problems(self) -> list[str]:
         out = []
@@ -109,10 +89,7 @@ class Settings:
             out.append(f"{PREFIX}CHANNELS_PER_UPSTREAM must be at least 1")
         if self.shutdown_grace_seconds < 0:
             out.append(f"{PREFIX}SHUTDOWN_GRACE_SECONDS must not be negative")
-        if self.log_format not in ("json", "text"):
-            out.append(f"{PREFIX}LOG_FORMAT must be json or text")
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            out.append(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        out += log_problems(PREFIX, self.log_level, self.log_format)
         return out
 
 
@@ -125,11 +102,3 @@ def _pairs(text: str) -> dict[str, str]:
             raise ValueError(item)
         out[name.strip()] = value.strip()
     return out
-
-
-_PARSERS: dict[type, Callable[[str], Any]] = {
-    str: str,
-    int: int,
-    float: float,
-    type(DEFAULT_PATH): Path,
-}

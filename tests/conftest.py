@@ -5,14 +5,11 @@ ports, with data in pytest's temporary folder; all stopped at the end of the ses
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import pytest
 
-from audit_svc.migrate import upgrade
+from audit_svc.migrate import upgrade as audit_upgrade
 from devstack import (
     InfluxInfo,
     PostgresInfo,
@@ -23,6 +20,7 @@ from devstack import (
     start_redis,
     start_s3,
 )
+from tests.testkit.databases import copy_of, make_template
 
 
 @pytest.fixture(scope="session")
@@ -53,38 +51,14 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Info]:
         yield server.info
 
 
-TEMPLATE = "audit_template"
-
-
-async def _admin(postgres: PostgresInfo) -> asyncpg.Connection:
-    return await asyncpg.connect(postgres.for_database("postgres").dsn)
-
-
 @pytest.fixture(scope="session")
 async def audit_template(postgres: PostgresInfo) -> str:
-    """Name of a database migrated to head, used only as a template."""
-    conn = await _admin(postgres)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
-    finally:
-        await conn.close()
-    await asyncio.to_thread(upgrade, postgres.for_database(TEMPLATE).dsn)
-    return TEMPLATE
+    """Name of a database migrated to the audit schema, used only as a template."""
+    return await make_template(postgres, "audit_template", audit_upgrade)
 
 
 @pytest.fixture
 async def audit_db(postgres: PostgresInfo, audit_template: str) -> AsyncIterator[str]:
     """URL of a fresh database with the audit schema and no rows; dropped afterwards."""
-    name = f"audit_test_{uuid.uuid4().hex[:12]}"
-    conn = await _admin(postgres)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{audit_template}"')
-    finally:
-        await conn.close()
-    yield postgres.for_database(name).dsn
-    conn = await _admin(postgres)
-    try:
-        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with copy_of(postgres, audit_template, "audit_test") as dsn:
+        yield dsn

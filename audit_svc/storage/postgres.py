@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 
 from audit_svc.errors import Unavailable
 from audit_svc.model import Event, Receipt, StoredEvent
+from meshkit import pg
 
 log = logging.getLogger(__name__)
 
@@ -70,26 +71,9 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
     return pool
 
 
-@contextlib.contextmanager
-def map_db_errors() -> Iterator[None]:
+def map_db_errors() -> contextlib.AbstractContextManager[None]:
     """Turn driver and network failures into the domain's `Unavailable`."""
-    try:
-        yield
-    except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError) as exc:
-        raise Unavailable(f"database unreachable: {exc.__class__.__name__}") from exc
-    except asyncpg.exceptions.CannotConnectNowError as exc:
-        raise Unavailable("database is starting up or shutting down") from exc
-    except (
-        asyncpg.exceptions.InvalidCatalogNameError,
-        asyncpg.exceptions.InvalidAuthorizationSpecificationError,
-    ) as exc:
-        raise Unavailable(f"database refused the connection: {exc}") from exc
-    except asyncpg.exceptions.TooManyConnectionsError as exc:
-        raise Unavailable("database has no free connections") from exc
-    except asyncpg.exceptions.InterfaceError as exc:
-        if "closed" in str(exc) or "connection" in str(exc):
-            raise Unavailable("database connection lost") from exc
-        raise
+    return pg.map_db_errors(Unavailable)
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,14 @@
+"""What every service of the mesh shares: JSON logging with call context, and
+reading one frozen settings object from prefixed environment variables."""
+
+from meshkit.logs import JsonFormatter, configure_logging
+from meshkit.settings import SettingsError, log_problems, mask_url, read_env
+
+__all__ = [
+    "JsonFormatter",
+    "SettingsError",
+    "configure_logging",
+    "log_problems",
+    "mask_url",
+    "read_env",
+]
