@@ -1,4 +1,5 @@
-"""`python -m audit_svc [serve|migrate|verify]`: run the audit-service or its tools."""
+"""`python -m audit_svc [serve|migrate|verify|archive|restore]`: run the audit-service
+or its tools."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from audit_svc.app import AuditApp
 from audit_svc.errors import Unavailable
 from audit_svc.migrate import upgrade
 from audit_svc.settings import Settings, SettingsError
+from audit_svc.sinks import SigningKeyError
 from meshkit import configure_logging
 
 log = logging.getLogger("audit_svc")
@@ -37,6 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--chain", default="", help="chain id (default: every chain)")
     verify.add_argument("--from-seq", type=int, default=1, help="first seq to check")
     verify.add_argument("--to-seq", type=int, default=0, help="last seq to check (0: the head)")
+    verify.add_argument(
+        "--public-key", default="", help="PEM file to check checkpoint signatures with"
+    )
+    archive = sub.add_parser("archive", help="archive events older than the hot retention, once")
+    archive.add_argument("--chain", default="", help="chain id (default: every chain)")
+    restore = sub.add_parser("restore", help="bring an archived range back for querying")
+    restore.add_argument("--chain", required=True, help="chain id")
+    restore.add_argument("--from-seq", type=int, default=1, help="first seq to restore")
+    restore.add_argument("--to-seq", type=int, default=0, help="last seq (0: the last archived)")
+    restore.add_argument(
+        "--release", action="store_true", help="delete restored rows again instead"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -51,11 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "verify":
         from audit_svc.verify_cli import run_verify
 
-        code: int = run_verify(settings.database_url, args.chain, args.from_seq, args.to_seq)
+        code: int = run_verify(
+            settings.database_url, args.chain, args.from_seq, args.to_seq,
+            settings=settings, public_key_file=args.public_key,
+        )  # fmt: skip
         return code
+    if args.command in ("archive", "restore"):
+        from audit_svc.sinks import commands
+
+        if args.command == "archive":
+            return commands.run_archive(settings, args.chain)
+        return commands.run_restore(settings, args.chain, args.from_seq, args.to_seq, args.release)
     try:
         asyncio.run(serve(settings))
-    except (OSError, Unavailable) as exc:
+    except (OSError, Unavailable, SigningKeyError) as exc:
         log.error("audit-service cannot start: %s", exc)
         return 1
     return 0

@@ -26,6 +26,7 @@ from audit_svc.rpc_errors import interceptor
 from audit_svc.servicer import AuditServicer
 from audit_svc.servicer_v1 import AuditLogServicer
 from audit_svc.settings import Settings
+from audit_svc.sinks import Sinks
 from audit_svc.storage import writes
 from audit_svc.storage.postgres import create_pool, map_db_errors
 
@@ -36,6 +37,7 @@ SERVICE_NAMES = (
     v1_pb.DESCRIPTOR.services_by_name["AuditLogService"].full_name,
 )
 MAX_AUTO_CHAINS = 64
+SINK_STOP_SECONDS = 2.0
 
 
 class AuditApp:
@@ -49,6 +51,7 @@ class AuditApp:
         self._stack = contextlib.AsyncExitStack()
         self._tasks: asyncio.TaskGroup | None = None
         self.appender: Appender | None = None
+        self.sinks: Sinks | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.tail = LiveTail()
@@ -87,8 +90,17 @@ class AuditApp:
         )
         skew = timedelta(seconds=s.max_clock_skew_seconds)
         ingestor = Ingestor(self.appender, max_clock_skew=skew)
-        reader = Reader(pool, self.appender, page_token_key=s.page_token_secret)
+        self.sinks = Sinks.open(s, pool, self.chain_id)
+        self._stack.push_async_callback(self.sinks.release)
+        reader = Reader(
+            pool,
+            self.appender,
+            page_token_key=s.page_token_secret,
+            sinks=self.sinks if self.sinks.runners else None,
+            checkpoint_bucket=s.checkpoint_bucket,
+        )
         self.appender.add_listener(self.tail.publish)
+        self.appender.add_listener(self.sinks.nudge)  # sinks read from their cursors
 
         # so_reuseport off: a second process on a taken port must fail, not share it.
         server = grpc.aio.server(interceptors=[interceptor()], options=[("grpc.so_reuseport", 0)])
@@ -112,6 +124,7 @@ class AuditApp:
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         self._appender_task = self._tasks.create_task(self.appender.run(), name="appender")
+        self._sinks_task = self._tasks.create_task(self.sinks.run(), name="sinks")
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -144,6 +157,12 @@ class AuditApp:
                 await self.server.stop(grace)
             if self.appender is not None:
                 await self.appender.close()
+            if self.sinks is not None:
+                await self.sinks.close()  # cursors are in PostgreSQL: nothing to flush
+                # A step stuck on an unreachable sink is abandoned; it resumes next start.
+                _, pending = await asyncio.wait({self._sinks_task}, timeout=SINK_STOP_SECONDS)
+                for task in pending:
+                    task.cancel()
             if self._tasks is not None:
                 await self._tasks.__aexit__(None, None, None)
         finally:

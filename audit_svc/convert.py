@@ -13,6 +13,7 @@ from audit.v2 import audit_service_pb2, event_pb2
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import EventInput, EventResult, FieldViolation, Outcome, Receipt, StoredEvent
 from audit_svc.statistics import Count, Statistics
+from audit_svc.storage.sinks import CheckpointRow
 
 _OUTCOMES = {
     Outcome.STORED: event_pb2.OUTCOME_STORED,
@@ -158,3 +159,23 @@ def event_pb(stored: StoredEvent) -> event_pb2.AuditEvent:
     if e.details:
         pb.details.update(e.details)
     return pb
+
+
+def duration(value: float) -> duration_pb2.Duration:
+    """Seconds as a Duration."""
+    out = duration_pb2.Duration()
+    out.FromTimedelta(seconds(value))
+    return out
+
+
+def checkpoint_pb(row: CheckpointRow) -> audit_service_pb2.Checkpoint:
+    """A stored checkpoint as its message."""
+    return audit_service_pb2.Checkpoint(
+        chain_id=row.chain_id,
+        seq=row.seq,
+        hash=row.hash,
+        checkpoint_time=timestamp(row.checkpoint_time),
+        key_id=row.key_id,
+        signature=row.signature,
+        object_key=row.object_key,
+    )

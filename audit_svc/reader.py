@@ -12,13 +12,14 @@ from typing import Any
 
 import asyncpg
 
-from audit_svc import __version__, legacy, statistics
+from audit_svc import __version__, integrity, legacy, statistics
 from audit_svc.appender import Appender
-from audit_svc.errors import AuditError, InvalidArgument, NotFound
+from audit_svc.errors import AuditError, InvalidArgument, NotFound, Unavailable
 from audit_svc.model import FieldViolation, StoredEvent
 from audit_svc.query import QueryPage, parse_query, run_query
+from audit_svc.sinks import BadCheckpoint, Sinks, SinkState, bucket_checkpoints
 from audit_svc.storage import reads
-from audit_svc.verify import VerifyResult, verify_chain
+from audit_svc.verify import CHECKPOINT_INVALID, VerifyResult, verify_chain
 
 DB_CHECK_TIMEOUT = 2.0
 
@@ -41,6 +42,7 @@ class HealthReport:
     components: tuple[ComponentHealth, ...]
     queue_depth: int
     lag_seconds: float
+    sinks: tuple[SinkState, ...] = ()
 
 
 class Reader:
@@ -53,7 +55,11 @@ class Reader:
         *,
         page_token_key: bytes,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sinks: Sinks | None = None,
+        checkpoint_bucket: str = "",
     ) -> None:
+        self._sinks = sinks
+        self._checkpoint_bucket = checkpoint_bucket
         self._pool = pool
         self._appender = appender
         self._key = page_token_key
@@ -90,17 +96,47 @@ class Reader:
         return await legacy.dashboard(self._pool, time_range, self._clock())
 
     async def verify(self, chain_id: str, from_seq: int, to_seq: int) -> VerifyResult:
-        """Verify a range of a chain; this replica's own chain when `chain_id` is empty."""
-        return await verify_chain(self._pool, chain_id or self._appender.chain_id, from_seq, to_seq)
+        """Verify a range of a chain; this replica's own chain when `chain_id` is empty.
+        With checkpoints on, the chain is also compared with the bucket's checkpoints."""
+        chain = chain_id or self._appender.chain_id
+        marks = None
+        if self._sinks is not None:
+            try:
+                marks = await bucket_checkpoints(
+                    self._sinks.checkpoint_store, self._sinks.signer, chain, from_seq
+                )
+            except BadCheckpoint:  # a forged or damaged object in the bucket
+                return VerifyResult(False, chain, from_seq, to_seq, 0, 0, CHECKPOINT_INVALID)
+            except Exception as exc:  # S3 unreachable: say so rather than pass silently
+                raise Unavailable(f"the checkpoint bucket cannot be read: {exc}") from exc
+        return await verify_chain(self._pool, chain, from_seq, to_seq, checkpoints=marks)
+
+    async def list_checkpoints(
+        self, chain_id: str, page_size: int, page_token: str
+    ) -> integrity.CheckpointPage:
+        return await integrity.list_checkpoints(
+            self._pool, chain_id, page_size, page_token, self._key
+        )
+
+    def public_key(self) -> integrity.PublicKey:
+        return integrity.public_key(self._sinks, self._checkpoint_bucket)
 
     async def health(self) -> HealthReport:
         database = await self._check_database()
+        sinks: tuple[SinkState, ...] = ()
+        if self._sinks is not None and database.ok:
+            try:
+                async with asyncio.timeout(DB_CHECK_TIMEOUT):
+                    sinks = tuple(await self._sinks.states())
+            except (TimeoutError, AuditError, asyncpg.PostgresError):
+                sinks = ()
         return HealthReport(
             serving=database.ok,
             version=__version__,
             components=(database, ComponentHealth("appender", True, self._appender.chain_id)),
             queue_depth=self._appender.queue_depth,
             lag_seconds=self._appender.lag_seconds,
+            sinks=sinks,
         )
 
     async def _check_database(self) -> ComponentHealth:

@@ -138,6 +138,15 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             ],
             appender_queue_depth=report.queue_depth,
             appender_lag=lag,
+            sinks=[
+                pb.SinkHealth(
+                    name=k.name,
+                    lag_events=k.lag_events,
+                    lag=convert.duration(k.lag_seconds),
+                    last_error=k.last_error,
+                )
+                for k in report.sinks
+            ],
         )
 
     async def Watch(
@@ -168,4 +177,26 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             events_checked=result.events_checked,
             first_bad_seq=result.first_bad_seq,
             reason=result.reason,
+        )
+
+    async def ListCheckpoints(
+        self, request: pb.ListCheckpointsRequest, context: Context
+    ) -> pb.ListCheckpointsResponse:
+        page = await self._reader.list_checkpoints(
+            request.chain_id, request.page_size, request.page_token
+        )
+        return pb.ListCheckpointsResponse(
+            checkpoints=[convert.checkpoint_pb(c) for c in page.checkpoints],
+            next_page_token=page.next_page_token,
+        )
+
+    async def GetPublicKey(
+        self, request: pb.GetPublicKeyRequest, context: Context
+    ) -> pb.GetPublicKeyResponse:
+        key = self._reader.public_key()
+        return pb.GetPublicKeyResponse(
+            algorithm=key.algorithm,
+            key_id=key.key_id,
+            public_key_pem=key.public_key_pem,
+            checkpoint_bucket=key.checkpoint_bucket,
         )

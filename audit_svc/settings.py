@@ -35,16 +35,54 @@ class Settings:
     # Signs page tokens. Random per process when empty: tokens then expire on restart.
     page_token_key: str = field(default="", repr=False)
 
+    # Sinks (audit_svc.sinks): each works from its own cursor, off the ingest path.
+    # How often an idle sink looks for work without a nudge; longest retry back-off.
+    sink_poll_seconds: float = 1.0
+    sink_retry_max_seconds: float = 30.0
+    # InfluxDB v2 write API; the sink is off when the URL is empty.
+    influx_url: str = ""
+    influx_org: str = "auditmesh"
+    influx_bucket: str = "audit"
+    influx_token: str = field(default="", repr=False)
+    # Width of the count windows (by event_time), and most seqs one write covers.
+    influx_window_seconds: float = 10.0
+    influx_batch_events: int = 20_000
+    # S3 (MinIO) host:port for checkpoints and the archive; both are off when empty.
+    s3_endpoint: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = field(default="", repr=False)
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    # Buckets are created with object lock: versions are immutable for the period.
+    checkpoint_bucket: str = "audit-checkpoints"
+    archive_bucket: str = "audit-archive"
+    object_lock_mode: str = "COMPLIANCE"
+    object_lock_days: int = 365
+    # A signed checkpoint of the head every N events or T seconds (if any new event).
+    checkpoint_every_events: int = 10_000
+    checkpoint_interval_seconds: float = 60.0
+    # Ed25519 private seed, base64; when empty, the PEM file below (made if missing).
+    signing_key: str = field(default="", repr=False)
+    signing_key_file: str = ".run/audit/checkpoint-signing-key.pem"
+    # Events received longer ago than this move to the archive bucket; 0 = no schedule.
+    hot_retention_days: float = 90.0
+    archive_interval_seconds: float = 3600.0
+    archive_object_events: int = 10_000
+
     def __repr__(self) -> str:
         shown = []
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "database_url":
                 value = mask_url(value)
-            elif f.name == "page_token_key" and value:
+            elif f.name in _SECRETS and value:
                 value = "***"
             shown.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(shown)})"
+
+    @property
+    def s3_enabled(self) -> bool:
+        return bool(self.s3_endpoint)
 
     @property
     def page_token_secret(self) -> bytes:
@@ -66,7 +104,30 @@ class Settings:
             out.append(f"{PREFIX}POOL_MIN_SIZE must be between 1 and {PREFIX}POOL_MAX_SIZE")
         if self.max_group_events < 1 or self.max_queue_events < self.max_group_events:
             out.append(f"{PREFIX}MAX_QUEUE_EVENTS must be >= {PREFIX}MAX_GROUP_EVENTS >= 1")
+        if self.influx_url and not self.influx_url.startswith(("http://", "https://")):
+            out.append(f"{PREFIX}INFLUX_URL must start with http:// or https://")
+        if self.s3_endpoint and "://" in self.s3_endpoint:
+            out.append(f"{PREFIX}S3_ENDPOINT is host:port (no scheme; see S3_SECURE)")
+        if self.object_lock_mode not in ("COMPLIANCE", "GOVERNANCE"):
+            out.append(f"{PREFIX}OBJECT_LOCK_MODE must be COMPLIANCE or GOVERNANCE")
+        positive = {
+            "SINK_POLL_SECONDS": self.sink_poll_seconds,
+            "SINK_RETRY_MAX_SECONDS": self.sink_retry_max_seconds,
+            "INFLUX_WINDOW_SECONDS": self.influx_window_seconds,
+            "INFLUX_BATCH_EVENTS": self.influx_batch_events,
+            "OBJECT_LOCK_DAYS": self.object_lock_days,
+            "CHECKPOINT_EVERY_EVENTS": self.checkpoint_every_events,
+            "ARCHIVE_OBJECT_EVENTS": self.archive_object_events,
+        }
+        out += [f"{PREFIX}{name} must be > 0" for name, value in positive.items() if value <= 0]
+        not_negative = {
+            "CHECKPOINT_INTERVAL_SECONDS": self.checkpoint_interval_seconds,
+            "HOT_RETENTION_DAYS": self.hot_retention_days,
+            "ARCHIVE_INTERVAL_SECONDS": self.archive_interval_seconds,
+        }
+        out += [f"{PREFIX}{name} must be >= 0" for name, value in not_negative.items() if value < 0]
         return out
 
 
 _PROCESS_KEY = secrets.token_bytes(32)
+_SECRETS = frozenset({"page_token_key", "influx_token", "s3_secret_key", "signing_key"})

@@ -4,24 +4,34 @@ Each row's hash is recomputed from its stored fields and the hash before it; its
 must follow the last one and its stored prev_hash must be that hash. Verifying up to
 the head also checks that `chains` records the last row as the head, so deleting or
 rewriting the newest rows is caught. What this cannot catch on its own: a rewrite that
-recomputes every later hash *and* updates `chains` consistently; the signed
-checkpoints kept outside the database are what detect that.
+recomputes every later hash *and* updates `chains` consistently. Given the signed
+checkpoints from the object-locked bucket (`checkpoints`: seq -> hash), it catches
+that too: a row whose hash differs from its checkpoint (CHECKPOINT_MISMATCH), and a
+checkpoint beyond the recorded head, i.e. deleted newest rows (CHECKPOINT_BEYOND_HEAD).
+
+Rows moved to the archive are not in the table: the check starts after the archived
+ranges, from the last archived hash, so the chain must continue across the boundary
+(the archive's own objects are checked by `audit_svc.sinks.archive.verify_archive`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from audit_svc.chain import GENESIS, canonical_bytes, link
 from audit_svc.errors import InvalidArgument, NotFound
 from audit_svc.model import FieldViolation
 from audit_svc.storage import reads
+from audit_svc.storage import sinks as sink_sql
 
 HASH_MISMATCH = "HASH_MISMATCH"
 SEQ_GAP = "SEQ_GAP"
 PREV_HASH_MISMATCH = "PREV_HASH_MISMATCH"
 HEAD_MISMATCH = "HEAD_MISMATCH"
+CHECKPOINT_MISMATCH = "CHECKPOINT_MISMATCH"
+CHECKPOINT_BEYOND_HEAD = "CHECKPOINT_BEYOND_HEAD"
+CHECKPOINT_INVALID = "CHECKPOINT_INVALID"
 BATCH = 5000
 
 # Called after each batch with (events checked so far, events in the range).
@@ -51,14 +61,17 @@ async def verify_chain(
     from_seq: int = 0,
     to_seq: int = 0,
     *,
+    checkpoints: Mapping[int, bytes] | None = None,
     progress: Progress | None = None,
     batch: int = BATCH,
 ) -> VerifyResult:
-    """Recompute seqs from_seq (1 when 0) to to_seq (the head when 0) of a chain.
+    """Recompute seqs from_seq (1 when 0) to to_seq (the head when 0) of a chain, and
+    compare it with `checkpoints` (seq -> hash, signatures already checked) if given.
 
     NotFound for an unknown chain; InvalidArgument for a range outside the chain.
     Reads `batch` rows at a time, so memory stays bounded on any length.
     """
+    marks = dict(checkpoints or {})
     async with reads.acquire(db) as conn:
         state = await reads.chain_state(conn, chain_id)
         if state is None:
@@ -70,22 +83,30 @@ async def verify_chain(
         def result(checked: int, bad_seq: int = 0, reason: str = "") -> VerifyResult:
             return VerifyResult(not reason, chain_id, first, last, checked, bad_seq, reason)
 
-        expected, prev, checked = first, GENESIS, 0
-        async for rows in reads.chain_range(conn, chain_id, first, last, batch):
+        start, prev = first, GENESIS
+        archived_through, archived_hash = await sink_sql.archive_boundary(conn, chain_id)
+        if first <= archived_through:  # continue from the archive's last hash
+            start, prev = archived_through + 1, archived_hash
+        expected, checked = start, 0
+        async for rows in reads.chain_range(conn, chain_id, start, last, batch):
             for stored in rows:
                 receipt = stored.receipt
                 if receipt.seq != expected:
                     return result(checked, expected, SEQ_GAP)
-                if expected == first and first > 1:
+                if expected == start and start == first and first > 1:
                     prev = receipt.prev_hash  # trust the range's starting point
                 if receipt.prev_hash != prev:
                     return result(checked, expected, PREV_HASH_MISMATCH)
                 if link(prev, canonical_bytes(stored.event, chain_id, expected)) != receipt.hash:
                     return result(checked, expected, HASH_MISMATCH)
+                if marks.get(expected, receipt.hash) != receipt.hash:
+                    return result(checked, expected, CHECKPOINT_MISMATCH)
                 prev, expected, checked = receipt.hash, expected + 1, checked + 1
             if progress is not None:
                 progress(checked, total)
 
+        if any(seq > head_seq for seq in marks):
+            return result(checked, head_seq + 1, CHECKPOINT_BEYOND_HEAD)
         if last < head_seq:
             return result(checked, expected, SEQ_GAP) if expected <= last else result(checked)
         # Up to the head: the recorded head must be the last row, and no row beyond it.

@@ -1,5 +1,9 @@
 """`python -m audit_svc verify`: verify a chain range from a terminal or a cron job.
 
+With S3 configured (AUDIT_S3_ENDPOINT), each chain is also compared with its signed
+checkpoints in the object-locked bucket, and its archived objects are recomputed and
+must meet the live rows; `--public-key` checks signatures with a published key.
+
 Exit codes: 0 the range verifies (on every chain, when none is named), 1 it does not
 (the first bad seq and the reason are printed), 2 it could not be verified (unknown
 chain, bad range, database unreachable).
@@ -16,9 +20,10 @@ import time
 from typing import TextIO
 
 from audit_svc.errors import AuditError, InvalidArgument
+from audit_svc.settings import Settings
 from audit_svc.storage import reads
 from audit_svc.storage.postgres import create_pool
-from audit_svc.verify import VerifyResult, verify_chain
+from audit_svc.verify import CHECKPOINT_INVALID, VerifyResult, verify_chain
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
@@ -93,9 +98,14 @@ async def verify_command(
     *,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    settings: Settings | None = None,
+    public_key_file: str = "",
 ) -> int:
     """Verify the range of one chain (every chain when `chain_id` is empty) against the
-    database at `database_url`; return the exit code."""
+    database at `database_url`, and against the bucket's checkpoints and archive when
+    `settings` configure S3; return the exit code."""
+    from audit_svc.sinks import BadCheckpoint, commands
+
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
@@ -103,9 +113,28 @@ async def verify_command(
         try:
             chains = [chain_id] if chain_id else await _every_chain(pool)
             code = EXIT_OK
+            key = None
+            if settings is not None and settings.s3_enabled:
+                key = commands.verifier(settings, public_key_file)
             for chain in chains:
+                marks = None
+                if settings is not None and key is not None:
+                    try:
+                        marks, archived = await commands.bucket_checks(settings, pool, chain, key)
+                    except BadCheckpoint as exc:
+                        err.write(f"error: {exc}\n")
+                        bad = VerifyResult(False, chain, 0, 0, 0, 0, CHECKPOINT_INVALID)
+                        out.write(describe(bad) + "\n")
+                        code = EXIT_MISMATCH
+                        continue
+                    if archived is not None:
+                        out.write("archive: " + describe(archived) + "\n")
+                        if not archived.ok:
+                            code = EXIT_MISMATCH
                 bar = ProgressBar(err)
-                result = await verify_chain(pool, chain, from_seq, to_seq, progress=bar.update)
+                result = await verify_chain(
+                    pool, chain, from_seq, to_seq, checkpoints=marks, progress=bar.update
+                )
                 bar.finish(result)
                 out.write(describe(result) + "\n")
                 code = max(code, EXIT_OK if result.ok else EXIT_MISMATCH)
@@ -118,6 +147,9 @@ async def verify_command(
     except AuditError as exc:
         err.write(f"error: {exc.message}\n")
         return EXIT_ERROR
+    except (OSError, ValueError) as exc:  # S3 unreachable, key missing or unreadable
+        err.write(f"error: {exc}\n")
+        return EXIT_ERROR
     if not chains:
         err.write("no chains to verify: nothing has been stored yet\n")
     return code
@@ -128,8 +160,24 @@ async def _every_chain(pool: reads.Database) -> list[str]:
         return await reads.chain_ids(conn)
 
 
-def run_verify(database_url: str, chain_id: str = "", from_seq: int = 0, to_seq: int = 0) -> int:
+def run_verify(
+    database_url: str,
+    chain_id: str = "",
+    from_seq: int = 0,
+    to_seq: int = 0,
+    settings: Settings | None = None,
+    public_key_file: str = "",
+) -> int:
     """Entry point of `python -m audit_svc verify`: runs the check, returns the exit code.
 
     An empty `chain_id` verifies every chain, each over the same range."""
-    return asyncio.run(verify_command(database_url, chain_id, from_seq, to_seq))
+    return asyncio.run(
+        verify_command(
+            database_url,
+            chain_id,
+            from_seq,
+            to_seq,
+            settings=settings,
+            public_key_file=public_key_file,
+        )  # fmt: skip
+    )

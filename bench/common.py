@@ -3,13 +3,14 @@ audit-service as a child process, event generation, and result printing."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import shlex
 import statistics
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,12 +80,19 @@ class Bench:
         return info.dsn
 
     @contextmanager
-    def audit_service(self, dsn: str) -> Iterator[RunningService[GrpcServiceInfo]]:
+    def audit_service(
+        self, dsn: str, env: Mapping[str, str] | None = None
+    ) -> Iterator[RunningService[GrpcServiceInfo]]:
+        """The audit-service over `dsn`; `env` adds AUDIT_* settings (sinks)."""
         name = dsn.rsplit("/", 1)[1]
         context = ComponentContext(
             self.folder / f"audit-{name}", free_port(), {"postgres": self.pg.for_database(name)}
         )
-        with start_service(audit_plan(context)) as service:
+        plan = audit_plan(context)
+        if env:
+            spec = dataclasses.replace(plan.spec, env={**plan.spec.env, **env})
+            plan = dataclasses.replace(plan, spec=spec)
+        with start_service(plan) as service:
             yield service
 
 

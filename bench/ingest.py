@@ -1,10 +1,13 @@
-"""Committed ingest through StreamIngest (1 and 8 streams) next to raw COPY, one run.
+"""Committed ingest through StreamIngest (1 and 8 streams, sinks off; 8 streams with
+every sink on) next to raw COPY, one run.
 
     .venv/bin/python -m bench.ingest [--events 200000] [--batch 500]
 
 Each variant writes into its own fresh database with the same schema and indexes;
 events/s counts only rows committed (a count afterwards), from the first send to
-the last ack. The audit-service runs as its own process, as in production.
+the last ack. The audit-service runs as its own process, as in production. With
+sinks on (InfluxDB on VictoriaMetrics, signed checkpoints on SeaweedFS, the archive
+schedule), Health is sampled during the run for each sink's largest lag.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
 from audit_svc.storage.postgres import EVENT_COLUMNS, create_pool
 from bench.common import Bench, bench_postgres, command_line, machine, wire_events
+from bench.sinks import LagSamples, sample_lag, sink_servers
 
 
 async def stream_ingest(
@@ -81,7 +85,20 @@ async def committed(dsn: str) -> int:
         await conn.close()
 
 
-def run(bench: Bench, count: int, batch: int) -> list[tuple[str, int, float]]:
+async def ingest_with_lag(
+    target: str, events: list[event_pb2.AuditEvent], streams: int, batch: int
+) -> tuple[float, LagSamples]:
+    """`stream_ingest` while sampling the sinks' lag."""
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_lag(target, stop))
+    try:
+        seconds = await stream_ingest(target, events, streams, batch)
+    finally:
+        stop.set()
+    return seconds, await sampler
+
+
+def run(bench: Bench, count: int, batch: int) -> tuple[list[tuple[str, int, float]], LagSamples]:
     events = wire_events(count)
     results = []
     for streams in (1, 8):
@@ -89,10 +106,14 @@ def run(bench: Bench, count: int, batch: int) -> list[tuple[str, int, float]]:
         with bench.audit_service(dsn) as service:
             seconds = asyncio.run(stream_ingest(service.info.url, events, streams, batch))
         results.append((f"StreamIngest, {streams} stream(s)", asyncio.run(committed(dsn)), seconds))
+    dsn = bench.fresh_database("sinks")
+    with sink_servers(bench.folder / "sinks") as env, bench.audit_service(dsn, env) as service:
+        seconds, lag = asyncio.run(ingest_with_lag(service.info.url, events, 8, batch))
+    results.append(("StreamIngest, 8 streams, sinks on", asyncio.run(committed(dsn)), seconds))
     dsn = bench.fresh_database("rawcopy")
     seconds = asyncio.run(raw_copy(dsn, events, batch))
     results.append(("raw COPY (asyncpg), same table", asyncio.run(committed(dsn)), seconds))
-    return results
+    return results, lag
 
 
 def main() -> None:
@@ -101,7 +122,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, bench_postgres(Path(tmp)) as bench:
-        results = run(bench, args.events, args.batch)
+        results, lag = run(bench, args.events, args.batch)
     copy_rate = results[-1][1] / results[-1][2]
     print(f"# {command_line('bench.ingest')}")
     print(f"# {machine()}; {args.events} events, batches of {args.batch}, fsync on")
@@ -109,6 +130,11 @@ def main() -> None:
     for name, rows, seconds in results:
         rate = rows / seconds
         print(f"{name:<36} {rows:>10} {seconds:>8.2f} {rate:>10.0f} {rate / copy_rate:>8.2f}")
+    print("# sinks on, largest lag seen in Health during the run:")
+    for sink, events in sorted(lag.events.items()):
+        print(f"#   {sink:<12} {events:>8} events {lag.seconds[sink]:>7.2f} s")
+    print(f"#   (appender queue, for comparison: {lag.appender_seconds:.2f} s)")
+    print(f"#   InfluxDB sink reached the head {lag.drain_seconds:.2f} s after the last ack")
 
 
 if __name__ == "__main__":

@@ -172,18 +172,32 @@ class ComponentHealth(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("status", "version", "components", "appender_queue_depth", "appender_lag")
+    __slots__ = ("status", "version", "components", "appender_queue_depth", "appender_lag", "sinks")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     COMPONENTS_FIELD_NUMBER: _ClassVar[int]
     APPENDER_QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     APPENDER_LAG_FIELD_NUMBER: _ClassVar[int]
+    SINKS_FIELD_NUMBER: _ClassVar[int]
     status: str
     version: str
     components: _containers.RepeatedCompositeFieldContainer[ComponentHealth]
     appender_queue_depth: int
     appender_lag: _duration_pb2.Duration
-    def __init__(self, status: _Optional[str] = ..., version: _Optional[str] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ..., appender_queue_depth: _Optional[int] = ..., appender_lag: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    sinks: _containers.RepeatedCompositeFieldContainer[SinkHealth]
+    def __init__(self, status: _Optional[str] = ..., version: _Optional[str] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ..., appender_queue_depth: _Optional[int] = ..., appender_lag: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., sinks: _Optional[_Iterable[_Union[SinkHealth, _Mapping]]] = ...) -> None: ...
+
+class SinkHealth(_message.Message):
+    __slots__ = ("name", "lag_events", "lag", "last_error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LAG_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAG_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    lag_events: int
+    lag: _duration_pb2.Duration
+    last_error: str
+    def __init__(self, name: _Optional[str] = ..., lag_events: _Optional[int] = ..., lag: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_error: _Optional[str] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("event_type", "user_id", "service", "result")
@@ -230,3 +244,55 @@ class VerifyIntegrityResponse(_message.Message):
     first_bad_seq: int
     reason: str
     def __init__(self, ok: _Optional[bool] = ..., chain_id: _Optional[str] = ..., from_seq: _Optional[int] = ..., to_seq: _Optional[int] = ..., events_checked: _Optional[int] = ..., first_bad_seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListCheckpointsRequest(_message.Message):
+    __slots__ = ("chain_id", "page_size", "page_token")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    chain_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, chain_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class Checkpoint(_message.Message):
+    __slots__ = ("chain_id", "seq", "hash", "checkpoint_time", "key_id", "signature", "object_key")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_TIME_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    chain_id: str
+    seq: int
+    hash: bytes
+    checkpoint_time: _timestamp_pb2.Timestamp
+    key_id: str
+    signature: bytes
+    object_key: str
+    def __init__(self, chain_id: _Optional[str] = ..., seq: _Optional[int] = ..., hash: _Optional[bytes] = ..., checkpoint_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., object_key: _Optional[str] = ...) -> None: ...
+
+class ListCheckpointsResponse(_message.Message):
+    __slots__ = ("checkpoints", "next_page_token")
+    CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    checkpoints: _containers.RepeatedCompositeFieldContainer[Checkpoint]
+    next_page_token: str
+    def __init__(self, checkpoints: _Optional[_Iterable[_Union[Checkpoint, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetPublicKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetPublicKeyResponse(_message.Message):
+    __slots__ = ("algorithm", "key_id", "public_key_pem", "checkpoint_bucket")
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_BUCKET_FIELD_NUMBER: _ClassVar[int]
+    algorithm: str
+    key_id: str
+    public_key_pem: str
+    checkpoint_bucket: str
+    def __init__(self, algorithm: _Optional[str] = ..., key_id: _Optional[str] = ..., public_key_pem: _Optional[str] = ..., checkpoint_bucket: _Optional[str] = ...) -> None: ...

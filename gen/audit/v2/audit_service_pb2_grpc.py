@@ -81,6 +81,16 @@ class AuditServiceStub:
                 request_serializer=audit_dot_v2_dot_audit__service__pb2.VerifyIntegrityRequest.SerializeToString,
                 response_deserializer=audit_dot_v2_dot_audit__service__pb2.VerifyIntegrityResponse.FromString,
                 _registered_method=True)
+        self.ListCheckpoints = channel.unary_unary(
+                '/audit.v2.AuditService/ListCheckpoints',
+                request_serializer=audit_dot_v2_dot_audit__service__pb2.ListCheckpointsRequest.SerializeToString,
+                response_deserializer=audit_dot_v2_dot_audit__service__pb2.ListCheckpointsResponse.FromString,
+                _registered_method=True)
+        self.GetPublicKey = channel.unary_unary(
+                '/audit.v2.AuditService/GetPublicKey',
+                request_serializer=audit_dot_v2_dot_audit__service__pb2.GetPublicKeyRequest.SerializeToString,
+                response_deserializer=audit_dot_v2_dot_audit__service__pb2.GetPublicKeyResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -155,6 +165,22 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCheckpoints(self, request, context):
+        """Lists the signed checkpoints (chain head, seq, hash, time) by chain and seq, a
+        page at a time. The originals are objects in an object-locked bucket.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPublicKey(self, request, context):
+        """Publishes the Ed25519 public key that checkpoint signatures verify with;
+        NOT_FOUND when checkpoints are not enabled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +228,16 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.VerifyIntegrity,
                     request_deserializer=audit_dot_v2_dot_audit__service__pb2.VerifyIntegrityRequest.FromString,
                     response_serializer=audit_dot_v2_dot_audit__service__pb2.VerifyIntegrityResponse.SerializeToString,
+            ),
+            'ListCheckpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCheckpoints,
+                    request_deserializer=audit_dot_v2_dot_audit__service__pb2.ListCheckpointsRequest.FromString,
+                    response_serializer=audit_dot_v2_dot_audit__service__pb2.ListCheckpointsResponse.SerializeToString,
+            ),
+            'GetPublicKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPublicKey,
+                    request_deserializer=audit_dot_v2_dot_audit__service__pb2.GetPublicKeyRequest.FromString,
+                    response_serializer=audit_dot_v2_dot_audit__service__pb2.GetPublicKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -449,6 +485,60 @@ class AuditService:
             '/audit.v2.AuditService/VerifyIntegrity',
             audit_dot_v2_dot_audit__service__pb2.VerifyIntegrityRequest.SerializeToString,
             audit_dot_v2_dot_audit__service__pb2.VerifyIntegrityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCheckpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audit.v2.AuditService/ListCheckpoints',
+            audit_dot_v2_dot_audit__service__pb2.ListCheckpointsRequest.SerializeToString,
+            audit_dot_v2_dot_audit__service__pb2.ListCheckpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPublicKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audit.v2.AuditService/GetPublicKey',
+            audit_dot_v2_dot_audit__service__pb2.GetPublicKeyRequest.SerializeToString,
+            audit_dot_v2_dot_audit__service__pb2.GetPublicKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,279 @@
+"""Archive: events older than the hot retention move to the archive bucket as gzip
+NDJSON objects, one per chain and seq range, each with a manifest; `restore` brings a
+range back for querying; `verify_archive` recomputes the chain over the objects.
+
+Safety: a range's rows are deleted from PostgreSQL only after (1) the rows' own chain
+was recomputed and continues from the last archived hash, (2) the object and its
+manifest were written to the object-locked bucket, (3) the object was read back (by
+its version id) and its SHA-256, line count and hashes match; the record of the range
+and the delete are one transaction, which rolls back unless it deleted exactly the
+archived count. S3 down at any step raises before the delete; the runner retries.
+Objects are deterministic (gzip mtime 0), so a retry after a crash rewrites the same
+bytes as a new version of the same key.
+
+Object `events/<chain>/<first seq>-<last seq>.ndjson.gz` (seqs 20 digits), manifest
+`<same>.manifest.json`: chain_id, first_seq, last_seq, count, prev_hash (the hash
+before first_seq), first_hash, last_hash (hex), sha256 (of the object), object_key.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import ipaddress
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from audit_svc.chain import GENESIS, canonical_bytes, link
+from audit_svc.model import Event, Receipt, StoredEvent
+from audit_svc.sinks.objects import ObjectStore
+from audit_svc.storage import sinks as sql
+from audit_svc.storage.postgres import connection
+from audit_svc.verify import (
+    CHECKPOINT_MISMATCH,
+    HASH_MISMATCH,
+    PREV_HASH_MISMATCH,
+    SEQ_GAP,
+    VerifyResult,
+)
+
+log = logging.getLogger(__name__)
+
+PREFIX = "events/"
+MANIFEST = ".manifest.json"
+ARCHIVE_SHA256_MISMATCH = "ARCHIVE_SHA256_MISMATCH"
+ARCHIVE_BOUNDARY_MISMATCH = "ARCHIVE_BOUNDARY_MISMATCH"
+
+
+class ArchiveError(RuntimeError):
+    """Rows or an object failed a check; nothing was deleted."""
+
+
+def object_key(chain_id: str, first: int, last: int) -> str:
+    return f"{PREFIX}{chain_id}/{first:020d}-{last:020d}.ndjson.gz"
+
+
+def encode_events(events: Sequence[StoredEvent]) -> bytes:
+    """Gzip NDJSON, one event per line, byte-for-byte reproducible."""
+    lines = (json.dumps(_doc(s), sort_keys=True, ensure_ascii=False) for s in events)
+    return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+
+
+def decode_events(data: bytes) -> list[StoredEvent]:
+    return [_stored(json.loads(line)) for line in gzip.decompress(data).splitlines() if line]
+
+
+def _doc(s: StoredEvent) -> dict[str, Any]:
+    e, r = s.event, s.receipt
+    return {
+        "chain_id": r.chain_id,
+        "seq": r.seq,
+        "event_id": str(e.event_id),
+        "event_type": e.event_type,
+        "user_id": e.user_id,
+        "username": e.username,
+        "ip_address": None if e.ip_address is None else str(e.ip_address),
+        "user_agent": e.user_agent,
+        "service": e.service,
+        "action": e.action,
+        "result": e.result,
+        "details": e.details,
+        "compliance_tags": list(e.compliance_tags),
+        "data_classification": e.data_classification,
+        "event_time": e.event_time.astimezone(UTC).isoformat(timespec="microseconds"),
+        "receive_time": e.receive_time.astimezone(UTC).isoformat(timespec="microseconds"),
+        "prev_hash": r.prev_hash.hex(),
+        "hash": r.hash.hex(),
+    }
+
+
+def _stored(d: dict[str, Any]) -> StoredEvent:
+    event = Event(
+        event_id=uuid.UUID(d["event_id"]),
+        event_type=d["event_type"],
+        user_id=d["user_id"],
+        username=d["username"],
+        ip_address=None if d["ip_address"] is None else ipaddress.ip_address(d["ip_address"]),
+        user_agent=d["user_agent"],
+        service=d["service"],
+        action=d["action"],
+        result=d["result"],
+        details=d["details"],
+        compliance_tags=tuple(d["compliance_tags"]),
+        data_classification=d["data_classification"],
+        event_time=datetime.fromisoformat(d["event_time"]),
+        receive_time=datetime.fromisoformat(d["receive_time"]),
+    )
+    receipt = Receipt(d["chain_id"], int(d["seq"]), bytes.fromhex(d["hash"]),
+                      bytes.fromhex(d["prev_hash"]))  # fmt: skip
+    return StoredEvent(event, receipt)
+
+
+def check_links(events: Sequence[StoredEvent], prev: bytes, first_seq: int) -> tuple[int, str]:
+    """(0, "") when the events form the chain from `prev` at `first_seq`; else the first
+    bad seq and why."""
+    expected = first_seq
+    for s in events:
+        r = s.receipt
+        if r.seq != expected:
+            return expected, SEQ_GAP
+        if r.prev_hash != prev:
+            return expected, PREV_HASH_MISMATCH
+        if link(prev, canonical_bytes(s.event, r.chain_id, r.seq)) != r.hash:
+            return expected, HASH_MISMATCH
+        prev, expected = r.hash, expected + 1
+    return 0, ""
+
+
+class Archiver:
+    """Archives one chain's old events; `step` archives one object's worth."""
+
+    NAME = "archive"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        chain_id: str,
+        store: ObjectStore,
+        *,
+        retention: timedelta,
+        object_events: int = 10_000,
+    ) -> None:
+        self._pool = pool
+        self.chain_id = chain_id
+        self._store = store
+        self._retention = retention
+        self._max = object_events
+
+    async def step(self) -> bool:
+        """Archive the next range; True when more old events are waiting."""
+        return await self.archive_next(datetime.now(UTC) - self._retention) is not None
+
+    async def archive_all(self, cutoff: datetime | None = None) -> list[sql.ArchivedRange]:
+        """Archive every event received before `cutoff` (now - retention by default)."""
+        cutoff = cutoff or datetime.now(UTC) - self._retention
+        done = []
+        while (r := await self.archive_next(cutoff)) is not None:
+            done.append(r)
+        return done
+
+    async def archive_next(self, cutoff: datetime) -> sql.ArchivedRange | None:
+        async with connection(self._pool) as conn:
+            through, last_hash = await sql.archive_boundary(conn, self.chain_id)
+            events = await sql.archive_candidates(conn, self.chain_id, through, cutoff, self._max)
+        if not events:
+            return None
+        first, last = events[0].receipt, events[-1].receipt
+        prev = last_hash if through else GENESIS
+        if first.seq == 1 or through:
+            bad, why = check_links(events, prev, through + 1)
+        else:  # rows before this one were never archived nor stored: trust the start
+            bad, why = check_links(events, first.prev_hash, first.seq)
+        if why:
+            raise ArchiveError(f"chain {self.chain_id} seq {bad}: {why}; not archived")
+        body = encode_events(events)
+        digest = hashlib.sha256(body).digest()
+        key = object_key(self.chain_id, first.seq, last.seq)
+        manifest = {
+            "chain_id": self.chain_id,
+            "first_seq": first.seq,
+            "last_seq": last.seq,
+            "count": len(events),
+            "prev_hash": first.prev_hash.hex(),
+            "first_hash": first.hash.hex(),
+            "last_hash": last.hash.hex(),
+            "sha256": digest.hex(),
+            "object_key": key,
+        }
+        stored = await self._store.put(key, body, "application/gzip")
+        await self._store.put(
+            key.removesuffix(".ndjson.gz") + MANIFEST,
+            json.dumps(manifest, sort_keys=True, indent=1).encode(),
+            "application/json",
+        )
+        back = await self._store.get(key, stored.version_id)
+        if hashlib.sha256(back).digest() != digest:
+            raise ArchiveError(f"{key}: read back with another SHA-256; not deleted")
+        again = decode_events(back)
+        if [s.receipt.hash for s in again] != [s.receipt.hash for s in events]:
+            raise ArchiveError(f"{key}: read back with other events; not deleted")
+        record = sql.ArchivedRange(
+            self.chain_id, first.seq, last.seq, len(events), first.prev_hash, last.hash,
+            digest, key, stored.version_id,
+        )  # fmt: skip
+        async with connection(self._pool) as conn:
+            await sql.record_archived(conn, record)
+        log.info("archived %s seq %d..%d to %s", self.chain_id, first.seq, last.seq, key)
+        return record
+
+
+async def restore(
+    pool: asyncpg.Pool, store: ObjectStore, chain_id: str, from_seq: int, to_seq: int
+) -> int:
+    """Put the archived events of from_seq..to_seq (0: the last archived) back into
+    PostgreSQL for querying, after checking each object's SHA-256 and chain. Returns
+    the number of rows inserted."""
+    async with connection(pool) as conn:
+        ranges = await sql.archived_ranges(conn, chain_id)
+    last = to_seq or (ranges[-1].last_seq if ranges else 0)
+    inserted = 0
+    for r in ranges:
+        if r.last_seq < from_seq or r.first_seq > last:
+            continue
+        data = await store.get(r.object_key, r.version_id)
+        if hashlib.sha256(data).digest() != r.sha256:
+            raise ArchiveError(f"{r.object_key}: SHA-256 differs from the archive record")
+        events = decode_events(data)
+        bad, why = check_links(events, r.prev_hash, r.first_seq)
+        if why or not events or events[-1].receipt.hash != r.last_hash:
+            raise ArchiveError(f"{r.object_key}: chain broken at seq {bad} ({why or 'end'})")
+        wanted = [s for s in events if from_seq <= s.receipt.seq <= last]
+        async with connection(pool) as conn:
+            inserted += await sql.restore_events(conn, wanted)
+    return inserted
+
+
+async def release_restored(pool: asyncpg.Pool, chain_id: str) -> int:
+    """Delete restored rows again (they are safe in the archive); returns how many."""
+    async with connection(pool) as conn:
+        through, _ = await sql.archive_boundary(conn, chain_id)
+        return await sql.drop_restored(conn, chain_id, through, datetime.now(UTC))
+
+
+async def verify_archive(
+    store: ObjectStore, chain_id: str, checkpoints: Mapping[int, bytes] | None = None
+) -> tuple[VerifyResult, bytes]:
+    """Recompute the chain over the bucket's archived objects from seq 1, checking each
+    object's SHA-256 against its manifest, and compare with the checkpoints. Returns the
+    result and the last archived hash (to meet the live rows' first prev_hash)."""
+    marks = dict(checkpoints or {})
+    prev, expected, checked = GENESIS, 1, 0
+
+    def result(bad: int = 0, reason: str = "") -> tuple[VerifyResult, bytes]:
+        return VerifyResult(not reason, chain_id, 1, expected - 1, checked, bad, reason), prev
+
+    for mkey in [k for k in await store.keys(f"{PREFIX}{chain_id}/") if k.endswith(MANIFEST)]:
+        manifest = json.loads(await store.get(mkey))
+        data = await store.get(manifest["object_key"])
+        if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+            return result(int(manifest["first_seq"]), ARCHIVE_SHA256_MISMATCH)
+        events = decode_events(data)
+        bad, why = check_links(events, prev, expected)
+        if why:
+            return result(bad, why)
+        for s in events:
+            if marks.get(s.receipt.seq, s.receipt.hash) != s.receipt.hash:
+                return result(s.receipt.seq, CHECKPOINT_MISMATCH)
+        if events:
+            prev, expected, checked = (
+                events[-1].receipt.hash,
+                expected + len(events),
+                checked + len(events),
+            )
+    return result()

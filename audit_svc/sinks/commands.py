@@ -1,0 +1,121 @@
+"""`python -m audit_svc archive|restore`, and the checkpoint and archive checks that
+`python -m audit_svc verify` adds when S3 is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+import asyncpg
+
+from audit_svc.settings import Settings
+from audit_svc.sinks.archive import Archiver, release_restored, restore, verify_archive
+from audit_svc.sinks.checkpoints import load_checkpoints
+from audit_svc.sinks.objects import ObjectStore
+from audit_svc.sinks.service import object_store
+from audit_svc.sinks.signer import Verifier, load_signer
+from audit_svc.storage import reads
+from audit_svc.storage import sinks as sql
+from audit_svc.storage.postgres import create_pool
+from audit_svc.verify import VerifyResult
+
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+
+
+def verifier(settings: Settings, public_key_file: str = "") -> Verifier:
+    """The key checkpoints are checked with: a given public key file (an external
+    verifier), else the configured signing key, which must already exist."""
+    if public_key_file:
+        return Verifier.from_pem(Path(public_key_file).read_text())
+    if not settings.signing_key and not Path(settings.signing_key_file).exists():
+        raise FileNotFoundError(
+            f"no checkpoint key: set AUDIT_SIGNING_KEY, AUDIT_SIGNING_KEY_FILE "
+            f"(now {settings.signing_key_file}) or --public-key"
+        )
+    return load_signer(settings.signing_key, settings.signing_key_file)
+
+
+async def bucket_checks(
+    settings: Settings, pool: asyncpg.Pool, chain_id: str, key: Verifier
+) -> tuple[dict[int, bytes], VerifyResult | None]:
+    """The chain's signed checkpoints (seq -> hash) from the bucket, and the result of
+    verifying its archived objects (None when nothing is archived); the archive must
+    end where PostgreSQL's record of it ends, so the chain continues into the live rows."""
+    cp_store = object_store(settings, settings.checkpoint_bucket)
+    ar_store = object_store(settings, settings.archive_bucket)
+    try:
+        marks = {c.seq: c.hash for c in await load_checkpoints(cp_store, chain_id, key)}
+        async with reads.acquire(pool) as conn:
+            through, last_hash = await sql.archive_boundary(conn, chain_id)
+        if not through:
+            return marks, None
+        result, end_hash = await verify_archive(ar_store, chain_id, marks)
+        if result.ok and (result.to_seq != through or end_hash != last_hash):
+            result = VerifyResult(
+                False, chain_id, 1, result.to_seq, result.events_checked,
+                min(result.to_seq, through) + 1, "ARCHIVE_BOUNDARY_MISMATCH",
+            )  # fmt: skip
+        return marks, result
+    finally:
+        cp_store.close()
+        ar_store.close()
+
+
+async def archive_command(settings: Settings, chain_id: str, out: TextIO) -> int:
+    """Archive every chain's (or one chain's) events older than the hot retention."""
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    store = _archive_store(settings)
+    try:
+        async with reads.acquire(pool) as conn:
+            chains = [chain_id] if chain_id else await reads.chain_ids(conn)
+        cutoff = datetime.now(UTC) - timedelta(days=settings.hot_retention_days)
+        for chain in chains:
+            archiver = Archiver(
+                pool, chain, store, retention=timedelta(days=settings.hot_retention_days),
+                object_events=settings.archive_object_events,
+            )  # fmt: skip
+            done = await archiver.archive_all(cutoff)
+            events = sum(r.event_count for r in done)
+            out.write(f"chain {chain}: archived {events} events in {len(done)} objects\n")
+    finally:
+        store.close()
+        await pool.close()
+    return EXIT_OK
+
+
+async def restore_command(
+    settings: Settings, chain_id: str, from_seq: int, to_seq: int, release: bool, out: TextIO
+) -> int:
+    """Bring an archived range back into PostgreSQL (or drop restored rows again)."""
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    store = _archive_store(settings)
+    try:
+        if release:
+            n = await release_restored(pool, chain_id)
+            out.write(f"chain {chain_id}: released {n} restored events\n")
+        else:
+            n = await restore(pool, store, chain_id, from_seq, to_seq)
+            out.write(f"chain {chain_id}: restored {n} events\n")
+    finally:
+        store.close()
+        await pool.close()
+    return EXIT_OK
+
+
+def _archive_store(settings: Settings) -> ObjectStore:
+    if not settings.s3_enabled:
+        raise SystemExit("AUDIT_S3_ENDPOINT is not set: there is no archive")
+    return object_store(settings, settings.archive_bucket)
+
+
+def run_archive(settings: Settings, chain_id: str) -> int:
+    return asyncio.run(archive_command(settings, chain_id, sys.stdout))
+
+
+def run_restore(
+    settings: Settings, chain_id: str, from_seq: int, to_seq: int, release: bool
+) -> int:
+    return asyncio.run(restore_command(settings, chain_id, from_seq, to_seq, release, sys.stdout))

@@ -1,0 +1,159 @@
+"""The sinks of one replica's chain, built from settings: runners, lag, integrity.
+
+`Sinks.open(settings, pool, chain_id)` makes the enabled ones (InfluxDB when
+AUDIT_INFLUX_URL is set; checkpoints and the archive when AUDIT_S3_ENDPOINT is set);
+`run()` runs them all until `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from audit_svc.settings import Settings
+from audit_svc.sinks import checkpoints as cps
+from audit_svc.sinks.archive import Archiver
+from audit_svc.sinks.influx import NAME as INFLUX
+from audit_svc.sinks.influx import InfluxSink
+from audit_svc.sinks.objects import ObjectStore
+from audit_svc.sinks.runner import SinkRunner, Step
+from audit_svc.sinks.signer import Signer, Verifier, load_signer
+from audit_svc.storage import sinks as sql
+from audit_svc.storage.postgres import connection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkState:
+    """One sink's health: how far behind it is, and its last error.
+
+    `lag_seconds` is how stale the sink is: the time since it last had nothing left
+    to do, and at most the age (since receipt) of the oldest event it has not
+    handled; 0 when it has handled every committed event."""
+
+    name: str
+    lag_events: int
+    lag_seconds: float
+    last_error: str
+
+
+def object_store(settings: Settings, bucket: str) -> ObjectStore:
+    """A store for one of the configured buckets."""
+    s = settings
+    return ObjectStore(
+        s.s3_endpoint, s.s3_access_key, s.s3_secret_key, bucket, secure=s.s3_secure,
+        region=s.s3_region, lock_mode=s.object_lock_mode, lock_days=s.object_lock_days,
+    )  # fmt: skip
+
+
+class Sinks:
+    """Every enabled sink of one chain."""
+
+    def __init__(self, pool: asyncpg.Pool, chain_id: str) -> None:
+        self._pool = pool
+        self.chain_id = chain_id
+        self.runners: dict[str, SinkRunner] = {}
+        self.influx: InfluxSink | None = None
+        self.checkpointer: cps.Checkpointer | None = None
+        self.archiver: Archiver | None = None
+        self.signer: Signer | None = None
+        self.checkpoint_store: ObjectStore | None = None
+        self.archive_store: ObjectStore | None = None
+
+    @classmethod
+    def open(cls, s: Settings, pool: asyncpg.Pool, chain_id: str) -> Sinks:
+        sinks = cls(pool, chain_id)
+
+        def runner(name: str, step: Step, poll: float) -> None:
+            sinks.runners[name] = SinkRunner(
+                name, step, poll_seconds=poll, retry_max_seconds=s.sink_retry_max_seconds
+            )
+
+        if s.influx_url:
+            sinks.influx = InfluxSink(
+                pool, chain_id, url=s.influx_url, org=s.influx_org, bucket=s.influx_bucket,
+                token=s.influx_token, window_seconds=s.influx_window_seconds,
+                batch_events=s.influx_batch_events,
+            )  # fmt: skip
+            runner(INFLUX, sinks.influx.step, s.sink_poll_seconds)
+        if s.s3_enabled:
+            sinks.signer = load_signer(s.signing_key, s.signing_key_file)
+            sinks.checkpoint_store = object_store(s, s.checkpoint_bucket)
+            sinks.archive_store = object_store(s, s.archive_bucket)
+            sinks.checkpointer = cps.Checkpointer(
+                pool, chain_id, sinks.checkpoint_store, sinks.signer,
+                every_events=s.checkpoint_every_events,
+                interval_seconds=s.checkpoint_interval_seconds,
+            )  # fmt: skip
+            runner(cps.Checkpointer.NAME, sinks.checkpointer.step, s.sink_poll_seconds)
+            sinks.archiver = Archiver(
+                pool, chain_id, sinks.archive_store,
+                retention=timedelta(days=s.hot_retention_days),
+                object_events=s.archive_object_events,
+            )  # fmt: skip
+            if s.archive_interval_seconds > 0:
+                runner(Archiver.NAME, sinks.archiver.step, s.archive_interval_seconds)
+        return sinks
+
+    def nudge(self, *_: object) -> None:
+        """After a commit: wake the sinks that follow the head (not the archive)."""
+        for name, r in self.runners.items():
+            if name != Archiver.NAME:
+                r.nudge()
+
+    async def run(self) -> None:
+        """Run every sink until `close`."""
+        async with asyncio.TaskGroup() as tasks:
+            for name, r in self.runners.items():
+                tasks.create_task(r.run(), name=f"sink-{name}")
+
+    async def close(self) -> None:
+        """Stop the runners (their `run` returns), then release clients."""
+        for r in self.runners.values():
+            r.close()
+
+    async def release(self) -> None:
+        if self.influx is not None:
+            await self.influx.close()
+        for store in (self.checkpoint_store, self.archive_store):
+            if store is not None:
+                store.close()
+
+    async def states(self) -> list[SinkState]:
+        """Each sink's lag in events and seconds, and its last error. For checkpoints:
+        the events after the newest checkpoint, and the time since it was made."""
+        out = []
+        async with connection(self._pool) as conn:
+            for name, r in self.runners.items():
+                if name == INFLUX:
+                    lag = await sql.lag(conn, INFLUX, self.chain_id)
+                    seconds = lag.seconds if lag.events else 0.0
+                    if lag.events and r.caught_up_at is not None:
+                        seconds = min(seconds, time.monotonic() - r.caught_up_at)
+                elif name == cps.Checkpointer.NAME:
+                    last = await sql.last_checkpoint(conn, self.chain_id)
+                    lag = await sql.lag_after(conn, self.chain_id, last.seq if last else 0)
+                    seconds = lag.seconds
+                    if lag.events and last is not None:
+                        seconds = (datetime.now(UTC) - last.checkpoint_time).total_seconds()
+                else:  # the archive works by age, not by the head
+                    lag, seconds = sql.Lag(0, 0.0), 0.0
+                out.append(SinkState(name, lag.events, seconds, r.last_error))
+        return out
+
+
+async def bucket_checkpoints(
+    store: ObjectStore | None, verifier: Verifier | None, chain_id: str, from_seq: int = 0
+) -> dict[int, bytes] | None:
+    """seq -> hash of a chain's signed checkpoints from the bucket with seq >= from_seq;
+    None when S3 is off."""
+    if store is None or verifier is None:
+        return None
+    found = await cps.load_checkpoints(store, chain_id, verifier, from_seq)
+    return {c.seq: c.hash for c in found}

@@ -1,0 +1,307 @@
+"""SQL of the sinks: cursors, lag, per-window counts, checkpoints, archived ranges."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from audit_svc.model import StoredEvent
+from audit_svc.storage.postgres import EVENT_COLUMNS, SELECT_EVENT, event_row, stored_event
+
+WINDOW_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far a sink is behind its chain's head."""
+
+    events: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCount:
+    """Events of one window and one tag combination, as of some seq."""
+
+    window: datetime
+    event_type: str
+    service: str
+    result: str
+    data_classification: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    """A signed checkpoint as PostgreSQL keeps it."""
+
+    chain_id: str
+    seq: int
+    hash: bytes
+    checkpoint_time: datetime
+    key_id: str
+    signature: bytes
+    object_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedRange:
+    """A seq range of a chain that lives in the archive bucket."""
+
+    chain_id: str
+    first_seq: int
+    last_seq: int
+    event_count: int
+    prev_hash: bytes
+    last_hash: bytes
+    sha256: bytes
+    object_key: str
+    version_id: str
+
+
+async def cursor(conn: asyncpg.Connection, sink: str, chain_id: str) -> int:
+    """The last seq the sink has handled on the chain; 0 before its first run."""
+    value = await conn.fetchval(
+        "SELECT last_seq FROM sink_cursors WHERE sink = $1 AND chain_id = $2", sink, chain_id
+    )
+    return int(value or 0)
+
+
+async def set_cursor(conn: asyncpg.Connection, sink: str, chain_id: str, last_seq: int) -> None:
+    """Move the sink's cursor forward (never back)."""
+    await conn.execute(
+        """
+        INSERT INTO sink_cursors (sink, chain_id, last_seq) VALUES ($1, $2, $3)
+        ON CONFLICT (sink, chain_id) DO UPDATE
+        SET last_seq = GREATEST(sink_cursors.last_seq, EXCLUDED.last_seq), update_time = now()
+        """,
+        sink,
+        chain_id,
+        last_seq,
+    )
+
+
+async def lag(conn: asyncpg.Connection, sink: str, chain_id: str) -> Lag:
+    """Events after the sink's cursor, and the age of the oldest of them."""
+    return await lag_after(conn, chain_id, await cursor(conn, sink, chain_id))
+
+
+async def lag_after(conn: asyncpg.Connection, chain_id: str, seq: int) -> Lag:
+    """Events after `seq`, and how long ago the first of them was received."""
+    row = await conn.fetchrow(
+        """
+        SELECT c.head_seq - $2 AS events,
+               (SELECT EXTRACT(EPOCH FROM now() - e.receive_time) FROM audit_events e
+                WHERE e.chain_id = c.chain_id AND e.seq = $2 + 1) AS seconds
+        FROM chains c WHERE c.chain_id = $1
+        """,
+        chain_id,
+        seq,
+    )
+    if row is None:
+        return Lag(0, 0.0)
+    return Lag(max(int(row["events"]), 0), max(float(row["seconds"] or 0.0), 0.0))
+
+
+async def head_seq(conn: asyncpg.Connection, chain_id: str) -> int:
+    """The chain's head seq; 0 for an unknown or empty chain."""
+    value = await conn.fetchval("SELECT head_seq FROM chains WHERE chain_id = $1", chain_id)
+    return int(value or 0)
+
+
+async def window_counts(
+    conn: asyncpg.Connection, chain_id: str, after: int, upto: int, width: timedelta
+) -> list[WindowCount]:
+    """The full counts, over every event with seq <= upto, of each window touched by the
+    events after <= seq <= upto: rewriting a window's point with them is idempotent."""
+    windows = [
+        r["w"]
+        for r in await conn.fetch(
+            "SELECT DISTINCT date_bin($4::interval, event_time, $5::timestamptz) AS w "
+            "FROM audit_events WHERE chain_id = $1 AND seq > $2 AND seq <= $3",
+            chain_id,
+            after,
+            upto,
+            width,
+            WINDOW_ORIGIN,
+        )
+    ]
+    if not windows:
+        return []
+    rows = await conn.fetch(
+        """
+        SELECT date_bin($4::interval, event_time, $5::timestamptz) AS w, event_type, service,
+               result, data_classification, count(*) AS n
+        FROM audit_events
+        WHERE chain_id = $1 AND seq <= $2
+          AND date_bin($4::interval, event_time, $5::timestamptz) = ANY($3::timestamptz[])
+          AND event_time >= $6 AND event_time < $7
+        GROUP BY 1, 2, 3, 4, 5
+        """,
+        chain_id,
+        upto,
+        windows,
+        width,
+        WINDOW_ORIGIN,
+        min(windows),
+        max(windows) + width,
+    )
+    return [
+        WindowCount(r["w"], r["event_type"], r["service"], r["result"],
+                    r["data_classification"], int(r["n"]))
+        for r in rows
+    ]  # fmt: skip
+
+
+async def chain_head(conn: asyncpg.Connection, chain_id: str) -> tuple[int, bytes]:
+    """(head seq, head hash) as `chains` records them; (0, b'') for an unknown chain."""
+    row = await conn.fetchrow(
+        "SELECT head_seq, head_hash FROM chains WHERE chain_id = $1", chain_id
+    )
+    return (0, b"") if row is None else (int(row["head_seq"]), bytes(row["head_hash"]))
+
+
+async def last_checkpoint(conn: asyncpg.Connection, chain_id: str) -> CheckpointRow | None:
+    """The newest checkpoint of the chain, or None."""
+    row = await conn.fetchrow(
+        "SELECT * FROM checkpoints WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1", chain_id
+    )
+    return None if row is None else _checkpoint(row)
+
+
+async def add_checkpoint(conn: asyncpg.Connection, cp: CheckpointRow) -> None:
+    """Record a checkpoint already written to the bucket."""
+    await conn.execute(
+        "INSERT INTO checkpoints (chain_id, seq, hash, checkpoint_time, key_id, signature, "
+        "object_key) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (chain_id, seq) DO NOTHING",
+        cp.chain_id,
+        cp.seq,
+        cp.hash,
+        cp.checkpoint_time,
+        cp.key_id,
+        cp.signature,
+        cp.object_key,
+    )
+
+
+async def list_checkpoints(
+    conn: asyncpg.Connection, chain_id: str, after: tuple[str, int], limit: int
+) -> list[CheckpointRow]:
+    """Checkpoints ordered by (chain, seq) after the position `after`; one chain or all."""
+    rows = await conn.fetch(
+        "SELECT * FROM checkpoints WHERE ($1 = '' OR chain_id = $1) AND (chain_id, seq) > ($2, $3)"
+        " ORDER BY chain_id, seq LIMIT $4",
+        chain_id,
+        after[0],
+        after[1],
+        limit,
+    )
+    return [_checkpoint(r) for r in rows]
+
+
+def _checkpoint(row: asyncpg.Record) -> CheckpointRow:
+    return CheckpointRow(
+        row["chain_id"], int(row["seq"]), bytes(row["hash"]), row["checkpoint_time"],
+        row["key_id"], bytes(row["signature"]), row["object_key"],
+    )  # fmt: skip
+
+
+async def archived_ranges(conn: asyncpg.Connection, chain_id: str) -> list[ArchivedRange]:
+    """The chain's archived ranges in seq order."""
+    rows = await conn.fetch(
+        "SELECT * FROM archived_ranges WHERE chain_id = $1 ORDER BY first_seq", chain_id
+    )
+    return [
+        ArchivedRange(r["chain_id"], int(r["first_seq"]), int(r["last_seq"]),
+                      int(r["event_count"]), bytes(r["prev_hash"]), bytes(r["last_hash"]),
+                      bytes(r["sha256"]), r["object_key"], r["version_id"])
+        for r in rows
+    ]  # fmt: skip
+
+
+async def archive_candidates(
+    conn: asyncpg.Connection, chain_id: str, after: int, cutoff: datetime, limit: int
+) -> list[StoredEvent]:
+    """Up to `limit` events from seq after+1 on, stopping at the first one received at
+    or after `cutoff`: archived ranges stay contiguous."""
+    rows = await conn.fetch(
+        f"{SELECT_EVENT} WHERE chain_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        chain_id,
+        after,
+        limit,
+    )
+    out = []
+    for row in rows:
+        if row["receive_time"] >= cutoff:
+            break
+        out.append(stored_event(row))
+    return out
+
+
+async def record_archived(conn: asyncpg.Connection, r: ArchivedRange) -> int:
+    """In one transaction: record the range as archived and delete its rows. Returns
+    the number of rows deleted; raises (rolling back) if it is not the range's count."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO archived_ranges (chain_id, first_seq, last_seq, event_count, prev_hash,"
+            " last_hash, sha256, object_key, version_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+            r.chain_id, r.first_seq, r.last_seq, r.event_count, r.prev_hash, r.last_hash,
+            r.sha256, r.object_key, r.version_id,
+        )  # fmt: skip
+        status = await conn.execute(
+            "DELETE FROM audit_events WHERE chain_id = $1 AND seq >= $2 AND seq <= $3",
+            r.chain_id,
+            r.first_seq,
+            r.last_seq,
+        )
+        deleted = int(status.split()[-1])
+        if deleted != r.event_count:
+            raise RuntimeError(
+                f"archive of {r.chain_id} {r.first_seq}..{r.last_seq}: {deleted} rows to "
+                f"delete, {r.event_count} archived; nothing deleted"
+            )
+        return deleted
+
+
+async def drop_restored(
+    conn: asyncpg.Connection, chain_id: str, through: int, cutoff: datetime
+) -> int:
+    """Delete restored rows of archived ranges (seq <= through) received before cutoff."""
+    status = await conn.execute(
+        "DELETE FROM audit_events WHERE chain_id = $1 AND seq <= $2 AND receive_time < $3",
+        chain_id,
+        through,
+        cutoff,
+    )
+    return int(status.split()[-1])
+
+
+async def restore_events(conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> int:
+    """Put archived events back into audit_events (hourly counts untouched: they never
+    left them). Rows already present are kept. Returns the number inserted."""
+    async with conn.transaction():
+        await conn.execute(
+            "CREATE TEMP TABLE restore_events (LIKE audit_events INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        await conn.copy_records_to_table(
+            "restore_events",
+            records=[event_row(s.event, s.receipt) for s in events],
+            columns=EVENT_COLUMNS,
+        )
+        status = await conn.execute(
+            "INSERT INTO audit_events SELECT * FROM restore_events ON CONFLICT DO NOTHING"
+        )
+    return int(status.split()[-1])
+
+
+async def archive_boundary(conn: asyncpg.Connection, chain_id: str) -> tuple[int, bytes]:
+    """The last archived seq of the chain and its hash; (0, b'') when none is archived."""
+    row = await conn.fetchrow(
+        "SELECT last_seq, last_hash FROM archived_ranges WHERE chain_id = $1 "
+        "ORDER BY last_seq DESC LIMIT 1",
+        chain_id,
+    )
+    return (0, b"") if row is None else (int(row["last_seq"]), bytes(row["last_hash"]))
