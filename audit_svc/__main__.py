@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
 from audit_svc.app import AuditApp
@@ -15,19 +14,9 @@ from audit_svc.migrate import upgrade
 from audit_svc.settings import Settings, SettingsError
 from audit_svc.sinks import SigningKeyError
 from meshkit import configure_logging
+from meshkit.server import serve_until_signal
 
 log = logging.getLogger("audit_svc")
-
-
-async def serve(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with AuditApp(settings):
-        await stop.wait()
-        log.info("signal received; shutting down")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             return commands.run_archive(settings, args.chain)
         return commands.run_restore(settings, args.chain, args.from_seq, args.to_seq, args.release)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve_until_signal(AuditApp(settings)))
     except (OSError, Unavailable, SigningKeyError) as exc:
         log.error("audit-service cannot start: %s", exc)
         return 1

@@ -10,8 +10,7 @@ from types import TracebackType
 
 import asyncpg
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
 
 from audit.v1 import audit_service_pb2 as v1_pb
 from audit.v1 import audit_service_pb2_grpc as v1_grpc
@@ -29,6 +28,7 @@ from audit_svc.settings import Settings
 from audit_svc.sinks import Sinks
 from audit_svc.storage import writes
 from audit_svc.storage.postgres import create_pool, map_db_errors
+from meshkit.server import new_server
 
 log = logging.getLogger(__name__)
 
@@ -102,23 +102,13 @@ class AuditApp:
         self.appender.add_listener(self.tail.publish)
         self.appender.add_listener(self.sinks.nudge)  # sinks read from their cursors
 
-        # so_reuseport off: a second process on a taken port must fail, not share it.
-        server = grpc.aio.server(interceptors=[interceptor()], options=[("grpc.so_reuseport", 0)])
+        server, self.port = new_server(
+            interceptor(), SERVICE_NAMES, self.health, s.grpc_listen, "AUDIT_GRPC_LISTEN"
+        )
         v2_grpc.add_AuditServiceServicer_to_server(
             AuditServicer(ingestor, reader, self.tail), server
         )
         v1_grpc.add_AuditLogServiceServicer_to_server(AuditLogServicer(reader), server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
-        try:
-            self.port = server.add_insecure_port(s.grpc_listen)
-        except RuntimeError as exc:
-            raise OSError(
-                f"cannot listen on {s.grpc_listen}: the port is taken or the address is not "
-                "local; set AUDIT_GRPC_LISTEN to another host:port"
-            ) from exc
         self.server = server
 
         self._tasks = asyncio.TaskGroup()

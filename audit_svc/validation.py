@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from audit_svc.ids import uuid7
 from audit_svc.model import Event, EventInput, FieldViolation
+from meshkit.ids import uuid7
 
 RESULTS = frozenset({"success", "failure", "denied", "error"})
 CLASSIFICATIONS = frozenset({"public", "internal", "confidential", "restricted"})

@@ -1,5 +1,5 @@
 """The mesh's own services as Stack components, started after the infrastructure:
-the audit-service now; the user-service and the gateway join as they land."""
+the audit-service, the user-service and the REST gateway."""
 
 from __future__ import annotations
 
@@ -16,11 +16,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.errors import DevstackError
 from devstack.ports import LOOPBACK, ensure_port_free, free_port
-from devstack.postgres import PostgresInfo
+from devstack.postgres import PostgresInfo, create_database
 from devstack.process import ProcessSpec
+from devstack.seaweed import S3Info
 from devstack.service import ServicePlan
 from devstack.settings import PORT_VARIABLES, Settings
 from devstack.stack import Component, ComponentContext
+from devstack.victoria import InfluxInfo
+
+USERS_DATABASE = "users"
 
 
 @dataclass(frozen=True)
@@ -61,14 +65,40 @@ def _migrate(module: str, env: Mapping[str, str]) -> None:
         raise DevstackError(f"{module} migrate failed:\n{done.stdout}{done.stderr}")
 
 
+def _sink_env(infos: Mapping[str, Any]) -> dict[str, str]:
+    """The audit-service's sink settings for the stack's InfluxDB and S3, when present."""
+    env: dict[str, str] = {}
+    influx, s3 = infos.get("influx"), infos.get("s3")
+    if isinstance(influx, InfluxInfo):
+        env |= {
+            "AUDIT_INFLUX_URL": influx.url,
+            "AUDIT_INFLUX_ORG": influx.org,
+            "AUDIT_INFLUX_BUCKET": influx.bucket,
+            "AUDIT_INFLUX_TOKEN": influx.token,
+        }
+    if isinstance(s3, S3Info):
+        env |= {
+            "AUDIT_S3_ENDPOINT": s3.endpoint,
+            "AUDIT_S3_ACCESS_KEY": s3.access_key,
+            "AUDIT_S3_SECRET_KEY": s3.secret_key,
+        }
+    return env
+
+
 def audit_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
-    """`python -m audit_svc` on `ctx.port`, over the stack's PostgreSQL, migrated first."""
+    """`python -m audit_svc` on `ctx.port`, over the stack's PostgreSQL (migrated first),
+    with its sinks on the stack's InfluxDB and S3 when they are among `ctx.infos`."""
     pg = ctx.infos["postgres"]
     assert isinstance(pg, PostgresInfo)
     info = GrpcServiceInfo(LOOPBACK, ctx.port)
     data_dir = ctx.data_dir.resolve()
     log_path = data_dir / "audit-service.log"
-    env = {"AUDIT_DATABASE_URL": pg.dsn, "AUDIT_GRPC_LISTEN": info.url}
+    env = {
+        "AUDIT_DATABASE_URL": pg.dsn,
+        "AUDIT_GRPC_LISTEN": info.url,
+        "AUDIT_SIGNING_KEY_FILE": str(data_dir / "checkpoint-signing-key.pem"),
+        **_sink_env(ctx.infos),
+    }
 
     def prepare() -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +165,38 @@ def gateway_plan(ctx: ComponentContext, user_port: int, user_upstream: str) -> S
     )
 
 
+def user_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
+    """`python -m user_svc` on `ctx.port`: its own `users` database (created and
+    migrated first), the stack's Redis, and the audit-service as its audit target.
+    Its signing and TOTP keys are development keys kept in that database."""
+    pg = ctx.infos["postgres"]
+    assert isinstance(pg, PostgresInfo)
+    info = GrpcServiceInfo(LOOPBACK, ctx.port)
+    data_dir = ctx.data_dir.resolve()
+    env = {
+        "USER_DATABASE_URL": pg.for_database(USERS_DATABASE).dsn,
+        "USER_GRPC_LISTEN": info.url,
+        "USER_REDIS_URL": ctx.infos["redis"].url,
+        "USER_AUDIT_TARGET": ctx.infos["audit"].url,
+    }
+
+    def prepare() -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        create_database(pg, USERS_DATABASE)
+        _migrate("user_svc", env)
+
+    spec = ProcessSpec(
+        name="user-service",
+        argv=(sys.executable, "-m", "user_svc"),
+        log_path=data_dir / "user-service.log",
+        ready=lambda: probe_grpc(info),
+        cwd=data_dir,
+        env=env,
+        stop_timeout=20.0,
+    )
+    return ServicePlan(spec=spec, info=info, prepare=prepare)
+
+
 def _restore(fields: Mapping[str, Any]) -> GrpcServiceInfo:
     return GrpcServiceInfo(**fields)
 
@@ -146,7 +208,8 @@ def _restore_gateway(fields: Mapping[str, Any]) -> GatewayInfo:
 def mesh_components(settings: Settings | None = None) -> list[Component]:
     """The mesh's services; on the fixed ports of `settings`, or free ports if None."""
     user_rest = settings.port_of("user_rest") if settings else free_port()
-    user_upstream = f"{LOOPBACK}:{settings.port_of('user') if settings else free_port()}"
+    user_grpc = settings.port_of("user") if settings else free_port()
+    user_upstream = f"{LOOPBACK}:{user_grpc}"
 
     def plan_gateway(ctx: ComponentContext) -> ServicePlan[Any]:
         ensure_port_free(user_rest, "user-service REST", PORT_VARIABLES["user_rest"][0])
@@ -161,7 +224,17 @@ def mesh_components(settings: Settings | None = None) -> list[Component]:
             restore=_restore,
             port=settings.port_of("audit") if settings else None,
             port_env=PORT_VARIABLES["audit"][0],
-            after=("postgres",),
+            after=("postgres", "influx", "s3"),
+        ),
+        Component(
+            name="user",
+            label="user-service",
+            plan=user_plan,
+            probe=probe_grpc,
+            restore=_restore,
+            port=user_grpc,
+            port_env=PORT_VARIABLES["user"][0],
+            after=("postgres", "redis", "audit"),
         ),
         Component(
             name="gateway",
@@ -171,6 +244,6 @@ def mesh_components(settings: Settings | None = None) -> list[Component]:
             restore=_restore_gateway,
             port=settings.port_of("gateway") if settings else None,
             port_env=PORT_VARIABLES["gateway"][0],
-            after=("audit",),
+            after=("audit", "user"),
         ),
     ]

@@ -13,10 +13,10 @@ import pytest
 
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
-from audit_svc.ids import uuid7
 from audit_svc.model import Event
 from audit_svc.settings import Settings
 from audit_svc.storage.postgres import create_pool, init_connection
+from meshkit.ids import uuid7
 
 
 @pytest.fixture

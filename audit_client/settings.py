@@ -1,0 +1,162 @@
+"""The client's one settings object, read once from AUDIT_CLIENT_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from audit_client.errors import SettingsError
+
+PREFIX = "AUDIT_CLIENT_"
+FAIL_OPEN = "fail_open"
+FAIL_CLOSED = "fail_closed"
+# The audit-service takes at most this many events per batch.
+SERVER_MAX_BATCH = 1000
+# ...and keeps at most this many batches of one stream in progress.
+SERVER_MAX_IN_FLIGHT = 64
+# gRPC servers refuse messages over 4 MiB by default.
+SERVER_MAX_MESSAGE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """Every knob of the audit client. Environment variable = AUDIT_CLIENT_ + upper-case name.
+
+    Every instance is valid: the constructor raises `SettingsError` listing each problem.
+    """
+
+    # host:port of the audit-service's gRPC listener.
+    target: str = "127.0.0.1:50052"
+    # The spool's Redis; a password in the URL is masked in repr().
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    # Redis list holding unacknowledged batches, oldest first.
+    spool_key: str = "user-service:audit:retry_queue"
+    # When neither the audit-service nor Redis can take an event: fail_open drops it
+    # (counted and logged), fail_closed makes emit() raise AuditUnavailable.
+    failure_policy: str = FAIL_OPEN
+    max_batch_events: int = 500
+    max_batch_bytes: int = 1024 * 1024
+    max_batch_age_seconds: float = 0.05
+    # Batches sent on the stream and not yet acknowledged.
+    max_in_flight_batches: int = 8
+    # Events held in memory (open batch, sealed batches, in flight): the memory bound.
+    max_buffered_events: int = 20_000
+    ack_timeout_seconds: float = 10.0
+    connect_timeout_seconds: float = 2.0
+    # Reconnect delay after a failure: doubles from initial up to max, with jitter.
+    backoff_initial_seconds: float = 0.05
+    backoff_max_seconds: float = 5.0
+    # Consecutive failures that open the breaker, and how long it stays open at first
+    # (doubling per failed probe, up to backoff_max_seconds).
+    breaker_failure_threshold: int = 3
+    breaker_reset_seconds: float = 1.0
+    # Timeout of each Redis command: a hung Redis costs at most this much per attempt.
+    redis_timeout_seconds: float = 1.0
+    # How often the spool's depth and Redis' health are checked.
+    spool_poll_seconds: float = 0.5
+    # Longest the spool may grow (in batches) before it counts as full; 0 = no limit.
+    spool_max_batches: int = 200_000
+    # One client process at a time replays a spool; it holds a lease this long.
+    replay_lease_seconds: float = 10.0
+    # How long aclose() waits for buffered events to be acknowledged or spooled.
+    close_timeout_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if problems := self._problems():
+            raise SettingsError(problems)
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            shown.append(f"{f.name}={_mask(value) if f.name in _SECRETS else repr(value)}")
+        return f"ClientSettings({', '.join(shown)})"
+
+    @property
+    def fail_closed(self) -> bool:
+        """True when emit() must raise rather than lose an event."""
+        return self.failure_policy == FAIL_CLOSED
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientSettings:
+        """Read and validate; raise `SettingsError` listing every bad variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in fields(cls):
+            name = PREFIX + f.name.upper()
+            if f.name in overrides:
+                values[f.name] = overrides.pop(f.name)
+            elif name in env:
+                parse: Callable[[str], Any] = _PARSERS[type(f.default)]
+                try:
+                    values[f.name] = parse(env[name])
+                except ValueError:
+                    problems.append(
+                        f"{name}={env[name]!r} is not a valid {type(f.default).__name__}"
+                    )
+        problems += [f"unknown setting {name!r}" for name in overrides]
+        try:
+            settings = cls(**values)
+        except SettingsError as exc:
+            problems += exc.problems
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+    def _problems(self) -> list[str]:
+        p = PREFIX
+        out = []
+        host, _, port = self.target.rpartition(":")
+        if not host or not port.isdigit():
+            out.append(f"{p}TARGET must be host:port, got {self.target!r}")
+        if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            out.append(f"{p}REDIS_URL must start with redis://, rediss:// or unix://")
+        if not self.spool_key:
+            out.append(f"{p}SPOOL_KEY must not be empty")
+        if self.failure_policy not in (FAIL_OPEN, FAIL_CLOSED):
+            out.append(f"{p}FAILURE_POLICY must be {FAIL_OPEN} or {FAIL_CLOSED}")
+        if not 1 <= self.max_batch_events <= SERVER_MAX_BATCH:
+            out.append(f"{p}MAX_BATCH_EVENTS must be between 1 and {SERVER_MAX_BATCH}")
+        if not 1024 <= self.max_batch_bytes <= SERVER_MAX_MESSAGE // 2:
+            out.append(f"{p}MAX_BATCH_BYTES must be between 1024 and {SERVER_MAX_MESSAGE // 2}")
+        if not 1 <= self.max_in_flight_batches <= SERVER_MAX_IN_FLIGHT:
+            out.append(f"{p}MAX_IN_FLIGHT_BATCHES must be between 1 and {SERVER_MAX_IN_FLIGHT}")
+        if self.max_buffered_events < 2 * self.max_batch_events:
+            out.append(f"{p}MAX_BUFFERED_EVENTS must be at least twice {p}MAX_BATCH_EVENTS")
+        if self.breaker_failure_threshold < 1:
+            out.append(f"{p}BREAKER_FAILURE_THRESHOLD must be at least 1")
+        if self.spool_max_batches < 0:
+            out.append(f"{p}SPOOL_MAX_BATCHES must not be negative")
+        for f in fields(self):
+            if f.name.endswith("_seconds") and not getattr(self, f.name) > 0:
+                out.append(f"{p}{f.name.upper()} must be a positive number of seconds")
+        if self.backoff_initial_seconds > self.backoff_max_seconds:
+            out.append(f"{p}BACKOFF_INITIAL_SECONDS must not exceed {p}BACKOFF_MAX_SECONDS")
+        if self.replay_lease_seconds < 2 * self.spool_poll_seconds:
+            out.append(f"{p}REPLAY_LEASE_SECONDS must be at least twice {p}SPOOL_POLL_SECONDS")
+        return out
+
+
+def _mask(value: str) -> str:
+    """A URL keeps everything but its password."""
+    parts = urlsplit(value)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return repr(parts._replace(netloc=netloc).geturl())
+    return repr(value)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+_PARSERS: dict[type, Callable[[str], Any]] = {str: str, int: int, float: float, bool: _bool}
+_SECRETS = frozenset({"redis_url"})

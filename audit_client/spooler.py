@@ -1,0 +1,163 @@
+"""The spooler: writes this client's batches to the Redis spool when they cannot go to
+the stream, and watches the spool (depth, Redis health, the replay lease)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from audit_client.breaker import CircuitBreaker
+from audit_client.counters import Counters
+from audit_client.errors import SpoolUnavailable
+from audit_client.outbox import Outbox, wait_until
+from audit_client.spool import RedisSpool
+
+log = logging.getLogger(__name__)
+
+# Batches written per RPUSH; one command, so a group lands whole and in order.
+SPILL_GROUP = 32
+
+
+class Spooler:
+    """Two tasks: `spill_loop` (the only writer of our batches to Redis, and the only one
+    to leave spill mode, so a push and the emptiness check never interleave) and
+    `watch_loop` (polls the depth, takes and renews the replay lease)."""
+
+    def __init__(
+        self,
+        spool: RedisSpool,
+        outbox: Outbox,
+        breaker: CircuitBreaker,
+        counters: Counters,
+        *,
+        owner: str,
+        high_water_events: int,
+        max_batches: int,
+        poll_seconds: float,
+        lease_seconds: float,
+    ) -> None:
+        self._spool = spool
+        self._outbox = outbox
+        self._breaker = breaker
+        self._counters = counters
+        self._owner = owner
+        self._high_water = high_water_events
+        self._max_batches = max_batches
+        self._poll = poll_seconds
+        self._lease = lease_seconds
+
+    def _under_pressure(self) -> bool:
+        """Memory fills faster than the stream drains it: switch to the spool."""
+        o = self._outbox
+        return not o.spill_mode and o.spool_available and o.buffered_events >= self._high_water
+
+    def _can_spill(self) -> bool:
+        o = self._outbox
+        # Never while our direct batches are in flight: they must stay ahead.
+        return (
+            len(o) > 0
+            and (o.spill_mode or self._breaker.is_open)
+            and o.direct_in_flight == 0
+            and o.spool_available
+        )
+
+    def _may_leave_spill_mode(self) -> bool:
+        o = self._outbox
+        return (
+            o.spill_mode
+            and o.spool_depth == 0
+            and o.spool_available
+            and not self._breaker.is_open
+            and o.buffered_events < self._high_water
+        )
+
+    async def spill_loop(self) -> None:
+        o = self._outbox
+        while True:
+            await wait_until(
+                o.changed,
+                lambda: self._under_pressure() or self._may_leave_spill_mode() or self._can_spill(),
+            )
+            if self._under_pressure():
+                log.info("%d audit events in memory; spooling until it drains", o.buffered_events)
+                o.spill_mode = True
+                o.changed.set()
+            elif self._may_leave_spill_mode():
+                await self._leave_spill_mode()
+            else:
+                await self.spill()
+
+    async def spill(self, everything: bool = False) -> bool:
+        """Write the oldest waiting batches (all of them if `everything`) to the spool.
+
+        Returns False, leaving them in memory, when Redis cannot take them.
+        """
+        o = self._outbox
+        while len(o):
+            o.spill_mode = True
+            batches = o.take(len(o) if everything else SPILL_GROUP)
+            events = sum(b.size for b in batches)
+            o.spilling_events += events
+            try:
+                depth = await self._spool.push(
+                    [b.encode() for b in batches], depth_hint=o.spool_depth
+                )
+            except SpoolUnavailable as exc:
+                self.spool_failed(exc)
+                o.put_back(batches)
+                return False
+            finally:
+                o.spilling_events -= events
+            o.spool_depth = depth
+            self._counters.spooled += events
+            o.settle(batches)
+            if not everything:
+                break
+        return True
+
+    async def _leave_spill_mode(self) -> None:
+        o = self._outbox
+        try:
+            depth = await self._spool.depth()
+        except SpoolUnavailable as exc:
+            self.spool_failed(exc)
+            return
+        o.spool_depth = depth
+        if depth == 0 and o.spill_mode:
+            o.spill_mode = False
+            log.info("spool %s is empty; sending directly again", self._spool.key)
+        o.changed.set()
+
+    async def watch_loop(self) -> None:
+        o = self._outbox
+        while True:
+            try:
+                depth = await self._spool.depth()
+                held = depth > 0 and await self._spool.hold_lease(self._owner, self._lease)
+            except SpoolUnavailable as exc:
+                self.spool_failed(exc)
+            else:
+                full = bool(self._max_batches) and depth >= self._max_batches
+                if not o.spool_available and not full:
+                    log.info("redis answers again; %s holds %d batches", self._spool.key, depth)
+                o.spool_available = not full
+                o.spool_depth = depth
+                o.replaying = held
+                o.changed.set()
+            await asyncio.sleep(self._poll)
+
+    def spool_failed(self, exc: SpoolUnavailable) -> None:
+        o = self._outbox
+        if o.spool_available:
+            log.warning("audit spool unavailable: %s", exc)
+        o.spool_available = False
+        o.replaying = False
+        o.changed.set()
+
+    async def release(self) -> None:
+        """Give the replay lease up (on close), so another process may replay at once."""
+        try:
+            await self._spool.release_lease(self._owner)
+        except SpoolUnavailable:
+            pass
+        self._outbox.replaying = False

@@ -1,0 +1,55 @@
+"""What every gRPC service of the mesh does the same way: a server with health and
+reflection that refuses a taken port, and running until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger(__name__)
+
+
+def new_server(
+    interceptor: grpc.aio.ServerInterceptor,
+    service_names: Sequence[str],
+    health_servicer: health.aio.HealthServicer,
+    listen: str,
+    listen_variable: str,
+) -> tuple[grpc.aio.Server, int]:
+    """A server bound to `listen`, with grpc.health.v1 and reflection of
+    `service_names`; add the service's servicers, then start it. A taken port is an
+    OSError naming `listen_variable`."""
+    # so_reuseport off: a second process on a taken port must fail, not share it.
+    server = grpc.aio.server(interceptors=[interceptor], options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        port: int = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise OSError(
+            f"cannot listen on {listen}: the port is taken or the address is not local; "
+            f"set {listen_variable} to another host:port"
+        ) from exc
+    return server, port
+
+
+async def serve_until_signal(app: AbstractAsyncContextManager[Any]) -> None:
+    """Enter `app` (which serves while entered) and leave it on SIGTERM or SIGINT,
+    so its graceful shutdown runs."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with app:
+        await stop.wait()
+        log.info("signal received; shutting down")

@@ -1,0 +1,129 @@
+"""Helpers of the client's tests: waiting without timed assertions, and real servers a
+test can stop, kill -9 and start again on the same port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from audit.v2 import event_pb2
+from audit_client import ClientSettings
+from audit_svc.settings import Settings
+from devstack import PostgresInfo, RedisInfo, RunningService, free_port, start_redis
+from devstack.mesh import GrpcServiceInfo, audit_plan
+from devstack.service import start_service
+from devstack.stack import ComponentContext
+from tests.testkit.events import guide_event
+
+MakeSettings = Callable[..., ClientSettings]
+"""The `client_settings` fixture: target plus any changed setting -> ClientSettings."""
+
+
+def service_settings(audit_db: str, port: int = 0) -> Settings:
+    """The audit-service on 127.0.0.1:`port`, shutting down without a long grace."""
+    return Settings.from_env(
+        {},
+        database_url=audit_db,
+        grpc_listen=f"127.0.0.1:{port}",
+        shutdown_grace_seconds=0.5,
+        log_level="WARNING",
+    )
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], *, timeout: float = 60.0, what: str = ""
+) -> None:
+    """Wait until `check()` holds; the timeout only guards against a hang."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = check()
+        if not isinstance(outcome, bool):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout} s: {what or check}")
+        await asyncio.sleep(0.05)
+
+
+class AuditProcess:
+    """`python -m audit_svc` as a child process on a fixed port, to kill -9 and restart."""
+
+    def __init__(self, pg: PostgresInfo, port: int, data_dir: Path) -> None:
+        self.target = f"127.0.0.1:{port}"
+        self._context = ComponentContext(data_dir, port, {"postgres": pg})
+        self._server: RunningService[GrpcServiceInfo] | None = None
+
+    def start(self) -> None:
+        """Start and wait until it answers a health check (blocking: use to_thread)."""
+        self._server = start_service(audit_plan(self._context))
+
+    def kill9(self) -> None:
+        """SIGKILL, no goodbye: what a crash or an OOM kill does."""
+        assert self._server is not None
+        process, self._server = self._server.process, None
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait_exit(time.monotonic() + 10)
+        process.finish()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers, as in a long GC pause."""
+        assert self._server is not None
+        os.kill(self._server.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._server is not None
+        os.kill(self._server.process.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self.resume()
+            self._server.stop()
+            self._server = None
+
+
+class OwnRedis:
+    """A Redis of one test's own, which the test may stop and start again (same port)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._dir = data_dir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._server: RunningService[RedisInfo] | None = None
+
+    def start(self) -> None:
+        self._server = start_redis(self._dir, port=self.port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+def make_events(count: int, **changes: Any) -> list[event_pb2.AuditEvent]:
+    """`count` copies of the integration guide's event (without ids: the client sets them)."""
+    template = guide_event(**changes)
+    out = []
+    for _ in range(count):
+        event = event_pb2.AuditEvent()
+        event.CopyFrom(template)
+        out.append(event)
+    return out
+
+
+async def stored_order(db: asyncpg.Connection) -> dict[str, list[str]]:
+    """Event ids of each chain, in seq order."""
+    rows = await db.fetch(
+        "SELECT chain_id, event_id::text AS id FROM audit_events ORDER BY chain_id, seq"
+    )
+    chains: dict[str, list[str]] = {}
+    for row in rows:
+        chains.setdefault(row["chain_id"], []).append(row["id"])
+    return chains

@@ -1,0 +1,162 @@
+"""Wiring and lifecycle of the user-service: pool, Redis, keys, audit client, gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+
+import asyncpg
+import grpc
+import redis.asyncio as aioredis
+from grpc_health.v1 import health, health_pb2
+
+from audit_client import AuditClient, ClientSettings
+from meshkit.server import new_server
+from user.v1 import user_service_pb2 as pb
+from user.v1 import user_service_pb2_grpc as pb_grpc
+from user_svc import __version__
+from user_svc.keys import load_keys
+from user_svc.rpc_errors import interceptor
+from user_svc.service import Services, build_services
+from user_svc.servicer import UserServicer
+from user_svc.settings import Settings
+from user_svc.storage import sessions
+from user_svc.storage.postgres import connection, create_pool, transaction
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UserService"].full_name
+REDIS_TIMEOUT_SECONDS = 1.0
+HEALTH_TIMEOUT_SECONDS = 2.0
+# Ended sessions are kept this long (for investigations), then deleted.
+KEEP_ENDED_SESSIONS = timedelta(days=30)
+
+
+def audit_client_settings(settings: Settings) -> ClientSettings:
+    """The audit client's settings from the user-service's own (USER_AUDIT_*)."""
+    return ClientSettings(
+        target=settings.audit_target,
+        redis_url=settings.spool_redis_url,
+        spool_key=settings.audit_spool_key,
+        failure_policy=settings.audit_failure_policy,
+    )
+
+
+async def open_redis(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+    )
+
+
+class UserApp:
+    """A running user-service. `async with UserApp(settings) as app:` serves on
+    `app.port` until the block ends, then shuts down gracefully: health NOT_SERVING,
+    in-flight calls finish, the audit client flushes, connections close."""
+
+    def __init__(self, settings: Settings, audit_settings: ClientSettings | None = None) -> None:
+        self.settings = settings
+        self.audit_settings = audit_settings or audit_client_settings(settings)
+        self.port = 0
+        self.audit: AuditClient | None = None
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self._stack = contextlib.AsyncExitStack()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._janitor: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> UserApp:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop()
+
+    async def _start(self) -> None:
+        s = self.settings
+        pool: asyncpg.Pool = await create_pool(
+            s.database_url, min_size=s.pool_min_size, max_size=s.pool_max_size
+        )
+        self._stack.push_async_callback(pool.close)
+        self.pool = pool
+        redis = await open_redis(s.redis_url)
+        self._stack.push_async_callback(redis.aclose)
+        keys = await load_keys(pool, s)
+        if s.audit_enabled:
+            self.audit = AuditClient(self.audit_settings)
+            await self.audit.start()
+            self._stack.push_async_callback(self.audit.aclose)
+        else:
+            log.warning("auditing is OFF (USER_AUDIT_ENABLED=false): no action is recorded")
+        self.services: Services = build_services(s, pool, redis, keys, self.audit)
+
+        server, self.port = new_server(
+            interceptor(), (SERVICE_NAME,), self.health, s.grpc_listen, "USER_GRPC_LISTEN"
+        )
+        sv = self.services
+        servicer = UserServicer(
+            s, sv.accounts, sv.auth, sv.passwords, sv.mfa, sv.roles, self.check_health, __version__
+        )
+        pb_grpc.add_UserServiceServicer_to_server(servicer, server)
+        self.server = server
+
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._janitor = self._tasks.create_task(self._clean_up(), name="janitor")
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "user-service serving on port %d (auditing %s)",
+            self.port,
+            f"to {s.audit_target}" if self.audit else "off",
+        )
+
+    async def check_health(self) -> bool:
+        """True when the database answers (Redis is optional: limits fail open)."""
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+                async with connection(self.pool) as conn:
+                    return bool(await conn.fetchval("SELECT true"))
+        except Exception:
+            log.warning("health check: database does not answer", exc_info=True)
+            return False
+
+    async def _clean_up(self) -> None:
+        """Delete expired tokens and long-ended sessions, now and then."""
+        while True:
+            await asyncio.sleep(self.settings.cleanup_interval_seconds)
+            try:
+                async with transaction(self.pool) as conn:
+                    removed = await sessions.clean_up(conn, datetime.now(UTC) - KEEP_ENDED_SESSIONS)
+                log.info("clean-up removed %d expired tokens and ended sessions", removed)
+            except Exception:
+                log.warning("clean-up failed; trying again later", exc_info=True)
+
+    async def _stop(self) -> None:
+        """Health NOT_SERVING, drain calls, stop workers, flush audit events, close."""
+        try:
+            if self.server is not None:
+                await self.health.enter_graceful_shutdown()
+                await self.server.stop(self.settings.shutdown_grace_seconds)
+            if self._janitor is not None:
+                self._janitor.cancel()
+            if self._tasks is not None:
+                await self._tasks.__aexit__(None, None, None)
+            if self.audit is not None:
+                await self.audit.flush(timeout=self.settings.shutdown_grace_seconds)
+        except TimeoutError:
+            log.warning("audit events not all delivered at shutdown; the client spools them")
+        finally:
+            await self._stack.aclose()
+        log.info("user-service stopped")

@@ -1,0 +1,286 @@
+"""Sign-in, sign-out and token refresh.
+
+A wrong password and an unknown account look the same to the caller (UNAUTHENTICATED,
+INVALID_CREDENTIALS) and cost the same (an unknown account hashes a dummy password);
+only the audit trail says which it was. `lockout_threshold` failed sign-ins in a row
+lock the account for `lockout_seconds` (`user.user_locked`). Refresh tokens are single
+use: each refresh hands out a new one, and presenting a used one again ends the session
+(`security.suspicious_activity`, rule `refresh_token_reuse`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from user_svc import ids, totp
+from user_svc.audit import DENIED, FAILURE, SUCCESS, Auditor
+from user_svc.errors import Unauthenticated
+from user_svc.model import Caller, Credentials, SignIn, TokenPair
+from user_svc.passwords import Passwords
+from user_svc.protection import Protection, Subject
+from user_svc.settings import Settings
+from user_svc.storage import sessions, users
+from user_svc.storage.postgres import connection, transaction
+from user_svc.tokens import REFRESH_PREFIX, AccessClaims, AccessTokens, digest, new_opaque
+from user_svc.totp import SecretBox
+from user_svc.validation import Checks
+
+
+def _invalid_credentials() -> Unauthenticated:
+    return Unauthenticated("wrong user name or password", reason="INVALID_CREDENTIALS")
+
+
+def _invalid_refresh() -> Unauthenticated:
+    return Unauthenticated(
+        "the refresh token is invalid, used or expired; sign in again",
+        reason="INVALID_REFRESH_TOKEN",
+    )
+
+
+class Auth:
+    """Sessions: sign in, refresh, sign out."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        auditor: Auditor,
+        passwords: Passwords,
+        access_tokens: AccessTokens,
+        box: SecretBox,
+        protection: Protection,
+        settings: Settings,
+    ) -> None:
+        self._pool = pool
+        self._audit = auditor
+        self._passwords = passwords
+        self._tokens = access_tokens
+        self._box = box
+        self._protection = protection
+        self._s = settings
+
+    async def login(self, caller: Caller, username: str, password: str, totp_code: str) -> SignIn:
+        checks = Checks()
+        checks.required("username", username)
+        if len(username) > 256:
+            checks.bad("username", "must be at most 256 characters")
+        checks.password("password", password)
+        checks.totp_code("totp_code", totp_code, required=False)
+        checks.done()
+        await self._protection.limit(caller, "login", Subject(key=username.lower()))
+        async with connection(self._pool) as conn:
+            account = await users.credentials_by_username(conn, username)
+        ok = await self._passwords.verify(account.password_hash if account else None, password)
+        if account is None:
+            await self._failed_event(caller, "", username, "unknown_user", mfa_used=False)
+            raise _invalid_credentials()
+        if not ok:
+            await self._failure(caller, account, "wrong_password", mfa_used=False)
+            raise _invalid_credentials()
+        if account.user.locked:
+            await self._failed_event(
+                caller, account.user.user_id, account.user.username, "account_locked", False
+            )
+            raise Unauthenticated("the account is locked", reason="ACCOUNT_LOCKED")
+        step = None
+        if account.user.mfa_enabled:
+            assert account.mfa_secret is not None
+            if not totp_code:
+                await self._failed_event(
+                    caller, account.user.user_id, account.user.username, "mfa_required", False
+                )
+                raise Unauthenticated("this account needs a TOTP code", reason="MFA_REQUIRED")
+            secret = self._box.open(account.mfa_secret, account.user.user_id)
+            step = totp.matching_step(
+                secret, totp_code, account.mfa_last_step, self._s.totp_window_steps
+            )
+            if step is None:
+                await self._failure(caller, account, "invalid_mfa_code", mfa_used=True)
+                raise Unauthenticated("the TOTP code is not valid", reason="INVALID_MFA_CODE")
+        return await self._sign_in(caller, account, password, mfa_step=step)
+
+    async def _sign_in(
+        self, caller: Caller, account: Credentials, password: str, mfa_step: int | None
+    ) -> SignIn:
+        user = account.user
+        now = datetime.now(UTC)
+        rehash = None
+        if self._passwords.needs_rehash(account.password_hash):
+            rehash = await self._passwords.hash(password)
+        mfa_used = mfa_step is not None
+        async with transaction(self._pool) as conn:
+            count, known = await users.known_addresses(conn, user.user_id, caller.ip_address)
+            suspicious = self._protection.new_ip_after_failures(account, count, known, now)
+            await users.signed_in(conn, user.user_id, rehash)
+            if mfa_step is not None:
+                await users.set_mfa_step(conn, user.user_id, mfa_step)
+            await users.remember_address(conn, user.user_id, caller.ip_address)
+            session_id = ids.session_id()
+            await sessions.create_session(
+                conn, session_id, user.user_id, caller.ip_address, caller.user_agent, mfa_used
+            )
+            tokens = await self._issue(conn, user.user_id, user.username, user.roles, session_id)
+            await self._audit.record(
+                "auth.login_success",
+                SUCCESS,
+                caller,
+                user_id=user.user_id,
+                username=user.username,
+                details={"mfa_used": mfa_used, "session_id": session_id},
+            )
+            if suspicious:
+                await self._audit.record(
+                    "security.suspicious_activity",
+                    SUCCESS,
+                    caller,
+                    user_id=user.user_id,
+                    username=user.username,
+                    details={
+                        "rule": "success_from_new_ip_after_failures",
+                        "failed_logins": account.failed_logins,
+                        "session_id": session_id,
+                    },
+                )
+        return SignIn(tokens=tokens, user=dataclasses.replace(user, locked=False))
+
+    async def _issue(
+        self,
+        conn: asyncpg.Connection,
+        user_id: str,
+        username: str,
+        roles: tuple[str, ...],
+        session_id: str,
+    ) -> TokenPair:
+        refresh = new_opaque(REFRESH_PREFIX)
+        expires = datetime.now(UTC) + timedelta(seconds=self._s.refresh_token_ttl_seconds)
+        await sessions.add_refresh_token(conn, digest(refresh), session_id, expires)
+        access = self._tokens.issue(AccessClaims(user_id, username, session_id, roles))
+        return TokenPair(access, refresh, self._tokens.ttl_seconds, session_id)
+
+    async def _failure(
+        self, caller: Caller, account: Credentials, reason: str, *, mfa_used: bool
+    ) -> None:
+        """A failed sign-in of a real account: audited, counted, maybe locked."""
+        user = account.user
+        await self._failed_event(caller, user.user_id, user.username, reason, mfa_used)
+        await self._protection.sign_in_failed(caller, account)
+        if user.locked:
+            return
+        async with transaction(self._pool) as conn:
+            fresh = await users.credentials_by_id(conn, user.user_id, for_update=True)
+            if fresh is None or fresh.user.locked:
+                return
+            count = fresh.failed_logins + 1
+            now = datetime.now(UTC)
+            if count < self._s.lockout_threshold:
+                await users.set_failures(conn, user.user_id, count, now)
+                return
+            seconds = self._s.lockout_seconds
+            until = now + timedelta(seconds=seconds) if seconds else None
+            await users.set_lock(conn, user.user_id, locked=True, until=until)
+            await users.set_failures(conn, user.user_id, 0, now)
+            details: dict[str, Any] = {
+                "reason": "too many failed sign-ins",
+                "trigger": "failed_logins",
+                "failed_logins": count,
+                "lock_seconds": seconds,
+            }
+            await self._audit.record(
+                "user.user_locked",
+                SUCCESS,
+                caller,
+                user_id=user.user_id,
+                username=user.username,
+                details=details,
+            )
+
+    async def _failed_event(
+        self, caller: Caller, user_id: str, username: str, reason: str, mfa_used: bool
+    ) -> None:
+        await self._audit.record(
+            "auth.login_failed",
+            FAILURE,
+            caller,
+            user_id=user_id,
+            username=username,
+            details={"mfa_used": mfa_used, "reason": reason},
+        )
+
+    async def refresh(self, caller: Caller, refresh_token: str) -> TokenPair:
+        """Trade a refresh token for new tokens; the old one stops working."""
+        checks = Checks()
+        checks.token("refresh_token", refresh_token)
+        checks.done()
+        event = "auth.token_refresh"
+        async with transaction(self._pool) as conn:
+            row = await sessions.find_refresh_token(conn, digest(refresh_token), for_update=True)
+            reason = _refusal(row)
+            if row is not None and reason is None:
+                await sessions.use_refresh_token(conn, digest(refresh_token))
+                account = await users.get(conn, row.user_id)
+                roles = account.roles if account else ()
+                tokens = await self._issue(conn, row.user_id, row.username, roles, row.session_id)
+                await self._audit.record(
+                    event,
+                    SUCCESS,
+                    caller,
+                    user_id=row.user_id,
+                    username=row.username,
+                    details={"session_id": row.session_id},
+                )
+                return tokens
+            if row is not None and reason == "token_reused":
+                await sessions.end_session(conn, row.session_id, "refresh_token_reuse")
+        who = {"user_id": row.user_id, "username": row.username} if row else {}
+        session = {"session_id": row.session_id} if row else {}
+        details = {**session, "reason": reason}
+        await self._audit.record(event, FAILURE, caller, **who, details=details)
+        if row is not None and reason == "token_reused":
+            await self._audit.record(
+                "security.suspicious_activity",
+                DENIED,
+                caller,
+                **who,
+                details={**session, "rule": "refresh_token_reuse", "session_ended": True},
+            )
+        raise _invalid_refresh()
+
+    async def logout(self, caller: Caller, refresh_token: str) -> None:
+        """End the session the refresh token belongs to."""
+        checks = Checks()
+        checks.token("refresh_token", refresh_token)
+        checks.done()
+        async with transaction(self._pool) as conn:
+            row = await sessions.find_refresh_token(conn, digest(refresh_token))
+            ended = row is not None and await sessions.end_session(conn, row.session_id, "logout")
+        if row is None:
+            await self._audit.record(
+                "auth.logout", FAILURE, caller, details={"reason": "unknown_token"}
+            )
+            raise _invalid_refresh()
+        await self._audit.record(
+            "auth.logout",
+            SUCCESS,
+            caller,
+            user_id=row.user_id,
+            username=row.username,
+            details={"session_id": row.session_id, "already_ended": not ended},
+        )
+
+
+def _refusal(row: sessions.RefreshRow | None) -> str | None:
+    """Why a refresh token cannot be traded in, or None when it can."""
+    if row is None:
+        return "unknown_token"
+    if row.session_ended:
+        return "session_ended"
+    if row.used:
+        return "token_reused"
+    if row.expired:
+        return "token_expired"
+    if row.locked:
+        return "account_locked"
+    return None

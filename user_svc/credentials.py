@@ -1,0 +1,177 @@
+"""Passwords: change (signed in), reset request and reset confirmation.
+
+A reset request answers the same whether or not the email belongs to an account. For
+an account, a one-time token is made, stored only as its SHA-256, and handed to the
+mailer through a Redis list (`reset_outbox_key`): delivery is outside this service.
+A changed or reset password ends the account's other sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from user_svc.access import Guard
+from user_svc.audit import FAILURE, SUCCESS, Auditor
+from user_svc.errors import Unauthenticated, Unavailable
+from user_svc.model import Caller
+from user_svc.passwords import Passwords
+from user_svc.protection import Protection, Subject
+from user_svc.settings import Settings
+from user_svc.storage import sessions, users
+from user_svc.storage.postgres import connection, transaction
+from user_svc.storage.redis_state import RedisState
+from user_svc.tokens import RESET_PREFIX, digest, new_opaque
+from user_svc.validation import Checks
+
+log = logging.getLogger(__name__)
+
+CHANGED = "password.password_changed"
+
+
+class PasswordFlows:
+    """Password change and reset."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        guard: Guard,
+        auditor: Auditor,
+        passwords: Passwords,
+        protection: Protection,
+        state: RedisState,
+        settings: Settings,
+    ) -> None:
+        self._pool = pool
+        self._guard = guard
+        self._audit = auditor
+        self._passwords = passwords
+        self._protection = protection
+        self._state = state
+        self._s = settings
+
+    async def change(self, caller: Caller, current: str, new: str) -> None:
+        """The signed-in user's new password; the current one must be right."""
+        checks = Checks()
+        checks.password("current_password", current)
+        checks.new_password("new_password", new)
+        if current and current == new:
+            checks.bad("new_password", "must differ from the current password")
+        checks.done()
+        identity = await self._guard.identify(caller)
+        who = {"user_id": identity.user_id, "username": identity.username}
+        await self._protection.limit(caller, "password_change", Subject(identity.user_id, **who))
+        async with connection(self._pool) as conn:
+            account = await users.credentials_by_id(conn, identity.user_id)
+        ok = await self._passwords.verify(account.password_hash if account else None, current)
+        if account is None or not ok:
+            await self._audit.record(
+                CHANGED,
+                FAILURE,
+                caller,
+                **who,
+                details={
+                    "method": "change",
+                    "reason": "wrong_current_password",
+                    "session_id": identity.session_id,
+                },
+            )
+            raise Unauthenticated("the current password is wrong", reason="INVALID_CREDENTIALS")
+        new_hash = await self._passwords.hash(new)
+        async with transaction(self._pool) as conn:
+            await users.set_password(conn, identity.user_id, new_hash)
+            await sessions.end_reset_tokens(conn, identity.user_id)
+            ended = await sessions.end_sessions(
+                conn, identity.user_id, "password_changed", keep=identity.session_id
+            )
+            await self._audit.record(
+                CHANGED,
+                SUCCESS,
+                caller,
+                **who,
+                details={
+                    "method": "change",
+                    "session_id": identity.session_id,
+                    "sessions_ended": ended,
+                },
+            )
+
+    async def request_reset(self, caller: Caller, email: str) -> None:
+        """Make a reset token for the account of `email`, if there is one; the caller
+        cannot tell."""
+        checks = Checks()
+        checks.email("email", email)
+        checks.done()
+        await self._protection.limit(caller, "password_reset", Subject(key=email.lower()))
+        event = "password.password_reset_requested"
+        async with connection(self._pool) as conn:
+            user = await users.get_by_email(conn, email)
+        if user is None:
+            await self._audit.record(event, FAILURE, caller, details={"reason": "unknown_email"})
+            return
+        token = new_opaque(RESET_PREFIX)
+        ttl = self._s.reset_token_ttl_seconds
+        expires = datetime.now(UTC) + timedelta(seconds=ttl)
+        async with transaction(self._pool) as conn:
+            await sessions.add_reset_token(conn, digest(token), user.user_id, expires)
+            delivered = await self._deliver(user.user_id, user.email, token, expires)
+            await self._audit.record(
+                event,
+                SUCCESS,
+                caller,
+                user_id=user.user_id,
+                username=user.username,
+                details={"expires_in_seconds": ttl, "queued_for_delivery": delivered},
+            )
+
+    async def _deliver(self, user_id: str, email: str, token: str, expires: datetime) -> bool:
+        key = self._s.reset_outbox_key
+        if not key:
+            return False
+        entry = {
+            "kind": "password_reset",
+            "user_id": user_id,
+            "email": email,
+            "reset_token": token,
+            "expire_time": expires.isoformat(),
+        }
+        try:
+            await self._state.push_outbox(key, json.dumps(entry))
+        except Unavailable as exc:
+            log.warning("reset message for user %s not queued: %s", user_id, exc.message)
+            return False
+        return True
+
+    async def confirm_reset(self, caller: Caller, reset_token: str, new: str) -> None:
+        """Set a new password with a one-time reset token; every session ends."""
+        checks = Checks()
+        checks.token("reset_token", reset_token)
+        checks.new_password("new_password", new)
+        checks.done()
+        await self._protection.limit(caller, "password_reset")
+        new_hash = await self._passwords.hash(new)
+        async with transaction(self._pool) as conn:
+            row = await sessions.take_reset_token(conn, digest(reset_token))
+            if row is not None and row.usable:
+                await users.set_password(conn, row.user_id, new_hash)
+                ended = await sessions.end_sessions(conn, row.user_id, "password_reset")
+                await self._audit.record(
+                    CHANGED,
+                    SUCCESS,
+                    caller,
+                    user_id=row.user_id,
+                    username=row.username,
+                    details={"method": "reset", "sessions_ended": ended},
+                )
+                return
+        who = {"user_id": row.user_id, "username": row.username} if row else {}
+        reason = "used_or_expired_reset" if row else "unknown_reset"
+        await self._audit.record(
+            CHANGED, FAILURE, caller, **who, details={"method": "reset", "reason": reason}
+        )
+        raise Unauthenticated(
+            "the reset token is invalid, used or expired", reason="INVALID_RESET_TOKEN"
+        )

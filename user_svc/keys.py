@@ -1,0 +1,47 @@
+"""The service's secret keys: from the settings, or (development only) generated on
+first start and kept in the users database, with a loud warning at every start."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from user_svc.settings import Settings
+from user_svc.storage import users
+from user_svc.storage.postgres import transaction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Signing key of access tokens (and page tokens); sealing key of TOTP secrets."""
+
+    jwt_signing: bytes = field(repr=False)
+    mfa_encryption: bytes = field(repr=False)
+
+
+async def load_keys(pool: asyncpg.Pool, settings: Settings) -> Keys:
+    """The configured keys; a missing one is the database's development key."""
+    found: dict[str, bytes] = {}
+    for name in ("jwt_signing_key", "mfa_encryption_key"):
+        configured: str = getattr(settings, name)
+        if configured:
+            found[name] = configured.encode()
+            continue
+        async with transaction(pool) as conn:
+            key, created = await users.dev_key(conn, name, secrets.token_bytes(32))
+        log.warning(
+            "USER_%s is not set: using a DEVELOPMENT key %s in the users database "
+            "(table dev_keys). Anyone who can read that database can %s. Set USER_%s "
+            "(at least 32 random characters) and USER_REQUIRE_KEYS=true in production.",
+            name.upper(),
+            "generated now and kept" if created else "generated on first start, kept",
+            "forge access tokens" if name == "jwt_signing_key" else "read TOTP secrets",
+            name.upper(),
+        )
+        found[name] = key
+    return Keys(jwt_signing=found["jwt_signing_key"], mfa_encryption=found["mfa_encryption_key"])

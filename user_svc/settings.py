@@ -1,0 +1,168 @@
+"""The user-service's one settings object, read once from USER_* environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from meshkit import SettingsError, log_problems, mask_url, read_env
+
+PREFIX = "USER_"
+__all__ = ["PREFIX", "Settings", "SettingsError"]
+MIN_KEY_CHARS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the user-service. Environment variable = USER_ + upper-case name."""
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5434/users"
+    grpc_listen: str = "127.0.0.1:50051"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix of every Redis key this service writes (rate limits, failure windows, outbox).
+    redis_prefix: str = "user-service:"
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+
+    # Secrets. Empty: a development key is generated on first start, kept in the users
+    # database, and a warning is logged at every start. Set both in production (and
+    # USER_REQUIRE_KEYS=true, which refuses to start without them).
+    jwt_signing_key: str = field(default="", repr=False)
+    mfa_encryption_key: str = field(default="", repr=False)
+    require_keys: bool = False
+
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    reset_token_ttl_seconds: int = 1800
+    # Redis list a mailer consumes: one JSON entry per reset request, with the token.
+    # Empty: reset tokens are created but not delivered anywhere.
+    reset_outbox_key: str = "user-service:mail:outbox"
+    # TOTP codes this many 30 s steps before or after now are accepted (clock drift).
+    totp_window_steps: int = 1
+
+    # argon2id cost; the defaults are RFC 9106's second recommended option (64 MiB).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+
+    # Failed logins in a row that lock an account, and for how long (0: until an admin
+    # unlocks it).
+    lockout_threshold: int = 5
+    lockout_seconds: int = 900
+    # Calls per window per caller address, and per account, on the sign-in paths.
+    rate_limit_per_ip: int = 30
+    rate_limit_per_account: int = 10
+    rate_limit_window_seconds: int = 60
+    # Suspicious activity: failed logins of one account from this many addresses within
+    # the window; or a success from a new address after this many failures in the window.
+    suspicious_distinct_ips: int = 3
+    suspicious_failures_before_new_ip: int = 3
+    suspicious_window_seconds: int = 600
+    # Peers whose x-forwarded-for is believed (comma-separated addresses or networks).
+    trusted_proxies: str = "127.0.0.0/8,::1/128"
+
+    # Auditing. Off: nothing is sent (for the overhead benchmark only).
+    audit_enabled: bool = True
+    audit_target: str = "127.0.0.1:50052"
+    # Redis of the audit client's spool; empty means redis_url.
+    audit_redis_url: str = ""
+    audit_spool_key: str = "user-service:audit:retry_queue"
+    audit_failure_policy: str = "fail_open"
+
+    cleanup_interval_seconds: float = 3600.0
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            shown.append(f"{f.name}={_mask(value) if f.name in _SECRETS else repr(value)}")
+        return f"Settings({', '.join(shown)})"
+
+    @property
+    def spool_redis_url(self) -> str:
+        return self.audit_redis_url or self.redis_url
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in self.trusted_proxies.split(",")
+            if part.strip()
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read and validate; raise `SettingsError` listing every bad variable."""
+        return read_env(cls, PREFIX, "user-service", environ, overrides, cls._problems)
+
+    def _problems(self) -> list[str]:
+        p = PREFIX
+        out = log_problems(p, self.log_level, self.log_format)
+        if not self.database_url.startswith(("postgresql://", "postgres://")):
+            out.append(f"{p}DATABASE_URL must start with postgresql://")
+        for name, value in (("GRPC_LISTEN", self.grpc_listen), ("AUDIT_TARGET", self.audit_target)):
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit():
+                out.append(f"{p}{name} must be host:port, got {value!r}")
+        urls = (("REDIS_URL", self.redis_url), ("AUDIT_REDIS_URL", self.audit_redis_url))
+        for name, value in urls:
+            if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+                out.append(f"{p}{name} must start with redis://, rediss:// or unix://")
+        if not 1 <= self.pool_min_size <= self.pool_max_size:
+            out.append(f"{p}POOL_MIN_SIZE must be between 1 and {p}POOL_MAX_SIZE")
+        for name in ("jwt_signing_key", "mfa_encryption_key"):
+            value = getattr(self, name)
+            if value and len(value) < MIN_KEY_CHARS:
+                out.append(f"{p}{name.upper()} must be at least {MIN_KEY_CHARS} characters")
+            if not value and self.require_keys:
+                out.append(f"{p}{name.upper()} must be set when {p}REQUIRE_KEYS is true")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_seconds") and f.name != "lockout_seconds" and not value > 0:
+                out.append(f"{p}{f.name.upper()} must be a positive number of seconds")
+        if not 0 <= self.totp_window_steps <= 10:
+            out.append(f"{p}TOTP_WINDOW_STEPS must be between 0 and 10")
+        if self.lockout_seconds < 0:
+            out.append(f"{p}LOCKOUT_SECONDS must not be negative (0: until an admin unlocks)")
+        for name in (
+            "argon2_time_cost",
+            "argon2_parallelism",
+            "lockout_threshold",
+            "rate_limit_per_ip",
+            "rate_limit_per_account",
+            "suspicious_distinct_ips",
+            "suspicious_failures_before_new_ip",
+        ):
+            if getattr(self, name) < 1:
+                out.append(f"{p}{name.upper()} must be at least 1")
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            out.append(f"{p}ARGON2_MEMORY_KIB must be at least 8 x {p}ARGON2_PARALLELISM")
+        try:
+            _ = self.trusted_networks
+        except ValueError:
+            out.append(f"{p}TRUSTED_PROXIES must be comma-separated addresses or networks")
+        if self.audit_failure_policy not in ("fail_open", "fail_closed"):
+            out.append(f"{p}AUDIT_FAILURE_POLICY must be fail_open or fail_closed")
+        if not self.audit_spool_key:
+            out.append(f"{p}AUDIT_SPOOL_KEY must not be empty")
+        if not self.redis_prefix:
+            out.append(f"{p}REDIS_PREFIX must not be empty")
+        return out
+
+
+def _mask(value: str) -> str:
+    """A URL without its password; any other secret as ***."""
+    if value and "://" not in value:
+        return "'***'"
+    return repr(mask_url(value))
+
+
+_SECRETS = frozenset(
+    {"jwt_signing_key", "mfa_encryption_key", "database_url", "redis_url", "audit_redis_url"}
+)

@@ -1,0 +1,116 @@
+"""Signed JWT access tokens, opaque one-time tokens (stored only as hashes), and
+signed page tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jwt
+
+ISSUER = "user-service"
+AUDIENCE = "auditmesh"
+ALGORITHM = "HS256"
+REFRESH_PREFIX = "rt_"
+RESET_PREFIX = "pr_"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What a valid access token says."""
+
+    user_id: str
+    username: str
+    session_id: str
+    roles: tuple[str, ...]
+
+
+class TokenError(Exception):
+    """The token is malformed, forged or expired (never says which to callers)."""
+
+
+class AccessTokens:
+    """HS256 JWTs: `sub` user id, `sid` session, `roles` at issue time."""
+
+    def __init__(self, key: bytes, ttl_seconds: int) -> None:
+        self._key = key
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, claims: AccessClaims) -> str:
+        now = int(time.time())
+        payload = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": claims.user_id,
+            "sid": claims.session_id,
+            "preferred_username": claims.username,
+            "roles": list(claims.roles),
+            "iat": now,
+            "exp": now + self.ttl_seconds,
+            "jti": secrets.token_urlsafe(12),
+        }
+        return jwt.encode(payload, self._key, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> AccessClaims:
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "sid"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(type(exc).__name__) from None
+        roles = payload.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise TokenError("bad roles claim")
+        return AccessClaims(
+            user_id=str(payload["sub"]),
+            username=str(payload.get("preferred_username", "")),
+            session_id=str(payload["sid"]),
+            roles=tuple(roles),
+        )
+
+
+def new_opaque(prefix: str) -> str:
+    """A fresh 256-bit token, URL-safe, with a prefix that says what it is."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def digest(token: str) -> bytes:
+    """What the database keeps of a token: its SHA-256 (the token has 256 bits of
+    entropy, so a fast hash is enough)."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+class PageTokens:
+    """Opaque, tamper-proof keyset positions: (create_time, user_id) signed with HMAC."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = hashlib.sha256(b"user-service page tokens\x00" + key).digest()
+
+    def encode(self, create_time: datetime, user_id: str) -> str:
+        body = json.dumps([create_time.isoformat(), user_id], separators=(",", ":")).encode()
+        mac = hmac.new(self._key, body, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(mac + body).decode().rstrip("=")
+
+    def decode(self, token: str) -> tuple[datetime, str]:
+        """The position, or ValueError when the token is not one of ours."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (ValueError, TypeError):
+            raise ValueError("not a page token") from None
+        mac, body = raw[:16], raw[16:]
+        if not hmac.compare_digest(mac, hmac.new(self._key, body, hashlib.sha256).digest()[:16]):
+            raise ValueError("not a page token")
+        when, user_id = json.loads(body)
+        return datetime.fromisoformat(when), str(user_id)
