@@ -50,6 +50,8 @@ verify: setup  ## recompute every hash chain of the audit database and report th
 bench: setup  ## benchmarks; each prints its figures and the command that made them
 	$(PY) -m bench.ingest
 	$(PY) -m bench.query
+	$(PY) -m bench.gateway
+	$(PY) -m bench.login
 
 constraints: setup  ## refresh the exact pins in constraints.txt from the virtualenv
 	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^auditmesh'; } > constraints.txt.new
