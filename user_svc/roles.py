@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 
 from user_svc.access import Guard, actor
@@ -27,13 +29,41 @@ class Roles:
         checks.user_id("user_id", user_id)
         checks.permission("permission", permission)
         checks.done()
-        event = "permission.permission_granted"
-        details = {"permission": permission}
+        return await self._add(
+            caller,
+            user_id,
+            "permission.permission_granted",
+            {"permission": permission},
+            lambda conn: users.add_permission(conn, user_id, permission),
+        )
+
+    async def assign_role(self, caller: Caller, user_id: str, role: str) -> User:
+        checks = Checks()
+        checks.user_id("user_id", user_id)
+        checks.role("role", role)
+        checks.done()
+        return await self._add(
+            caller,
+            user_id,
+            "permission.role_assigned",
+            {"role": role},
+            lambda conn: users.add_role(conn, user_id, role),
+        )
+
+    async def _add(
+        self,
+        caller: Caller,
+        user_id: str,
+        event: str,
+        details: dict[str, str],
+        add: Callable[[asyncpg.Connection], Awaitable[bool]],
+    ) -> User:
+        """Admin-only: give the account something (idempotent) and audit it."""
         identity = await self._guard.admin(caller, event, user_id=user_id, details=details)
         async with transaction(self._pool) as conn:
             if await users.get(conn, user_id) is None:
                 raise NotFound("no such account", reason="USER_NOT_FOUND")
-            changed = await users.add_permission(conn, user_id, permission)
+            changed = await add(conn)
             if changed:
                 await users.touch(conn, user_id)
             user = await users.get(conn, user_id)
@@ -45,31 +75,6 @@ class Roles:
                 user_id=user.user_id,
                 username=user.username,
                 details={**details, "changed": changed, **actor(identity)},
-            )
-        return user
-
-    async def assign_role(self, caller: Caller, user_id: str, role: str) -> User:
-        checks = Checks()
-        checks.user_id("user_id", user_id)
-        checks.role("role", role)
-        checks.done()
-        event = "permission.role_assigned"
-        identity = await self._guard.admin(caller, event, user_id=user_id, details={"role": role})
-        async with transaction(self._pool) as conn:
-            if await users.get(conn, user_id) is None:
-                raise NotFound("no such account", reason="USER_NOT_FOUND")
-            changed = await users.add_role(conn, user_id, role)
-            if changed:
-                await users.touch(conn, user_id)
-            user = await users.get(conn, user_id)
-            assert user is not None
-            await self._audit.record(
-                event,
-                SUCCESS,
-                caller,
-                user_id=user.user_id,
-                username=user.username,
-                details={"role": role, "changed": changed, **actor(identity)},
             )
         return user
 
