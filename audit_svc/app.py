@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
-from types import TracebackType
 
 import asyncpg
 import grpc
@@ -28,7 +26,7 @@ from audit_svc.settings import Settings
 from audit_svc.sinks import Sinks
 from audit_svc.storage import writes
 from audit_svc.storage.postgres import create_pool, map_db_errors
-from meshkit.server import new_server
+from meshkit.server import ServiceApp, new_server
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,7 @@ MAX_AUTO_CHAINS = 64
 SINK_STOP_SECONDS = 2.0
 
 
-class AuditApp:
+class AuditApp(ServiceApp):
     """A running audit-service. `async with AuditApp(settings) as app:` serves on
     `app.port` until the block ends, then shuts down gracefully."""
 
@@ -48,26 +46,13 @@ class AuditApp:
         self.settings = settings
         self.port = 0
         self.chain_id = ""
-        self._stack = contextlib.AsyncExitStack()
+        super().__init__()
         self._tasks: asyncio.TaskGroup | None = None
         self.appender: Appender | None = None
         self.sinks: Sinks | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.tail = LiveTail()
-
-    async def __aenter__(self) -> AuditApp:
-        try:
-            await self._start()
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._stop()
 
     async def _start(self) -> None:
         s = self.settings

@@ -3,7 +3,6 @@ API by VictoriaMetrics) and S3 (SeaweedFS), as Stack components."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from devstack import postgres, redis_server, seaweed, victoria
@@ -15,7 +14,7 @@ from devstack.settings import (
     PORT_VARIABLES,
     Settings,
 )
-from devstack.stack import Component, ComponentContext
+from devstack.stack import Component, ComponentContext, restore_as
 
 INFRA = ("postgres", "redis", "influx", "s3")
 
@@ -44,19 +43,13 @@ def infra_components(settings: Settings | None = None, *, fsync: bool = True) ->
     def port(name: str) -> int | None:
         return settings.port_of(name) if settings else None
 
-    def restorer(cls: type[Any]) -> Any:
-        def restore(fields: Mapping[str, Any]) -> Any:
-            return cls(**fields)
-
-        return restore
-
     return [
         Component(
             name="postgres",
             label="PostgreSQL",
             plan=plan_postgres,
             probe=postgres.probe,
-            restore=restorer(postgres.PostgresInfo),
+            restore=restore_as(postgres.PostgresInfo),
             port=port("postgres"),
             port_env=PORT_VARIABLES["postgres"][0],
         ),
@@ -65,7 +58,7 @@ def infra_components(settings: Settings | None = None, *, fsync: bool = True) ->
             label="Redis",
             plan=plan_redis,
             probe=redis_server.probe,
-            restore=restorer(redis_server.RedisInfo),
+            restore=restore_as(redis_server.RedisInfo),
             port=port("redis"),
             port_env=PORT_VARIABLES["redis"][0],
         ),
@@ -74,7 +67,7 @@ def infra_components(settings: Settings | None = None, *, fsync: bool = True) ->
             label="InfluxDB (VictoriaMetrics)",
             plan=plan_influx,
             probe=victoria.probe,
-            restore=restorer(victoria.InfluxInfo),
+            restore=restore_as(victoria.InfluxInfo),
             port=port("influx"),
             port_env=PORT_VARIABLES["influx"][0],
         ),
@@ -83,7 +76,7 @@ def infra_components(settings: Settings | None = None, *, fsync: bool = True) ->
             label="S3 (SeaweedFS)",
             plan=plan_s3,
             probe=seaweed.probe,
-            restore=restorer(seaweed.S3Info),
+            restore=restore_as(seaweed.S3Info),
             port=port("s3"),
             port_env=PORT_VARIABLES["s3"][0],
         ),

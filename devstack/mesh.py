@@ -21,7 +21,7 @@ from devstack.process import ProcessSpec
 from devstack.seaweed import S3Info
 from devstack.service import ServicePlan
 from devstack.settings import PORT_VARIABLES, Settings
-from devstack.stack import Component, ComponentContext
+from devstack.stack import Component, ComponentContext, restore_as
 from devstack.victoria import InfluxInfo
 
 USERS_DATABASE = "users"
@@ -197,14 +197,6 @@ def user_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
     return ServicePlan(spec=spec, info=info, prepare=prepare)
 
 
-def _restore(fields: Mapping[str, Any]) -> GrpcServiceInfo:
-    return GrpcServiceInfo(**fields)
-
-
-def _restore_gateway(fields: Mapping[str, Any]) -> GatewayInfo:
-    return GatewayInfo(**fields)
-
-
 def mesh_components(settings: Settings | None = None) -> list[Component]:
     """The mesh's services; on the fixed ports of `settings`, or free ports if None."""
     user_rest = settings.port_of("user_rest") if settings else free_port()
@@ -221,7 +213,7 @@ def mesh_components(settings: Settings | None = None) -> list[Component]:
             label="audit-service",
             plan=audit_plan,
             probe=probe_grpc,
-            restore=_restore,
+            restore=restore_as(GrpcServiceInfo),
             port=settings.port_of("audit") if settings else None,
             port_env=PORT_VARIABLES["audit"][0],
             after=("postgres", "influx", "s3"),
@@ -231,7 +223,7 @@ def mesh_components(settings: Settings | None = None) -> list[Component]:
             label="user-service",
             plan=user_plan,
             probe=probe_grpc,
-            restore=_restore,
+            restore=restore_as(GrpcServiceInfo),
             port=user_grpc,
             port_env=PORT_VARIABLES["user"][0],
             after=("postgres", "redis", "audit"),
@@ -241,7 +233,7 @@ def mesh_components(settings: Settings | None = None) -> list[Component]:
             label="REST gateway",
             plan=plan_gateway,
             probe=probe_gateway,
-            restore=_restore_gateway,
+            restore=restore_as(GatewayInfo),
             port=settings.port_of("gateway") if settings else None,
             port_env=PORT_VARIABLES["gateway"][0],
             after=("audit", "user"),

@@ -30,6 +30,15 @@ class ComponentContext:
     infos: Mapping[str, ServiceInfo]
 
 
+def restore_as(cls: type[Any]) -> Callable[[Mapping[str, Any]], Any]:
+    """A `Component.restore` for an info dataclass: rebuild it from its fields."""
+
+    def restore(fields: Mapping[str, Any]) -> Any:
+        return cls(**fields)
+
+    return restore
+
+
 @dataclass(frozen=True)
 class Component:
     """One piece of the stack: how to plan it, probe it, and restore its info."""

@@ -4,11 +4,13 @@ reflection that refuses a taken port, and running until SIGTERM or SIGINT."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
@@ -53,3 +55,32 @@ async def serve_until_signal(app: AbstractAsyncContextManager[Any]) -> None:
     async with app:
         await stop.wait()
         log.info("signal received; shutting down")
+
+
+class ServiceApp:
+    """The lifecycle every service's app shares: `async with App(settings) as app:`
+    runs `_start`, which registers what it opens on `self._stack`; if `_start` fails,
+    what it opened is closed again; leaving the block runs `_stop` (graceful shutdown,
+    ending with `self._stack.aclose()`)."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.AsyncExitStack()
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 
 import asyncpg
 import grpc
@@ -14,7 +12,7 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2
 
 from audit_client import AuditClient, ClientSettings
-from meshkit.server import new_server
+from meshkit.server import ServiceApp, new_server
 from user.v1 import user_service_pb2 as pb
 from user.v1 import user_service_pb2_grpc as pb_grpc
 from user_svc import __version__
@@ -53,7 +51,7 @@ async def open_redis(url: str) -> aioredis.Redis:
     )
 
 
-class UserApp:
+class UserApp(ServiceApp):
     """A running user-service. `async with UserApp(settings) as app:` serves on
     `app.port` until the block ends, then shuts down gracefully: health NOT_SERVING,
     in-flight calls finish, the audit client flushes, connections close."""
@@ -65,22 +63,9 @@ class UserApp:
         self.audit: AuditClient | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
-        self._stack = contextlib.AsyncExitStack()
+        super().__init__()
         self._tasks: asyncio.TaskGroup | None = None
         self._janitor: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> UserApp:
-        try:
-            await self._start()
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._stop()
 
     async def _start(self) -> None:
         s = self.settings

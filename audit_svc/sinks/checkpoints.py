@@ -26,6 +26,7 @@ import asyncpg
 
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.sinks.signer import Signer, Verifier
+from audit_svc.storage import reads
 from audit_svc.storage import sinks as sql
 from audit_svc.storage.postgres import connection
 
@@ -144,7 +145,7 @@ class Checkpointer:
             await self._store.put(f"{KEYS_PREFIX}{self._signer.key_id}.pem", pem, "text/plain")
             self._key_published = True
         async with connection(self._pool) as conn:
-            head_seq, head_hash = await sql.chain_head(conn, self.chain_id)
+            head_seq, head_hash = await reads.chain_state(conn, self.chain_id) or (0, b"")
             last = await sql.last_checkpoint(conn, self.chain_id)
         last_seq = last.seq if last else 0
         waited = time.monotonic() - self._last_time

@@ -156,14 +156,6 @@ async def window_counts(
     ]  # fmt: skip
 
 
-async def chain_head(conn: asyncpg.Connection, chain_id: str) -> tuple[int, bytes]:
-    """(head seq, head hash) as `chains` records them; (0, b'') for an unknown chain."""
-    row = await conn.fetchrow(
-        "SELECT head_seq, head_hash FROM chains WHERE chain_id = $1", chain_id
-    )
-    return (0, b"") if row is None else (int(row["head_seq"]), bytes(row["head_hash"]))
-
-
 async def last_checkpoint(conn: asyncpg.Connection, chain_id: str) -> CheckpointRow | None:
     """The newest checkpoint of the chain, or None."""
     row = await conn.fetchrow(

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from audit_svc.chain import GENESIS, canonical_bytes, link
+from audit_svc.chain import canonical_bytes, link
 from audit_svc.model import Event, Outcome, Receipt
 from audit_svc.storage.postgres import EVENT_COLUMNS, event_row
 
@@ -72,14 +72,6 @@ async def append(
             stored = [e for e, (o, _) in zip(events, results, strict=True) if o is Outcome.STORED]
             await _count(conn, stored)
         return results
-
-
-async def chain_head(conn: asyncpg.Connection, chain_id: str) -> tuple[int, bytes]:
-    """The seq and hash at the head of a chain; (0, GENESIS) for an unused one."""
-    row = await conn.fetchrow(
-        "SELECT head_seq, head_hash FROM chains WHERE chain_id = $1", chain_id
-    )
-    return (0, GENESIS) if row is None else (int(row["head_seq"]), bytes(row["head_hash"]))
 
 
 async def _receipts_of(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, Receipt]:
