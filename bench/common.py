@@ -8,11 +8,14 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 from audit.v2 import event_pb2
@@ -21,6 +24,7 @@ from devstack import PostgresInfo, create_database, start_postgres
 from devstack.mesh import GrpcServiceInfo, audit_plan
 from devstack.ports import free_port
 from devstack.service import RunningService, start_service
+from devstack.settings import DEFAULT_PG_BINDIR
 from devstack.stack import ComponentContext
 
 EVENT_TYPES = [
@@ -108,3 +112,70 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return statistics.median(ordered) * 1000, p99 * 1000
+
+
+BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+
+
+def versions() -> str:
+    """The versions that shape the figures."""
+    postgres = subprocess.run(
+        [str(DEFAULT_PG_BINDIR / "postgres"), "--version"], capture_output=True, text=True
+    ).stdout.split()[-1]
+    libs = ", ".join(f"{p} {version(p)}" for p in ("grpcio", "protobuf", "asyncpg"))
+    return f"Python {platform.python_version()}, PostgreSQL {postgres}, {libs}"
+
+
+@dataclass
+class Report:
+    """One benchmark's output: printed, and recorded in BENCHMARKS.md between its
+    markers (`<!-- bench:NAME -->` ... `<!-- /bench:NAME -->`), so the file always
+    holds the latest run of each part next to the prose that explains it."""
+
+    name: str
+    lines: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.lines += [
+            f"# {command_line('bench.' + self.name)}",
+            f"# {platform.node()}: {os.cpu_count()} cores; {versions()}",
+            f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        ]
+
+    def add(self, line: str = "") -> None:
+        self.lines.append(line)
+
+    def table(self, header: list[str], rows: list[list[object]]) -> None:
+        """A fixed-width table: the first column left-aligned, numbers right-aligned."""
+        cells = [header] + [[_cell(v) for v in row] for row in rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+        for r in cells:
+            rest = [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
+            self.add("  ".join([r[0].ljust(widths[0]), *rest]))
+
+    def publish(self, record: bool = True) -> None:
+        text = "\n".join(self.lines)
+        print(text, flush=True)
+        if record:
+            record_section(self.name, text)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def record_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace the block between NAME's markers in BENCHMARKS.md (appended if new)."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = f"{start}\n```\n{text}\n```\n{end}"
+    doc = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in doc and end in doc:
+        head, rest = doc.split(start, 1)
+        doc = head + block + rest.split(end, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + f"\n\n{block}\n"
+    path.write_text(doc)
