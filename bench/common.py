@@ -121,7 +121,7 @@ def versions() -> str:
     """The versions that shape the figures."""
     postgres = subprocess.run(
         [str(DEFAULT_PG_BINDIR / "postgres"), "--version"], capture_output=True, text=True
-    ).stdout.split()[-1]
+    ).stdout.split()[2]
     libs = ", ".join(f"{p} {version(p)}" for p in ("grpcio", "protobuf", "asyncpg"))
     return f"Python {platform.python_version()}, PostgreSQL {postgres}, {libs}"
 
