@@ -1,83 +1,98 @@
-"""Committed ingest through StreamIngest (1 and 8 streams, sinks off; 8 streams with
-every sink on) next to raw COPY, one run.
+"""Committed ingest end to end, in one run: N producers (separate processes, each with its
+own audit_client.AuditClient) -> StreamIngest -> the audit-service -> PostgreSQL with the
+hash chain, next to the naive baseline (one HTTP POST per event to a FastAPI app that
+INSERTs one row, at concurrency 64) and raw asyncpg COPY into the same table; with the
+audit-service's peak RSS.
 
-    .venv/bin/python -m bench.ingest [--events 200000] [--batch 500]
+    .venv/bin/python -m bench.ingest [--events 100000] [--producers 1,4,16]
+        [--baseline-events 20000] [--concurrency 64] [--no-record]
 
-Each variant writes into its own fresh database with the same schema and indexes;
-events/s counts only rows committed (a count afterwards), from the first send to
-the last ack. The audit-service runs as its own process, as in production. With
-sinks on (InfluxDB on VictoriaMetrics, signed checkpoints on SeaweedFS, the archive
-schedule), Health is sampled during the run for each sink's largest lag.
+Each variant writes into its own fresh, migrated database (same schema, same indexes) of
+one private PostgreSQL with fsync on; the audit-service and the baseline app run as their
+own processes. events/s counts only rows committed (a count afterwards). Ours is timed
+from the first emit() to the last ack (events are built before the timer); the baseline
+from the first request to the last response; COPY from the first COPY to the last
+commit. Each run also reports the CPU time spent by the driver (producers, HTTP client,
+COPY), the server and PostgreSQL, so a driver that starves the server would show.
+The sinks on/off comparison is `python -m bench.sinks`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import multiprocessing
+import os
 import tempfile
 import time
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-import grpc
+from google.protobuf import json_format
 
-from audit.v2 import audit_service_pb2 as pb
-from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
+from audit_client import ClientSettings
+from audit_client.ids import new_id
 from audit_svc.storage.postgres import EVENT_COLUMNS, create_pool
-from bench.common import Bench, bench_postgres, command_line, machine, wire_events
-from bench.sinks import LagSamples, sample_lag, sink_servers
+from bench.baselines import http_driver
+from bench.common import Bench, Report, bench_postgres, wire_events
+from bench.procstat import cpu_seconds, peak_rss_mb, postmaster_pid, tree_cpu_seconds
+from bench.producers import run_producers
+from devstack import start_redis
+
+TARGET_RATE = 60_000
+TARGET_VS_BASELINE = 15.0
+TARGET_VS_COPY = 0.6
+TARGET_RSS_MB = 300.0
+# spooled/replayed: events spilled to Redis under the burst and sent from there;
+# duplicates and stream_failures: streams that hit the client's ack timeout, and resends.
+CLIENT_COUNTERS = ("stored", "spooled", "replayed", "duplicates", "dropped", "stream_failures")
 
 
-async def stream_ingest(
-    target: str, events: list[event_pb2.AuditEvent], streams: int, batch: int
-) -> float:
-    """Seconds to send `events` over `streams` concurrent StreamIngest calls."""
-    chunks = [events[i : i + batch] for i in range(0, len(events), batch)]
-    per_stream = [chunks[i::streams] for i in range(streams)]
+@dataclass
+class Run:
+    """One variant's figures."""
 
-    async def one(mine: list[list[event_pb2.AuditEvent]], n: int) -> None:
-        async with grpc.aio.insecure_channel(target) as channel:
-            requests = (
-                pb.StreamIngestRequest(batch_id=f"{n}-{i}", events=c) for i, c in enumerate(mine)
-            )
-            async for _ack in pb_grpc.AuditServiceStub(channel).StreamIngest(requests):
-                pass
+    variant: str
+    parallel: str
+    committed: int
+    seconds: float
+    driver_cpu: float = 0.0
+    server_cpu: float | None = None
+    pg_cpu: float = 0.0
+    peak_rss_mb: float | None = None
+    client: dict[str, int] | None = None
 
-    start = time.perf_counter()
-    await asyncio.gather(*(one(mine, n) for n, mine in enumerate(per_stream)))
-    return time.perf_counter() - start
-
-
-async def raw_copy(dsn: str, events: list[event_pb2.AuditEvent], batch: int) -> float:
-    """Seconds to COPY the same rows (no validation, no chain) in `batch`-row commits."""
-    pool = await create_pool(dsn, min_size=1, max_size=1)
-    await pool.execute("INSERT INTO chains (chain_id) VALUES ('copy')")
-    t = datetime.now(UTC)
-    rows = [
-        (
-            "copy", i + 1, uuid.UUID(e.event_id), e.event_type, e.user_id, e.username,
-            None, e.user_agent, e.service, e.action, e.result,
-            {"mfa_used": e.details["mfa_used"], "session_id": e.details["session_id"]},
-            list(e.compliance_tags), e.data_classification, t, t, b"\0" * 32, b"\1" * 32,
-        )
-        for i, e in enumerate(events)
-    ]  # fmt: skip
-    start = time.perf_counter()
-    async with pool.acquire() as conn:
-        for i in range(0, len(rows), batch):
-            async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "audit_events", records=rows[i : i + batch], columns=EVENT_COLUMNS
-                )
-    elapsed = time.perf_counter() - start
-    await pool.close()
-    return elapsed
+    @property
+    def rate(self) -> float:
+        return self.committed / self.seconds
 
 
-async def committed(dsn: str) -> int:
+class CpuWindow:
+    """CPU seconds of a server process and of PostgreSQL between `start()` and `stop()`."""
+
+    def __init__(self, pg_pid: int, server_pid: int | None) -> None:
+        self.pg_pid, self.server_pid = pg_pid, server_pid
+        self.pg = self.server = 0.0
+
+    def _read(self) -> tuple[float, float]:
+        server = cpu_seconds(self.server_pid) if self.server_pid else 0.0
+        return tree_cpu_seconds(self.pg_pid), server
+
+    def start(self) -> None:
+        self.pg, self.server = self._read()
+
+    def stop(self) -> None:
+        pg, server = self._read()
+        self.pg, self.server = pg - self.pg, server - self.server
+
+
+async def count_events(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
         return int(await conn.fetchval("SELECT count(*) FROM audit_events"))
@@ -85,56 +100,223 @@ async def committed(dsn: str) -> int:
         await conn.close()
 
 
-async def ingest_with_lag(
-    target: str, events: list[event_pb2.AuditEvent], streams: int, batch: int
-) -> tuple[float, LagSamples]:
-    """`stream_ingest` while sampling the sinks' lag."""
-    stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_lag(target, stop))
-    try:
-        seconds = await stream_ingest(target, events, streams, batch)
-    finally:
-        stop.set()
-    return seconds, await sampler
+def ours(bench: Bench, pg_pid: int, producers: int, events: int, redis_url: str) -> Run:
+    """N producer processes through the audit-service (sinks off)."""
+    dsn = bench.fresh_database(f"ours{producers}")
+    ctx = multiprocessing.get_context("spawn")
+    with bench.audit_service(dsn) as service:
+        cpu = CpuWindow(pg_pid, service.process.pid)
+        run = run_producers(ctx, producers, events, service.info.url, redis_url, cpu.start)
+        cpu.stop()
+        rss = peak_rss_mb(service.process.pid)
+    return Run(
+        "ours: audit_client -> StreamIngest",
+        f"{producers} producer{'s' if producers > 1 else ''}",
+        asyncio.run(count_events(dsn)),
+        run.seconds,
+        driver_cpu=run.cpu_seconds,
+        server_cpu=cpu.server,
+        pg_cpu=cpu.pg,
+        peak_rss_mb=rss,
+        client=run.stats,
+    )
 
 
-def run(bench: Bench, count: int, batch: int) -> tuple[list[tuple[str, int, float]], LagSamples]:
-    events = wire_events(count)
-    results = []
-    for streams in (1, 8):
-        dsn = bench.fresh_database(f"stream{streams}")
-        with bench.audit_service(dsn) as service:
-            seconds = asyncio.run(stream_ingest(service.info.url, events, streams, batch))
-        results.append((f"StreamIngest, {streams} stream(s)", asyncio.run(committed(dsn)), seconds))
-    dsn = bench.fresh_database("sinks")
-    with sink_servers(bench.folder / "sinks") as env, bench.audit_service(dsn, env) as service:
-        seconds, lag = asyncio.run(ingest_with_lag(service.info.url, events, 8, batch))
-    results.append(("StreamIngest, 8 streams, sinks on", asyncio.run(committed(dsn)), seconds))
+def baseline(bench: Bench, pg_pid: int, events: list[event_pb2.AuditEvent], conc: int) -> Run:
+    """One POST per event to the FastAPI app, `conc` connections."""
+    dsn = bench.fresh_database("baseline")
+    bodies = [
+        json.dumps(json_format.MessageToDict(e, preserving_proto_field_name=True)).encode()
+        for e in events
+    ]
+    with http_driver.serve(bench.folder / "baseline", dsn) as app:
+        prepared = http_driver.requests(app.info.port, bodies)
+        cpu = CpuWindow(pg_pid, app.process.pid)
+        cpu.start()
+        driver = time.process_time()
+        start = time.perf_counter()
+        outcome = asyncio.run(http_driver.drive(app.info.port, prepared, conc))
+        seconds = time.perf_counter() - start
+        driver = time.process_time() - driver
+        cpu.stop()
+        rss = peak_rss_mb(app.process.pid)
+    if outcome.ok != len(events):
+        print(f"# baseline: responses by status {outcome.statuses}")
+    return Run(
+        "baseline: HTTP POST per event (FastAPI)",
+        f"{conc} connections",
+        asyncio.run(count_events(dsn)),
+        seconds,
+        driver_cpu=driver,
+        server_cpu=cpu.server,
+        pg_cpu=cpu.pg,
+        peak_rss_mb=rss,
+    )
+
+
+async def _copy(dsn: str, events: list[event_pb2.AuditEvent], batch: int) -> tuple[float, float]:
+    """Seconds and this process's CPU seconds to COPY the rows (no validation, no chain)
+    in `batch`-row commits."""
+    pool = await create_pool(dsn, min_size=1, max_size=1)
+    await pool.execute("INSERT INTO chains (chain_id) VALUES ('copy')")
+    t = datetime.now(UTC)
+    rows = [
+        (
+            "copy", i + 1, new_id(), e.event_type, e.user_id, e.username,
+            e.ip_address, e.user_agent, e.service, e.action, e.result,
+            json_format.MessageToDict(e.details), list(e.compliance_tags),
+            e.data_classification, t, t, b"\0" * 32, b"\1" * 32,
+        )
+        for i, e in enumerate(events)
+    ]  # fmt: skip
+    cpu, start = time.process_time(), time.perf_counter()
+    async with pool.acquire() as conn:
+        for i in range(0, len(rows), batch):
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "audit_events", records=rows[i : i + batch], columns=EVENT_COLUMNS
+                )
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    await pool.close()
+    return elapsed, cpu
+
+
+def raw_copy(bench: Bench, pg_pid: int, events: list[event_pb2.AuditEvent], batch: int) -> Run:
     dsn = bench.fresh_database("rawcopy")
-    seconds = asyncio.run(raw_copy(dsn, events, batch))
-    results.append(("raw COPY (asyncpg), same table", asyncio.run(committed(dsn)), seconds))
-    return results, lag
+    cpu = CpuWindow(pg_pid, None)
+    cpu.start()
+    seconds, driver = asyncio.run(_copy(dsn, events, batch))
+    cpu.stop()
+    return Run(
+        "raw COPY (asyncpg), same table",
+        "1 connection",
+        asyncio.run(count_events(dsn)),
+        seconds,
+        driver_cpu=driver,
+        pg_cpu=cpu.pg,
+    )
+
+
+def guide_events(count: int) -> list[event_pb2.AuditEvent]:
+    """wire_events with UUIDv7 ids, as the client stamps them (index locality alike)."""
+    events = wire_events(count)
+    for event in events:
+        event.event_id = str(new_id())
+    return events
+
+
+@contextmanager
+def _machinery(folder: Path) -> Iterator[tuple[Bench, int, str]]:
+    with bench_postgres(folder) as bench, start_redis(folder / "redis") as redis:
+        yield bench, postmaster_pid(folder / "pg"), redis.info.url
+
+
+def run_all(
+    folder: Path, events: int, producers: list[int], baseline_events: int, conc: int
+) -> list[Run]:
+    batch = ClientSettings().max_batch_events
+    with _machinery(folder) as (bench, pg_pid, redis_url):
+        runs = [ours(bench, pg_pid, n, events, redis_url) for n in producers]
+        runs.append(baseline(bench, pg_pid, guide_events(baseline_events), conc))
+        runs.append(raw_copy(bench, pg_pid, guide_events(events), batch))
+    return runs
+
+
+def report(runs: list[Run], args: argparse.Namespace) -> Report:
+    mine = [r for r in runs if r.variant.startswith("ours")]
+    base, copy = runs[-2], runs[-1]
+    out = Report("ingest")
+    out.add(
+        f"# {args.events:,} events per ours/COPY run, {args.baseline_events:,} for the "
+        f"baseline; fsync on; each variant in its own fresh database; load average "
+        f"{args.load_before:.1f} before the run"
+    )
+    out.add(
+        "# ours: each producer is its own process (multiprocessing, spawn) with one "
+        "AuditClient (defaults: batches of 500, 8 in flight, a Redis spool), emitting "
+        "pre-built events as fast as it can"
+    )
+    out.add()
+
+    def ratio(r: Run, other: Run) -> str:
+        return f"{r.rate / other.rate:.2f}" if r in mine else ""
+
+    out.table(
+        ["variant", "producers/conc.", "committed", "seconds", "events/s", "/baseline", "/COPY"],
+        [
+            [r.variant, r.parallel, r.committed, r.seconds, r.rate, ratio(r, base), ratio(r, copy)]
+            for r in runs
+        ],
+    )
+    out.add()
+    out.add("# where the CPU went during each run (seconds), and the server's peak RSS")
+    out.table(
+        ["variant", "producers/conc.", "wall", "driver", "server", "PostgreSQL", "RSS MB"],
+        [
+            [
+                r.variant.split(":")[0],
+                r.parallel,
+                r.seconds,
+                r.driver_cpu,
+                "" if r.server_cpu is None else r.server_cpu,
+                r.pg_cpu,
+                "" if r.peak_rss_mb is None else r.peak_rss_mb,
+            ]
+            for r in runs
+        ],
+    )
+    out.add("# the clients' counters, summed over the producers of each run:")
+    for r in mine:
+        c = r.client or {}
+        out.add(f"#   {r.parallel}: " + ", ".join(f"{k} {c.get(k, 0):,}" for k in CLIENT_COUNTERS))
+    short = [f"{r.variant} {r.parallel}" for r in runs if r.committed < _expected(r, args)]
+    if short:
+        out.add(f"# FEWER ROWS COMMITTED THAN SENT: {'; '.join(short)}")
+    out.add()
+    best = max(mine, key=lambda r: r.rate)
+    rss = max(r.peak_rss_mb or 0.0 for r in mine)
+    out.table(
+        ["target (ours: best run, " + best.parallel + ")", "wanted", "measured", ""],
+        [
+            _target("committed events/s", TARGET_RATE, best.rate, f"{TARGET_RATE:,}"),
+            _target("ours / baseline", TARGET_VS_BASELINE, best.rate / base.rate, "15x"),
+            _target("ours / COPY", TARGET_VS_COPY, best.rate / copy.rate, "0.6x"),
+            ["audit-service peak RSS MB (all runs)", "< 300", rss, _verdict(rss < TARGET_RSS_MB)],
+        ],
+    )
+    return out
+
+
+def _expected(r: Run, args: argparse.Namespace) -> int:
+    return int(args.baseline_events if r.variant.startswith("baseline") else args.events)
+
+
+def _target(name: str, wanted: float, measured: float, shown: str) -> list[object]:
+    return [name, f">= {shown}", measured, _verdict(measured >= wanted)]
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(p) for p in text.split(",") if p]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--producers", type=_ints, default=[1, 4, 16])
+    parser.add_argument("--baseline-events", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--no-record", action="store_true", help="print only (dev runs)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, bench_postgres(Path(tmp)) as bench:
-        results, lag = run(bench, args.events, args.batch)
-    copy_rate = results[-1][1] / results[-1][2]
-    print(f"# {command_line('bench.ingest')}")
-    print(f"# {machine()}; {args.events} events, batches of {args.batch}, fsync on")
-    print(f"{'variant':<36} {'committed':>10} {'seconds':>8} {'events/s':>10} {'vs COPY':>8}")
-    for name, rows, seconds in results:
-        rate = rows / seconds
-        print(f"{name:<36} {rows:>10} {seconds:>8.2f} {rate:>10.0f} {rate / copy_rate:>8.2f}")
-    print("# sinks on, largest lag seen in Health during the run:")
-    for sink, events in sorted(lag.events.items()):
-        print(f"#   {sink:<12} {events:>8} events {lag.seconds[sink]:>7.2f} s")
-    print(f"#   (appender queue, for comparison: {lag.appender_seconds:.2f} s)")
-    print(f"#   InfluxDB sink reached the head {lag.drain_seconds:.2f} s after the last ack")
+    args.load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = run_all(
+            Path(tmp), args.events, args.producers, args.baseline_events, args.concurrency
+        )
+    report(runs, args).publish(record=not args.no_record)
 
 
 if __name__ == "__main__":

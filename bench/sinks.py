@@ -1,9 +1,20 @@
-"""The sinks' part of bench.ingest: VictoriaMetrics and SeaweedFS for the audit-service's
-InfluxDB sink and checkpoints, and the sink lag sampled through Health under load."""
+"""StreamIngest with the audit-service's sinks off and on, in one run, and each sink's lag
+sampled through Health under that load.
+
+    .venv/bin/python -m bench.sinks [--events 100000] [--streams 8] [--no-record]
+
+Sinks on: the InfluxDB sink on VictoriaMetrics, signed checkpoints on SeaweedFS, and the
+archive schedule. Each case writes into its own fresh database; the audit-service runs
+as its own process; events/s counts rows committed (a count afterwards), from the first
+send to the last ack over `--streams` concurrent StreamIngest calls (raw gRPC, batches
+of 500).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -14,7 +25,12 @@ import grpc
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
+from audit.v2 import event_pb2
+from bench.common import Bench, Report, bench_postgres, wire_events
+from bench.ingest import count_events
 from devstack import start_influx, start_s3
+
+BATCH = 500
 
 
 @contextmanager
@@ -77,3 +93,73 @@ async def sample_lag(target: str, stop: asyncio.Event, every: float = 0.25) -> L
             await asyncio.sleep(0.05)
         samples.drain_seconds = time.perf_counter() - start
     return samples
+
+
+async def stream_ingest(target: str, events: list[event_pb2.AuditEvent], streams: int) -> float:
+    """Seconds to send `events` over `streams` concurrent StreamIngest calls."""
+    chunks = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+    per_stream = [chunks[i::streams] for i in range(streams)]
+
+    async def one(mine: list[list[event_pb2.AuditEvent]], n: int) -> None:
+        async with grpc.aio.insecure_channel(target) as channel:
+            requests = (
+                pb.StreamIngestRequest(batch_id=f"{n}-{i}", events=c) for i, c in enumerate(mine)
+            )
+            async for _ack in pb_grpc.AuditServiceStub(channel).StreamIngest(requests):
+                pass
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(mine, n) for n, mine in enumerate(per_stream)))
+    return time.perf_counter() - start
+
+
+async def ingest_with_lag(
+    target: str, events: list[event_pb2.AuditEvent], streams: int
+) -> tuple[float, LagSamples]:
+    """`stream_ingest` while sampling the sinks' lag."""
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_lag(target, stop))
+    try:
+        seconds = await stream_ingest(target, events, streams)
+    finally:
+        stop.set()
+    return seconds, await sampler
+
+
+def run(bench: Bench, count: int, streams: int) -> tuple[list[tuple[str, int, float]], LagSamples]:
+    events = wire_events(count)
+    dsn = bench.fresh_database("sinks_off")
+    with bench.audit_service(dsn) as service:
+        seconds = asyncio.run(stream_ingest(service.info.url, events, streams))
+    results = [("sinks off", asyncio.run(count_events(dsn)), seconds)]
+    dsn = bench.fresh_database("sinks_on")
+    with sink_servers(bench.folder / "sinks") as env, bench.audit_service(dsn, env) as service:
+        seconds, lag = asyncio.run(ingest_with_lag(service.info.url, events, streams))
+    results.append(("sinks on", asyncio.run(count_events(dsn)), seconds))
+    return results, lag
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--no-record", action="store_true", help="print only (dev runs)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, bench_postgres(Path(tmp)) as bench:
+        results, lag = run(bench, args.events, args.streams)
+    out = Report("sinks")
+    out.add(f"# {args.events:,} events over {args.streams} StreamIngest streams, fsync on")
+    out.table(
+        ["case", "committed", "seconds", "events/s"],
+        [[name, rows, seconds, rows / seconds] for name, rows, seconds in results],
+    )
+    out.add("# sinks on, largest lag seen in Health during the run:")
+    for sink, events in sorted(lag.events.items()):
+        out.add(f"#   {sink:<12} {events:>8} events {lag.seconds[sink]:>7.2f} s")
+    out.add(f"#   (appender queue, for comparison: {lag.appender_seconds:.2f} s)")
+    out.add(f"#   InfluxDB sink reached the head {lag.drain_seconds:.2f} s after the last ack")
+    out.publish(record=not args.no_record)
+
+
+if __name__ == "__main__":
+    main()

@@ -49,7 +49,7 @@ want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Python dependencies into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev,test]' \
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev,test,bench]' \
     || die "pip install failed; see the messages above"
   echo "$want" >"$stamp"
 fi

@@ -1,0 +1,1 @@
+"""Baselines for bench.ingest: what a service would do without auditmesh."""
