@@ -8,24 +8,16 @@ the C++ printer Envoy uses does.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import descriptor, descriptor_pool, json_format, message
+from google.protobuf import descriptor_pool, json_format, message
 from google.rpc import status_pb2
 
 from gateway.config import Transcoding
-
-_EXACT_FLOAT_LIMIT = 2.0**53
-_FLOAT_TYPES = {
-    "google.protobuf.Struct",
-    "google.protobuf.Value",
-    "google.protobuf.ListValue",
-    "google.protobuf.Any",
-}
+from gateway.jsondata import DataWriter, whole_numbers
 
 
 class Printer:
@@ -34,23 +26,20 @@ class Printer:
     def __init__(self, options: Transcoding, pool: descriptor_pool.DescriptorPool) -> None:
         self._options = options
         self._pool = pool
+        self._writer = DataWriter(
+            pool,
+            preserve_proto_field_names=options.preserve_proto_field_names,
+            always_print_fields_with_no_presence=options.always_print_primitive_fields,
+            enums_as_ints=options.always_print_enums_as_ints,
+        )
 
     def to_data(self, msg: message.Message) -> Any:
-        """The message as JSON-ready Python data."""
-        return json_format.MessageToDict(
-            msg,
-            preserving_proto_field_name=self._options.preserve_proto_field_names,
-            always_print_fields_with_no_presence=self._options.always_print_primitive_fields,
-            use_integers_for_enums=self._options.always_print_enums_as_ints,
-            descriptor_pool=self._pool,
-        )
+        """The message as JSON-ready Python data (whole doubles as integers)."""
+        return self._writer.to_data(msg)
 
     def dumps(self, msg: message.Message) -> bytes:
         """The message as compact JSON bytes."""
-        data = self.to_data(msg)
-        if _may_hold_floats(msg.DESCRIPTOR):
-            data = _whole_numbers(data)
-        return _compact(data)
+        return _compact(self._writer.to_data(msg))
 
     def dumps_status(self, status: status_pb2.Status) -> bytes:
         """A google.rpc.Status with its details, as Envoy's convert_grpc_status prints it.
@@ -77,41 +66,14 @@ class Printer:
 
 def dump_data(data: Any) -> bytes:
     """JSON-ready data as compact JSON bytes, whole doubles printed as integers."""
-    return _compact(_whole_numbers(data))
+    return _compact(whole_numbers(data))
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _compact(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-@functools.cache
-def _may_hold_floats(desc: descriptor.Descriptor) -> bool:
-    """Whether JSON of this type can contain a float (a double, float or Struct field)."""
-    seen: set[str] = set()
-    pending = [desc]
-    while pending:
-        current = pending.pop()
-        if current.full_name in _FLOAT_TYPES:
-            return True
-        if current.full_name in seen:
-            continue
-        seen.add(current.full_name)
-        for field in current.fields:
-            if field.type in (field.TYPE_DOUBLE, field.TYPE_FLOAT):
-                return True
-            if field.message_type is not None:
-                pending.append(field.message_type)
-    return False
-
-
-def _whole_numbers(data: Any) -> Any:
-    if isinstance(data, float) and data.is_integer() and abs(data) < _EXACT_FLOAT_LIMIT:
-        return int(data)
-    if isinstance(data, dict):
-        return {k: _whole_numbers(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_whole_numbers(v) for v in data]
-    return data
+    return _ENCODER.encode(data).encode()
 
 
 @dataclass(frozen=True, slots=True)
