@@ -21,6 +21,7 @@ from types import MappingProxyType
 from audit_svc import statistics
 from audit_svc.query import QuerySpec, parse_query
 from audit_svc.storage import reads
+from audit_svc.storage.user_counts import UserCountCache
 
 V1_TO_V2 = MappingProxyType(
     {
@@ -93,12 +94,14 @@ class Dashboard:
     events_by_result: dict[str, int]
 
 
-async def dashboard(db: reads.Database, time_range: str, now: datetime) -> Dashboard:
+async def dashboard(
+    db: reads.Database, time_range: str, now: datetime, cache: UserCountCache | None = None
+) -> Dashboard:
     """Counts for `GetDashboardStatistics` over `time_range` (1h, 24h, 7d, 30d) ending
     now; InvalidArgument naming `time_range` for anything else."""
     named = time_range or statistics.DEFAULT_RANGE
     span = statistics.parse_time_range(named, None, None, now)
-    stats = await statistics.get_statistics(db, span)
+    stats = await statistics.get_statistics(db, span, now, cache)
     by_type: dict[str, int] = {}
     for count in stats.by_event_type:
         name = to_v1(count.key)

@@ -19,6 +19,7 @@ from audit_svc.model import FieldViolation, StoredEvent
 from audit_svc.query import QueryPage, parse_query, run_query
 from audit_svc.sinks import BadCheckpoint, Sinks, SinkState, bucket_checkpoints
 from audit_svc.storage import reads
+from audit_svc.storage.user_counts import UserCountCache
 from audit_svc.verify import CHECKPOINT_INVALID, VerifyResult, verify_chain
 
 DB_CHECK_TIMEOUT = 2.0
@@ -64,6 +65,7 @@ class Reader:
         self._appender = appender
         self._key = page_token_key
         self._clock = clock
+        self._user_counts = UserCountCache()
 
     async def query(self, **filters: Any) -> QueryPage:
         """One page of events; filters as `query.parse_query` takes them."""
@@ -89,11 +91,12 @@ class Reader:
     async def statistics(
         self, time_range: str, start: datetime | None, end: datetime | None
     ) -> statistics.Statistics:
-        span = statistics.parse_time_range(time_range, start, end, self._clock())
-        return await statistics.get_statistics(self._pool, span)
+        now = self._clock()
+        span = statistics.parse_time_range(time_range, start, end, now)
+        return await statistics.get_statistics(self._pool, span, now, self._user_counts)
 
     async def dashboard(self, time_range: str) -> legacy.Dashboard:
-        return await legacy.dashboard(self._pool, time_range, self._clock())
+        return await legacy.dashboard(self._pool, time_range, self._clock(), self._user_counts)
 
     async def verify(self, chain_id: str, from_seq: int, to_seq: int) -> VerifyResult:
         """Verify a range of a chain; this replica's own chain when `chain_id` is empty.

@@ -1,6 +1,7 @@
 """Event statistics over a time range: totals, breakdowns, failed logins, top users and
-a time series. Counts are exact: they come from PostgreSQL's hourly rollups, kept in the
-same transaction as the events, plus the rows of the partial hours at the range's edges.
+a time series. Counts are exact: they come from PostgreSQL's daily and hourly rollups,
+kept in the same transaction as the events, plus the rows of the minutes no rollup
+bucket covers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import NamedTuple
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import FieldViolation
 from audit_svc.storage import reads
+from audit_svc.storage.user_counts import UserCountCache, count_users
 
 DEFAULT_RANGE = "24h"
 # The named ranges a caller may ask for, each ending now.
@@ -106,12 +108,21 @@ def bucket_width(span: TimeRange) -> timedelta:
     return timedelta(hours=1) if span.end - span.start <= HOURLY_UP_TO else timedelta(days=1)
 
 
-async def get_statistics(db: reads.Database, span: TimeRange) -> Statistics:
-    """Exact statistics of the events with span.start <= event_time < span.end."""
+async def get_statistics(
+    db: reads.Database,
+    span: TimeRange,
+    now: datetime | None = None,
+    cache: UserCountCache | None = None,
+) -> Statistics:
+    """Exact statistics of the events with span.start <= event_time < span.end.
+
+    `now` (the current time when None) only helps choose how to read the counts; a
+    `cache` keeps the per-user sums of finished hours between calls."""
     width = bucket_width(span)
+    now = datetime.now(UTC) if now is None else now
     async with reads.snapshot(db) as conn:
-        counts = await reads.count_events(conn, span.start, span.end, width)
-        top, unique = await reads.count_users(conn, span.start, span.end, TOP_USERS)
+        counts = await reads.count_events(conn, span.start, span.end, width, now)
+        top, unique = await count_users(conn, span.start, span.end, TOP_USERS, now, cache)
     by_type = _ranked(counts.by_event_type)
     return Statistics(
         start=span.start,

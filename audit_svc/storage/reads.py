@@ -1,9 +1,9 @@
 """The read side: filtered pages of events, one event, exact counts, chain ranges.
 
 Every read is shaped so an index serves it: pages walk an index that ends with the
-sort key (event_time DESC, event_id DESC); counts read the hourly rollups for whole
-hours and only the partial edge hours from audit_events; chain ranges walk the primary
-key (chain_id, seq).
+sort key (event_time DESC, event_id DESC); counts read the daily and hourly rollups,
+and audit_events only for the minutes that no bucket covers (`ranges.plan`); chain
+ranges walk the primary key (chain_id, seq).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import asyncpg
 
 from audit_svc.model import StoredEvent
+from audit_svc.storage import ranges
 from audit_svc.storage.postgres import SELECT_EVENT, connection, map_db_errors, stored_event
+from audit_svc.storage.ranges import HOUR
 
 if TYPE_CHECKING:
     from audit_svc.query import QuerySpec
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 # A pool, or one connection (such as a transaction's); every read takes either.
 Database: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
-HOUR = timedelta(hours=1)
 _ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -50,6 +51,9 @@ async def snapshot(db: Database) -> AsyncIterator[asyncpg.Connection]:
             yield conn
             return
         async with conn.transaction(isolation="repeatable_read", readonly=True):
+            # Each read here takes tens of milliseconds at most: starting parallel
+            # workers for it costs more than it saves on a few busy cores.
+            await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             yield conn
 
 
@@ -124,35 +128,31 @@ class EventCounts:
     buckets: dict[datetime, int] = field(default_factory=dict)
 
 
-def _spans(start: datetime, end: datetime) -> list[datetime]:
-    """Bounds [edge1 start, edge1 end, whole start, whole end, edge2 start, edge2 end] of
-    [start, end): the whole hours go to the rollups, the partial edge hours to the rows."""
-    first = _floor_hour(start) + (HOUR if _floor_hour(start) < start else timedelta(0))
-    last = _floor_hour(end)
-    if first >= last:  # no whole hour inside: count every row directly
-        return [start, end, start, start, end, end]
-    return [start, first, first, last, last, end]
+# Where the counts of each source live, and the column holding their time.
+_KIND_SOURCES = {
+    "hour": "SELECT hour, event_type, result, service, {sign} * count AS count "
+    "FROM event_counts_hourly WHERE hour >= {lo} AND hour < {hi}",
+    "rows": "SELECT date_trunc('hour', event_time, 'UTC'), event_type, result, service, "
+    "{sign} * count(*) FROM audit_events WHERE event_time >= {lo} AND event_time < {hi} "
+    "GROUP BY 1, 2, 3, 4",
+}
 
 
-def _floor_hour(t: datetime) -> datetime:
-    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+def union_of(sources: dict[str, str], terms: list[ranges.Term], args: list[Any]) -> str:
+    """The UNION ALL of each term's signed counts; its bounds appended to `args`."""
+    selects = []
+    for term in terms:
+        args += [term.lo, term.hi]
+        selects.append(
+            sources[term.source].format(sign=term.sign, lo=f"${len(args) - 1}", hi=f"${len(args)}")
+        )
+    return " UNION ALL ".join(selects)
 
 
-_PARTS_BY_KIND = """
-    SELECT hour, event_type, result, service, count
-    FROM event_counts_hourly WHERE hour >= $3 AND hour < $4
-    UNION ALL
-    SELECT date_trunc('hour', event_time, 'UTC'), event_type, result, service, count(*)
-    FROM audit_events WHERE event_time >= $1 AND event_time < $2 GROUP BY 1, 2, 3, 4
-    UNION ALL
-    SELECT date_trunc('hour', event_time, 'UTC'), event_type, result, service, count(*)
-    FROM audit_events WHERE event_time >= $5 AND event_time < $6 GROUP BY 1, 2, 3, 4
-"""
-
-_COUNT_EVENTS = f"""
-    WITH parts AS ({_PARTS_BY_KIND}),
+_COUNT_EVENTS = """
+    WITH parts (hour, event_type, result, service, count) AS ({parts}),
     binned AS (
-        SELECT date_bin($7::interval, hour, $8::timestamptz) AS bucket,
+        SELECT date_bin($1::interval, hour, $2::timestamptz) AS bucket,
                event_type, result, service, count
         FROM parts
     )
@@ -165,18 +165,26 @@ _COUNT_EVENTS = f"""
            sum(count)::bigint AS count
     FROM binned
     GROUP BY GROUPING SETS ((event_type), (result), (service), (bucket))
+    HAVING sum(count) <> 0
 """
 
 
 async def count_events(
-    conn: asyncpg.Connection, start: datetime, end: datetime, bucket_width: timedelta
+    conn: asyncpg.Connection,
+    start: datetime,
+    end: datetime,
+    bucket_width: timedelta,
+    now: datetime,
 ) -> EventCounts:
     """Exact counts of the events with start <= event_time < end.
 
     Buckets are `bucket_width` wide (an hour or a day), aligned to UTC; only buckets
-    holding events are present.
+    holding events are present. `now` only steers how the counts are read
+    (`ranges.plan`), never what they are.
     """
-    rows = await conn.fetch(_COUNT_EVENTS, *_spans(start, end), bucket_width, _ORIGIN)
+    args: list[Any] = [bucket_width, _ORIGIN]
+    parts = union_of(_KIND_SOURCES, ranges.plan(start, end, (HOUR,), now), args)
+    rows = await conn.fetch(_COUNT_EVENTS.format(parts=parts), *args)
     counts = EventCounts()
     by_dimension = {
         "event_type": counts.by_event_type,
@@ -189,32 +197,6 @@ async def count_events(
         else:
             by_dimension[row["dimension"]][row["key"]] = int(row["count"])
     return counts
-
-
-_COUNT_USERS = """
-    WITH parts AS (
-        SELECT user_id, count FROM user_counts_hourly WHERE hour >= $3 AND hour < $4
-        UNION ALL
-        SELECT user_id, count(*) FROM audit_events
-        WHERE event_time >= $1 AND event_time < $2 AND user_id <> '' GROUP BY 1
-        UNION ALL
-        SELECT user_id, count(*) FROM audit_events
-        WHERE event_time >= $5 AND event_time < $6 AND user_id <> '' GROUP BY 1
-    ),
-    users AS (SELECT user_id, sum(count)::bigint AS count FROM parts GROUP BY user_id)
-    SELECT user_id, count, count(*) OVER () AS distinct_users
-    FROM users ORDER BY count DESC, user_id LIMIT $7
-"""
-
-
-async def count_users(
-    conn: asyncpg.Connection, start: datetime, end: datetime, top: int
-) -> tuple[list[tuple[str, int]], int]:
-    """The `top` accounts with most events in [start, end) (most first, ties by id),
-    and the number of distinct accounts with any event there."""
-    rows = await conn.fetch(_COUNT_USERS, *_spans(start, end), top)
-    distinct = int(rows[0]["distinct_users"]) if rows else 0
-    return [(row["user_id"], int(row["count"])) for row in rows], distinct
 
 
 async def chain_ids(conn: asyncpg.Connection) -> list[str]:

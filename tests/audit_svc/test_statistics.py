@@ -21,6 +21,7 @@ from audit_svc.statistics import (
     get_statistics,
     parse_time_range,
 )
+from audit_svc.storage.user_counts import UserCountCache
 from audit_svc.storage.writes import append, ensure_chain
 
 DAY0 = datetime(2026, 5, 10, tzinfo=UTC)
@@ -120,6 +121,43 @@ async def test_statistics_equal_a_brute_force_count(
     await store_in_batches(audit_pool, events)
     stats = await get_statistics(audit_pool, span)
     assert stats == brute_force(events, span)
+
+
+@pytest.mark.parametrize("name", ["days, not hour-aligned", "hours, not hour-aligned",
+                                  "inside one hour", "everything"])  # fmt: skip
+@pytest.mark.parametrize("now_at", [0.0, 0.5, 1.0])
+async def test_statistics_stay_exact_whatever_the_time_now(
+    audit_pool: asyncpg.Pool, make_event: Callable[..., Event], name: str, now_at: float
+) -> None:
+    """`now` changes how the rollups and rows are combined (whole buckets minus what
+    lies after now, or before the start), never the counts, even with events after now."""
+    span = SPANS[name]
+    events = spread_events(make_event, [span.start, span.end - timedelta(microseconds=1)])
+    await store_in_batches(audit_pool, events)
+    now = span.start + (span.end - span.start) * now_at
+    expected = brute_force(events, span)
+    assert await get_statistics(audit_pool, span, now) == expected
+    cache = UserCountCache()
+    assert await get_statistics(audit_pool, span, now, cache) == expected
+    assert await get_statistics(audit_pool, span, now, cache) == expected  # remembered
+
+
+async def test_remembered_user_counts_take_in_late_events(
+    audit_pool: asyncpg.Pool, make_event: Callable[..., Event]
+) -> None:
+    """Events that arrive late, for hours already over, are counted at once."""
+    span = SPANS["days, not hour-aligned"]
+    events = spread_events(make_event, [])
+    await store_in_batches(audit_pool, events)
+    cache = UserCountCache()
+    assert await get_statistics(audit_pool, span, span.end, cache) == brute_force(events, span)
+    late = [
+        make_event(span.start + timedelta(hours=20, seconds=n), user_id="late") for n in range(60)
+    ]
+    await store_in_batches(audit_pool, late)
+    stats = await get_statistics(audit_pool, span, span.end, cache)
+    assert stats == brute_force(events + late, span)
+    assert stats.top_users[0] == Count("late", 60)
 
 
 async def test_buckets_are_hourly_up_to_48_hours_then_daily_with_empty_ones(
