@@ -1,4 +1,9 @@
-"""Domain types of the audit-service. No grpc, no SQL: plain data."""
+"""Domain types of the audit-service. No grpc, no SQL: plain data.
+
+The types made once per event (EventInput, Event, Receipt, StoredEvent, EventResult)
+are slotted but not frozen: a frozen dataclass's __init__ costs about three times as
+much, and ingest makes several per event. Treat them as values all the same.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ class FieldViolation:
     description: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventInput:
     """An event as a caller sent it, before validation. Empty string means absent."""
 
@@ -41,7 +46,7 @@ class EventInput:
     problems: tuple[FieldViolation, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """A valid event, normalised, ready for the chain (times are UTC, microseconds)."""
 
@@ -59,9 +64,12 @@ class Event:
     data_classification: str
     event_time: datetime
     receive_time: datetime
+    # `details` as canonical JSON text (audit_svc.chain.details_json), when already
+    # computed; validation fills it so the chain and the COPY don't encode it again.
+    details_json: str = field(default="", compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Receipt:
     """Where an event sits in its hash chain."""
 
@@ -71,7 +79,7 @@ class Receipt:
     prev_hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredEvent:
     """An event as read back from storage, with its receipt."""
 
@@ -87,7 +95,7 @@ class Outcome(enum.Enum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventResult:
     """The result for one event of a request, in request order."""
 

@@ -16,6 +16,7 @@ import shutil
 import signal
 import stat
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -162,6 +163,7 @@ def postgres_plan(
     fsync: bool = True,
     database: str = DEFAULT_DATABASE,
     bindir: Path = DEFAULT_PG_BINDIR,
+    options: Mapping[str, str] | None = None,
 ) -> ServicePlan[PostgresInfo]:
     """Plan a server with data in `data_dir`/pgdata; initdb runs only the first time.
 
@@ -186,6 +188,8 @@ def postgres_plan(
     ]  # fmt: skip
     if not fsync:
         argv += ["-c", "fsync=off"]
+    for name, value in (options or {}).items():
+        argv += ["-c", f"{name}={value}"]
 
     def prepare() -> None:
         binaries.postgres_tool(bindir, "postgres")
@@ -231,8 +235,12 @@ def start_postgres(
     fsync: bool = True,
     database: str = DEFAULT_DATABASE,
     bindir: Path = DEFAULT_PG_BINDIR,
+    options: Mapping[str, str] | None = None,
 ) -> RunningService[PostgresInfo]:
-    """Start PostgreSQL on `port` (a free one if None) and create `database`."""
+    """Start PostgreSQL on `port` (a free one if None) and create `database`;
+    `options` are extra server settings (`-c name=value`)."""
     chosen = free_port() if port is None else port
-    plan = postgres_plan(data_dir, chosen, fsync=fsync, database=database, bindir=bindir)
+    plan = postgres_plan(
+        data_dir, chosen, fsync=fsync, database=database, bindir=bindir, options=options
+    )
     return start_service(plan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from audit_svc.chain import details_json
 from audit_svc.errors import Unavailable
 from audit_svc.model import Event, Receipt, StoredEvent
 from meshkit import pg
@@ -46,15 +48,45 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog", format="binary"
     )
+    # asyncpg's own inet encoder turns an address object into text and parses it
+    # again (ipaddress.ip_address(obj)); this writes the packed bytes directly.
+    await conn.set_type_codec(
+        "inet", encoder=_inet_encode, decoder=_inet_decode, schema="pg_catalog", format="binary"
+    )
+
+
+class JsonText(str):
+    """JSON already encoded: written to a jsonb column as it is."""
+
+    __slots__ = ()
 
 
 def _jsonb_encode(value: Any) -> bytes:
     # jsonb's binary form: a version byte (1), then the JSON text.
+    if isinstance(value, JsonText):
+        return b"\x01" + value.encode()
     return b"\x01" + json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _jsonb_decode(data: bytes) -> Any:
     return json.loads(data[1:])
+
+
+# inet's binary form: family (2 = IPv4, 3 = IPv6), prefix bits, is-cidr flag, address
+# length, then the address bytes.
+_INET_HEADER = {4: bytes((2, 32, 0, 4)), 6: bytes((3, 128, 0, 16))}
+
+
+def _inet_encode(value: ipaddress.IPv4Address | ipaddress.IPv6Address | str) -> bytes:
+    address = ipaddress.ip_address(value) if isinstance(value, str) else value
+    return _INET_HEADER[address.version] + address.packed
+
+
+def _inet_decode(data: bytes) -> Any:
+    address = ipaddress.ip_address(data[4:])
+    if data[1] != address.max_prefixlen:  # a network written by someone else
+        return ipaddress.ip_interface((address, data[1]))
+    return address
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
@@ -98,7 +130,7 @@ def event_row(event: Event, receipt: Receipt) -> tuple[Any, ...]:
         event.service,
         event.action,
         event.result,
-        event.details,
+        JsonText(event.details_json or details_json(event.details)),
         list(event.compliance_tags),
         event.data_classification,
         event.event_time,
