@@ -167,7 +167,7 @@ class Gateway:
             access_log=False,  # the transcoder logs each request, with its request id
             proxy_headers=False,  # x-forwarded-for is extended, not trusted
             server_header=False,
-            http="h11",
+            http="httptools",  # the C parser; h11 (pure Python) cost ~0.3 ms a request
             timeout_graceful_shutdown=max(int(self.settings.shutdown_grace_seconds), 1),
         )
 
