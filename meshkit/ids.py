@@ -33,8 +33,8 @@ class MonotonicUuid7:
         self._counter = 0
 
     def __call__(self) -> uuid.UUID:
-        rand = int.from_bytes(os.urandom(8), "big")
         with self._lock:
+            rand = _random64()
             now = time.time_ns() // 1_000_000
             if now > self._ms:
                 self._ms, self._counter = now, rand >> 53 & (_COUNTER_MAX >> 1)
@@ -43,6 +43,31 @@ class MonotonicUuid7:
             else:
                 self._ms, self._counter = self._ms + 1, 0
             return _assemble(self._ms, self._counter, rand)
+
+
+# os.urandom in blocks: one system call per 512 ids instead of one per id (the audit
+# client makes an id per event). A forked child starts a block of its own, so parent
+# and child never share random bits.
+_BLOCK = 8 * 512
+_pool = memoryview(b"")
+_pool_lock = threading.Lock()
+
+
+def _random64() -> int:
+    global _pool
+    with _pool_lock:
+        if len(_pool) < 8:
+            _pool = memoryview(os.urandom(_BLOCK))
+        chunk, _pool = _pool[:8], _pool[8:]
+    return int.from_bytes(chunk, "big")
+
+
+def _forget_pool() -> None:
+    global _pool
+    _pool = memoryview(b"")
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _assemble(ms: int, rand_a: int, rand_b: int) -> uuid.UUID:
