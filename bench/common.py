@@ -101,9 +101,10 @@ class Bench:
 
 
 @contextmanager
-def bench_postgres(folder: Path) -> Iterator[Bench]:
+def bench_postgres(folder: Path, options: Mapping[str, str] | None = None) -> Iterator[Bench]:
+    """PostgreSQL under `folder`; `options` are extra server settings."""
     # fsync on: committed means durable, as in production.
-    with start_postgres(folder / "pg", fsync=True) as server:
+    with start_postgres(folder / "pg", fsync=True, options=options) as server:
         yield Bench(server.info, folder)
 
 
