@@ -25,6 +25,8 @@ from audit_svc.storage.postgres import connection
 log = logging.getLogger(__name__)
 
 Results = list[tuple[Outcome, Receipt]]
+# How long groups look their ids up before writing, after a group hit a stored one.
+DUPLICATE_CHECK_SECONDS = 30.0
 Listener = Callable[[Sequence[StoredEvent]], Awaitable[None] | None]
 
 
@@ -58,6 +60,7 @@ class Appender:
         self._listeners: list[Listener] = []
         self.committed_events = 0
         self.commits = 0
+        self._check_duplicates_until = 0.0
 
     @property
     def queue_depth(self) -> int:
@@ -151,13 +154,19 @@ class Appender:
         await self._notify(new)
 
     async def _append_with_retry(self, events: list[Event]) -> Results:
-        # A unique violation means another chain stored one of these ids between our
-        # duplicate check and the COPY; the retry finds it and reports a duplicate.
+        # Stored duplicates are rare (a client replaying its spool after a lost ack), so
+        # a group is first written without looking its ids up: the unique index on
+        # event_id refuses the COPY if one is already stored, and the group is written
+        # again with the lookup, which reports those events as duplicates. After a
+        # refusal the lookup stays on for a while, as replays come in runs. A refusal
+        # with the lookup on means another chain stored the id in between; retry.
         for attempt in range(3):
+            check = attempt > 0 or time.monotonic() < self._check_duplicates_until
             try:
                 async with connection(self._pool) as conn:
-                    return await writes.append(conn, self.chain_id, events)
+                    return await writes.append(conn, self.chain_id, events, check)
             except asyncpg.exceptions.UniqueViolationError:
+                self._check_duplicates_until = time.monotonic() + DUPLICATE_CHECK_SECONDS
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
 
 from audit.v2 import audit_service_pb2, event_pb2
 from audit_svc.errors import InvalidArgument
@@ -53,23 +53,34 @@ def event_input(pb: event_pb2.AuditEvent) -> EventInput:
 def _struct(struct: struct_pb2.Struct) -> dict[str, Any]:
     """A Struct as Python values. Unlike json_format it keeps NaN and infinities, so
     validation can reject them by field instead of the conversion failing."""
-    return {key: _value(value) for key, value in struct.fields.items()}
+    fields = struct.fields
+    return {key: _value(fields[key]) for key in fields}  # .items() is slower on upb maps
 
 
 def _value(value: struct_pb2.Value) -> Any:
     kind = value.WhichOneof("kind")
+    if kind in _SCALAR_KINDS:
+        return getattr(value, kind)
     if kind == "struct_value":
         return _struct(value.struct_value)
     if kind == "list_value":
         return [_value(v) for v in value.list_value.values]
-    if kind in ("number_value", "string_value", "bool_value"):
-        return getattr(value, kind)
     return None
 
 
+_SCALAR_KINDS = frozenset({"number_value", "string_value", "bool_value"})
+
+
 def to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
-    """An aware UTC datetime; raises ValueError when out of range."""
-    return ts.ToDatetime(tzinfo=UTC)
+    """An aware UTC datetime; raises ValueError when out of range. The checks of
+    `Timestamp.ToDatetime`, without its time-zone conversion (a third of the cost)."""
+    seconds, nanos = ts.seconds, ts.nanos
+    if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
+        raise ValueError(f"Timestamp {seconds}s {nanos}ns is outside 0001-01-01..9999-12-31")
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+
+
+_MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799  # 0001-01-01, 9999-12-31T23:59:59
 
 
 def optional_time(message: Message, name: str) -> datetime | None:
@@ -132,17 +143,36 @@ def receipt_pb(receipt: Receipt) -> event_pb2.Receipt:
 
 
 def result_pb(result: EventResult) -> event_pb2.EventResult:
-    return event_pb2.EventResult(
-        index=result.index,
-        event_id=result.event_id,
-        outcome=_OUTCOMES[result.outcome],
-        receipt=receipt_pb(result.receipt) if result.receipt else None,
-        reason=result.reason,
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in result.violations
-        ],
-    )
+    out = event_pb2.EventResult()
+    _fill_result(out, result)
+    return out
+
+
+def add_results(
+    field: RepeatedCompositeFieldContainer[event_pb2.EventResult], results: list[EventResult]
+) -> None:
+    """Append one message per result to a response's repeated field. Every ingested
+    event passes here: filling messages in place is about four times cheaper than
+    building each one and copying it in."""
+    add = field.add
+    for result in results:
+        _fill_result(add(), result)
+
+
+def _fill_result(out: event_pb2.EventResult, result: EventResult) -> None:
+    out.index = result.index
+    out.event_id = result.event_id
+    out.outcome = _OUTCOMES[result.outcome]
+    if result.receipt is not None:
+        receipt = result.receipt
+        out.receipt.chain_id = receipt.chain_id
+        out.receipt.seq = receipt.seq
+        out.receipt.hash = receipt.hash.hex()
+        out.receipt.prev_hash = receipt.prev_hash.hex()
+    if result.reason:
+        out.reason = result.reason
+    for v in result.violations:
+        out.field_violations.add(field=v.field, description=v.description)
 
 
 def event_pb(stored: StoredEvent) -> event_pb2.AuditEvent:

@@ -42,7 +42,9 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         self, request: pb.IngestBatchRequest, context: Context
     ) -> pb.IngestBatchResponse:
         results = await self._ingestor.ingest([convert.event_input(e) for e in request.events])
-        return pb.IngestBatchResponse(results=[convert.result_pb(r) for r in results])
+        response = pb.IngestBatchResponse()
+        convert.add_results(response.results, results)
+        return response
 
     async def StreamIngest(
         self, request_iterator: AsyncIterator[pb.StreamIngestRequest], context: Context
@@ -85,9 +87,9 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
                 EventResult(i, raw.event_id, Outcome.REJECTED, None, exc.reason, exc.violations)
                 for i, raw in enumerate(inputs)
             ]
-        return pb.StreamIngestResponse(
-            batch_id=batch.batch_id, results=[convert.result_pb(r) for r in results]
-        )
+        response = pb.StreamIngestResponse(batch_id=batch.batch_id)
+        convert.add_results(response.results, results)
+        return response
 
     async def Query(self, request: pb.QueryRequest, context: Context) -> pb.QueryResponse:
         page = await self._reader.query(

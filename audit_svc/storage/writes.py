@@ -27,13 +27,15 @@ async def claim_chain(conn: asyncpg.Connection, chain_id: str) -> bool:
 
 
 async def append(
-    conn: asyncpg.Connection, chain_id: str, events: Sequence[Event]
+    conn: asyncpg.Connection, chain_id: str, events: Sequence[Event], check_stored: bool = True
 ) -> list[tuple[Outcome, Receipt]]:
     """Store new events at the chain's head in one transaction; report duplicates.
 
     The head row is locked for the transaction, so the chain stays gap-free even if
-    two processes ever wrote to it. An event whose id is already stored (by any chain,
-    or earlier in `events`) is a duplicate and gets the original receipt.
+    two processes ever wrote to it. An event whose id appears earlier in `events`, or
+    (with `check_stored`) is already stored by any chain, is a duplicate and gets the
+    original receipt. Without `check_stored`, an already stored id makes the COPY fail
+    with a unique violation and nothing is written.
     """
     async with conn.transaction():
         head = await conn.fetchrow(
@@ -43,7 +45,7 @@ async def append(
             raise LookupError(f"chain {chain_id!r} does not exist")
         seq, prev = int(head["head_seq"]), bytes(head["head_hash"])
         first_seq = seq
-        existing = await _receipts_of(conn, [e.event_id for e in events])
+        existing = await _receipts_of(conn, [e.event_id for e in events]) if check_stored else {}
         results: list[tuple[Outcome, Receipt]] = []
         rows = []
         for event in events:

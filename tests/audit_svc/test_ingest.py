@@ -103,6 +103,28 @@ async def test_same_event_id_is_stored_once_and_gets_the_original_receipt(
     assert await db.fetchval("SELECT count(*) FROM audit_events") == 1
 
 
+async def test_a_replayed_batch_mixing_stored_and_new_events_keeps_the_chain_gap_free(
+    stub: pb_grpc.AuditServiceStub, db: asyncpg.Connection
+) -> None:
+    # A group is first written without looking its ids up; a stored id makes that
+    # attempt fail as a whole, and the retry reports it. No seq may be spent on it.
+    ids = [str(uuid.uuid4()) for _ in range(6)]
+    first = await stub.IngestBatch(
+        pb.IngestBatchRequest(events=[guide_event(event_id=i) for i in ids[::2]])
+    )
+    mixed = await stub.IngestBatch(
+        pb.IngestBatchRequest(events=[guide_event(event_id=i) for i in ids])
+    )
+
+    outcomes = [r.outcome for r in mixed.results]
+    assert outcomes == [event_pb2.OUTCOME_DUPLICATE, event_pb2.OUTCOME_STORED] * 3
+    assert [r.receipt for r in mixed.results[::2]] == [r.receipt for r in first.results]
+    assert [r.receipt.seq for r in mixed.results[1::2]] == [4, 5, 6]
+    rows = await db.fetch("SELECT event_id::text AS id, seq FROM audit_events ORDER BY seq")
+    assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["id"] for r in rows] == ids[::2] + ids[1::2]
+
+
 async def test_stream_acks_every_batch_in_order_after_commit(
     stub: pb_grpc.AuditServiceStub, db: asyncpg.Connection
 ) -> None:
