@@ -109,10 +109,9 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             limit=request.limit,
             page_token=request.page_token,
         )
-        return pb.QueryResponse(
-            events=[convert.event_pb(e) for e in page.events],
-            next_page_token=page.next_page_token,
-        )
+        response = pb.QueryResponse(next_page_token=page.next_page_token)
+        convert.add_events(response.events, page.events)
+        return response
 
     async def GetEvent(self, request: pb.GetEventRequest, context: Context) -> pb.GetEventResponse:
         stored = await self._reader.get_event(request.event_id)

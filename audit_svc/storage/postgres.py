@@ -69,7 +69,10 @@ def _jsonb_encode(value: Any) -> bytes:
 
 
 def _jsonb_decode(data: bytes) -> Any:
-    return json.loads(data[1:])
+    return _decode_json(data[1:].decode())  # json.loads(bytes) first sniffs the encoding
+
+
+_decode_json = json.JSONDecoder().decode
 
 
 # inet's binary form: family (2 = IPv4, 3 = IPv6), prefix bits, is-cidr flag, address
@@ -97,10 +100,18 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
             min_size=min_size,
             max_size=max_size,
             init=init_connection,
+            reset=_keep_session,
             # Filters such as `LIKE $1 || '%'` need the value to pick the right index.
             server_settings={"plan_cache_mode": "force_custom_plan"},
         )
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a connection to the pool without asyncpg's reset query, a round trip on
+    every call: pooled sessions never SET (only SET LOCAL), LISTEN or take advisory
+    locks (the chain's lock has its own connection). The pool still rolls back a
+    transaction left open."""
 
 
 def map_db_errors() -> contextlib.AbstractContextManager[None]:
