@@ -74,7 +74,7 @@ class AuditApp(ServiceApp):
             max_queue_events=s.max_queue_events,
         )
         skew = timedelta(seconds=s.max_clock_skew_seconds)
-        ingestor = Ingestor(self.appender, max_clock_skew=skew)
+        self.ingestor = ingestor = Ingestor(self.appender, max_clock_skew=skew)
         self.sinks = Sinks.open(s, pool, self.chain_id)
         self._stack.push_async_callback(self.sinks.release)
         reader = Reader(

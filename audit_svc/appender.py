@@ -51,7 +51,7 @@ class Appender:
         self.chain_id = chain_id
         self._pool = pool
         self._max_group = max_group_events
-        self._max_queue = max_queue_events
+        self.max_queue_events = max_queue_events
         self._queue: deque[_Batch] = deque()
         self._queued_events = 0
         self._wakeup = asyncio.Event()
@@ -84,7 +84,7 @@ class Appender:
             await self._space.wait_for(
                 lambda: (
                     self._closing
-                    or self._queued_events + len(events) <= self._max_queue
+                    or self._queued_events + len(events) <= self.max_queue_events
                     or self._queued_events == 0
                 )
             )

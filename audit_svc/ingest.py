@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,29 @@ from audit_svc.appender import Appender
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import EventInput, EventResult, Outcome
 from audit_svc.validation import Invalid, validate, validate_batch_size
+
+
+class EventBudget:
+    """How many events the service holds between reading a batch off a stream and
+    answering it. A reader waits for room before taking the next batch, so many
+    producers meet back-pressure (HTTP/2 flow control) instead of growing the service:
+    its memory is bounded by the budget, not by streams x batches in flight."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._freed = asyncio.Event()
+
+    async def take(self, events: int) -> None:
+        """Wait until `events` fit (a batch larger than the budget goes in alone)."""
+        while self.held and self.held + events > self.limit:
+            self._freed.clear()
+            await self._freed.wait()
+        self.held += events
+
+    def give(self, events: int) -> None:
+        self.held -= events
+        self._freed.set()
 
 
 class Ingestor:
@@ -24,6 +48,8 @@ class Ingestor:
         self._appender = appender
         self._skew = max_clock_skew
         self._clock = clock
+        # Bounded as the appender's queue is: nothing read ahead waits beyond it.
+        self.budget = EventBudget(appender.max_queue_events)
 
     async def ingest(self, inputs: Sequence[EventInput]) -> list[EventResult]:
         """Store the valid events; one result per input, in order, after the commit.

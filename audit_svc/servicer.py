@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
@@ -14,7 +15,7 @@ from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc import convert
 from audit_svc.errors import InvalidArgument
-from audit_svc.ingest import Ingestor
+from audit_svc.ingest import EventBudget, Ingestor
 from audit_svc.live_tail import LiveTail, WatchFilter
 from audit_svc.model import EventResult, FieldViolation, Outcome
 from audit_svc.reader import Reader
@@ -22,6 +23,10 @@ from audit_svc.reader import Reader
 # Batches of one stream being committed at once; more wait in the transport.
 MAX_IN_FLIGHT = 64
 Context: TypeAlias = grpc.aio.ServicerContext
+
+
+def _give_back(budget: EventBudget, events: int, _: object) -> None:
+    budget.give(events)
 
 
 class AuditServicer(pb_grpc.AuditServiceServicer):
@@ -55,10 +60,16 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             MAX_IN_FLIGHT
         )
 
+        budget = self._ingestor.budget
+
         async def read() -> None:
             try:
                 async for batch in request_iterator:
-                    await in_flight.put(asyncio.create_task(self._ack(batch)))
+                    size = len(batch.events)
+                    await budget.take(size)
+                    task = asyncio.create_task(self._ack(batch))
+                    task.add_done_callback(functools.partial(_give_back, budget, size))
+                    await in_flight.put(task)
             finally:
                 await in_flight.put(None)
 

@@ -26,8 +26,9 @@ class Settings:
     pool_max_size: int = 10
     # Most events one group commit writes; more waiting batches go in the next one.
     max_group_events: int = 5000
-    # Events accepted but not yet committed; callers wait beyond it (back-pressure).
-    max_queue_events: int = 50_000
+    # Events read off streams (or queued for commit) and not yet answered; readers
+    # wait beyond it (back-pressure), which bounds the service's memory.
+    max_queue_events: int = 20_000
     max_clock_skew_seconds: float = 300.0
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"

@@ -288,3 +288,44 @@ async def test_taken_port_names_the_setting(audit_db: str, app: AuditApp) -> Non
     with pytest.raises(OSError, match="AUDIT_GRPC_LISTEN"):
         async with AuditApp(settings):
             pass
+
+
+async def test_many_streams_are_held_to_the_event_budget(audit_db: str) -> None:
+    # 8 producers with 20 batches each in flight would hold 40,000 events; the service
+    # reads no further than AUDIT_MAX_QUEUE_EVENTS and everything is still stored.
+    settings = Settings.from_env(
+        {}, database_url=audit_db, grpc_listen="127.0.0.1:0", max_queue_events=1000,
+        max_group_events=500,
+    )  # fmt: skip
+    async with AuditApp(settings) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+        stub = pb_grpc.AuditServiceStub(ch)
+        held: list[int] = []
+        done = asyncio.Event()
+
+        async def sample() -> None:
+            while not done.is_set():
+                held.append(app.ingestor.budget.held)
+                await asyncio.sleep(0.001)
+
+        async def produce(n: int) -> int:
+            batches = [
+                pb.StreamIngestRequest(
+                    batch_id=f"{n}-{i}", events=[guide_event() for _ in range(250)]
+                )
+                for i in range(20)
+            ]
+            return sum([len(a.results) async for a in stub.StreamIngest(iter(batches))])
+
+        sampler = asyncio.create_task(sample())
+        acked = await asyncio.gather(*(produce(n) for n in range(8)))
+        done.set()
+        await sampler
+
+    assert sum(acked) == 40_000
+    assert max(held) == 1000  # reached, never passed
+    conn = await asyncpg.connect(audit_db)
+    try:
+        row = await conn.fetchrow("SELECT count(*), max(seq) FROM audit_events")
+        assert tuple(row) == (40_000, 40_000)
+    finally:
+        await conn.close()
