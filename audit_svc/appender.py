@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,13 @@ class _Batch:
     enqueued: float = field(default_factory=time.monotonic)
 
 
+@dataclass(slots=True)
+class _Write:
+    group: list[_Batch]
+    prepared: writes.Prepared
+    task: asyncio.Task[None]
+
+
 class Appender:
     """Serialises all writes of one chain; see the module docstring."""
 
@@ -61,6 +69,7 @@ class Appender:
         self.committed_events = 0
         self.commits = 0
         self._check_duplicates_until = 0.0
+        self._head: writes.Head | None = None  # where the next prepared group starts
 
     @property
     def queue_depth(self) -> int:
@@ -97,19 +106,45 @@ class Appender:
         return await batch.future
 
     async def run(self) -> None:
-        """Commit groups until `close` is called and the queue is empty."""
+        """Commit groups until `close` is called and the queue is empty.
+
+        Pipelined, two groups deep: while one group is being written (PostgreSQL's
+        work), the next is prepared (the hashes, Python's work) on the head the first
+        will leave. Writes stay one at a time and in order; if one fails, the next is
+        prepared again from the head in the database.
+        """
+        writing: _Write | None = None
         while True:
             if not self._queue:
+                if writing is not None:
+                    await self._settle(writing)
+                    writing = None
+                    continue
                 if self._closing:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            if self._head is None and writing is not None:
+                await self._settle(writing)  # the head in the database must be final
+                writing = None
             group = self._take_group()
-            await self._commit(group)
-            async with self._space:
-                self._queued_events -= sum(len(b.events) for b in group)
-                self._space.notify_all()
+            events = [e for b in group for e in b.events]
+            try:
+                prepared = await self._prepare(events)
+            except Exception as exc:
+                if writing is not None:
+                    await self._settle(writing)
+                    writing = None
+                await self._fail(group, exc)
+                continue
+            if writing is not None and not await self._settle(writing):
+                # It was written another way, or not at all: the head `prepared` was
+                # made on is not the chain's. Put the group back; it is prepared again.
+                self._queue.extendleft(reversed(group))
+                writing = None
+                continue
+            writing = _Write(group, prepared, asyncio.create_task(self._write(prepared)))
 
     async def close(self) -> None:
         """Take no new batches; `run` returns once the waiting ones are committed."""
@@ -127,20 +162,51 @@ class Appender:
             size += len(batch.events)
         return group
 
-    async def _commit(self, group: list[_Batch]) -> None:
-        events = [e for b in group for e in b.events]
+    async def _prepare(self, events: list[Event]) -> writes.Prepared:
+        look_up = time.monotonic() < self._check_duplicates_until
+        stored: dict[uuid.UUID, Receipt] = {}
+        if self._head is None or look_up:
+            async with connection(self._pool) as conn:
+                if self._head is None:
+                    self._head = await writes.read_head(conn, self.chain_id)
+                if look_up:
+                    stored = await writes.stored_receipts(conn, events)
+        prepared = writes.prepare(self.chain_id, self._head, events, stored)
+        self._head = prepared.end  # where the chain will be once it is written
+        return prepared
+
+    async def _write(self, prepared: writes.Prepared) -> None:
+        async with connection(self._pool) as conn:
+            await writes.write(conn, self.chain_id, prepared)
+
+    async def _settle(self, w: _Write) -> bool:
+        """Wait for a group's write and answer its batches; True if it was written as
+        prepared (the next group's head holds), False if it had to be redone or failed.
+
+        Stored duplicates are rare (a client replaying its spool after a lost ack), so
+        a group is first written without looking its ids up; the unique index on
+        event_id refuses the COPY if one is stored, and the group is written again
+        with the lookup, which reports those events as duplicates. After a refusal the
+        lookup stays on for a while, as replays come in runs.
+        """
         try:
-            results = await self._append_with_retry(events)
-        except Exception as exc:
-            log.warning("group commit of %d events failed: %s", len(events), exc)
-            for batch in group:
-                if not batch.future.done():
-                    batch.future.set_exception(exc)
-            return
+            await w.task
+            results = w.prepared.results
+            as_prepared = True
+        except Exception as first:
+            self._head = None
+            if isinstance(first, asyncpg.exceptions.UniqueViolationError):
+                self._check_duplicates_until = time.monotonic() + DUPLICATE_CHECK_SECONDS
+            try:
+                results = await self._append_with_retry([e for b in w.group for e in b.events])
+            except Exception as exc:
+                await self._fail(w.group, exc)
+                return False
+            as_prepared = False
         self.commits += 1
         start = 0
         new: list[StoredEvent] = []
-        for batch in group:
+        for batch in w.group:
             mine = results[start : start + len(batch.events)]
             new += [
                 StoredEvent(e, r)
@@ -151,22 +217,30 @@ class Appender:
             if not batch.future.done():
                 batch.future.set_result(mine)
         self.committed_events += len(new)
+        await self._release(w.group)
         await self._notify(new)
+        return as_prepared
+
+    async def _fail(self, group: list[_Batch], exc: Exception) -> None:
+        log.warning("group commit of %d events failed: %s", sum(len(b.events) for b in group), exc)
+        for batch in group:
+            if not batch.future.done():
+                batch.future.set_exception(exc)
+        await self._release(group)
+
+    async def _release(self, group: list[_Batch]) -> None:
+        async with self._space:
+            self._queued_events -= sum(len(b.events) for b in group)
+            self._space.notify_all()
 
     async def _append_with_retry(self, events: list[Event]) -> Results:
-        # Stored duplicates are rare (a client replaying its spool after a lost ack), so
-        # a group is first written without looking its ids up: the unique index on
-        # event_id refuses the COPY if one is already stored, and the group is written
-        # again with the lookup, which reports those events as duplicates. After a
-        # refusal the lookup stays on for a while, as replays come in runs. A refusal
-        # with the lookup on means another chain stored the id in between; retry.
+        # The one-step path: lock the head, look the ids up, write. A unique violation
+        # here means another chain stored one of these ids in between; retry.
         for attempt in range(3):
-            check = attempt > 0 or time.monotonic() < self._check_duplicates_until
             try:
                 async with connection(self._pool) as conn:
-                    return await writes.append(conn, self.chain_id, events, check)
+                    return await writes.append(conn, self.chain_id, events)
             except asyncpg.exceptions.UniqueViolationError:
-                self._check_duplicates_until = time.monotonic() + DUPLICATE_CHECK_SECONDS
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")

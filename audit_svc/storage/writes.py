@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -26,51 +28,95 @@ async def claim_chain(conn: asyncpg.Connection, chain_id: str) -> bool:
     )
 
 
-async def append(
-    conn: asyncpg.Connection, chain_id: str, events: Sequence[Event], check_stored: bool = True
-) -> list[tuple[Outcome, Receipt]]:
-    """Store new events at the chain's head in one transaction; report duplicates.
+Head = tuple[int, bytes]  # (seq, hash) of the newest event of a chain
 
-    The head row is locked for the transaction, so the chain stays gap-free even if
-    two processes ever wrote to it. An event whose id appears earlier in `events`, or
-    (with `check_stored`) is already stored by any chain, is a duplicate and gets the
-    original receipt. Without `check_stored`, an already stored id makes the COPY fail
-    with a unique violation and nothing is written.
-    """
+
+@dataclass(slots=True)
+class Prepared:
+    """A group made ready to write: rows hashed onto the head (`start`), results per
+    event, and where the head will be once the group is committed (`end`)."""
+
+    start: Head
+    end: Head
+    rows: list[tuple[Any, ...]]
+    results: list[tuple[Outcome, Receipt]]
+
+
+class HeadMoved(Exception):
+    """The chain's head is not where a prepared group starts; prepare it again."""
+
+
+async def read_head(conn: asyncpg.Connection, chain_id: str, *, lock: bool = False) -> Head:
+    """The chain's head; `lock` holds its row to the end of the transaction."""
+    row = await conn.fetchrow(
+        "SELECT head_seq, head_hash FROM chains WHERE chain_id = $1" + (" FOR UPDATE" * lock),
+        chain_id,
+    )
+    if row is None:
+        raise LookupError(f"chain {chain_id!r} does not exist")
+    return int(row["head_seq"]), bytes(row["head_hash"])
+
+
+def prepare(
+    chain_id: str, head: Head, events: Sequence[Event], stored: dict[uuid.UUID, Receipt]
+) -> Prepared:
+    """Assign seqs and hashes from `head` on. An event whose id is in `stored` (ids
+    already written, with their receipts) or earlier in `events` is a duplicate and
+    gets the original receipt. Pure computation: the ingest path's Python per event."""
+    seq, prev = head
+    known = dict(stored)
+    results: list[tuple[Outcome, Receipt]] = []
+    rows = []
+    for event in events:
+        original = known.get(event.event_id)
+        if original is not None:
+            results.append((Outcome.DUPLICATE, original))
+            continue
+        seq += 1
+        digest = link(prev, canonical_bytes(event, chain_id, seq))
+        receipt = Receipt(chain_id, seq, digest, prev)
+        known[event.event_id] = receipt
+        rows.append(event_row(event, receipt))
+        results.append((Outcome.STORED, receipt))
+        prev = digest
+    return Prepared(head, (seq, prev), rows, results)
+
+
+async def write(conn: asyncpg.Connection, chain_id: str, group: Prepared) -> None:
+    """Commit a prepared group, only if the chain's head is still where it starts
+    (else `HeadMoved`, nothing written); that check keeps the chain gap-free. An id
+    stored since `prepare` makes the COPY fail with a unique violation, nothing written."""
+    if not group.rows:
+        return
     async with conn.transaction():
-        head = await conn.fetchrow(
-            "SELECT head_seq, head_hash FROM chains WHERE chain_id = $1 FOR UPDATE", chain_id
-        )
-        if head is None:
-            raise LookupError(f"chain {chain_id!r} does not exist")
-        seq, prev = int(head["head_seq"]), bytes(head["head_hash"])
-        first_seq = seq
-        existing = await _receipts_of(conn, [e.event_id for e in events]) if check_stored else {}
-        results: list[tuple[Outcome, Receipt]] = []
-        rows = []
-        for event in events:
-            known = existing.get(event.event_id)
-            if known is not None:
-                results.append((Outcome.DUPLICATE, known))
-                continue
-            seq += 1
-            digest = link(prev, canonical_bytes(event, chain_id, seq))
-            receipt = Receipt(chain_id, seq, digest, prev)
-            existing[event.event_id] = receipt
-            rows.append(event_row(event, receipt))
-            results.append((Outcome.STORED, receipt))
-            prev = digest
-        if rows:
-            await conn.copy_records_to_table("audit_events", records=rows, columns=EVENT_COLUMNS)
-            await conn.execute(
-                "UPDATE chains SET head_seq = $2, head_hash = $3, update_time = now() "
-                "WHERE chain_id = $1",
-                chain_id,
-                seq,
-                prev,
-            )
-            await _count(conn, chain_id, first_seq, seq)
-        return results
+        moved = await conn.fetchval(
+            "UPDATE chains SET head_seq = $2, head_hash = $3, update_time = now() "
+            "WHERE chain_id = $1 AND head_seq = $4 AND head_hash = $5 RETURNING false",
+            chain_id, group.end[0], group.end[1], group.start[0], group.start[1],
+        )  # fmt: skip
+        if moved is None:
+            raise HeadMoved(f"chain {chain_id} is no longer at seq {group.start[0]}")
+        await conn.copy_records_to_table("audit_events", records=group.rows, columns=EVENT_COLUMNS)
+        await _count(conn, chain_id, group.start[0], group.end[0])
+
+
+async def append(
+    conn: asyncpg.Connection, chain_id: str, events: Sequence[Event]
+) -> list[tuple[Outcome, Receipt]]:
+    """Store new events at the chain's head in one transaction, looking their ids up
+    first; report duplicates. The one-step form of read_head, prepare and write."""
+    async with conn.transaction():
+        stored = await _receipts_of(conn, [e.event_id for e in events])
+        group = prepare(chain_id, await read_head(conn, chain_id, lock=True), events, stored)
+        await write(conn, chain_id, group)  # a nested transaction: a savepoint
+    return group.results
+
+
+async def stored_receipts(
+    conn: asyncpg.Connection, events: Sequence[Event]
+) -> dict[uuid.UUID, Receipt]:
+    """The receipts of those of `events` whose ids are already stored (by any chain)."""
+    return await _receipts_of(conn, [e.event_id for e in events])
 
 
 async def _receipts_of(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, Receipt]:
