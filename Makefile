@@ -49,6 +49,7 @@ verify: setup  ## recompute every hash chain of the audit database and report th
 
 bench: setup  ## benchmarks; each prints its figures and the command that made them
 	$(PY) -m bench.ingest
+	$(PY) -m bench.ingest_cpu
 	$(PY) -m bench.sinks
 	$(PY) -m bench.query
 	$(PY) -m bench.gateway
