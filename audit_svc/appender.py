@@ -1,9 +1,9 @@
 """The appender: one task per chain that group-commits whatever batches are waiting.
 
 Callers `submit` a batch and await its results; the task takes every batch queued
-while the previous commit ran (up to `max_group_events`), writes them in one
-transaction, and only then resolves each caller's future. A full queue makes
-callers wait (back-pressure), so memory stays bounded.
+(up to `max_group_events`), hashes them onto the chain while the group before is
+being written, writes them in one transaction, and only then resolves each caller's
+future. A full queue makes callers wait (back-pressure), so memory stays bounded.
 """
 
 from __future__ import annotations

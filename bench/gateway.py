@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import random
 import statistics
 import sys
@@ -28,14 +29,12 @@ from pathlib import Path
 
 import aiohttp
 import grpc
-import httpx
 from google.protobuf import json_format
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from bench.common import Report, bench_postgres, percentiles, wire_events
-from devstack.errors import DevstackError
-from devstack.mesh import GrpcServiceInfo
+from devstack.mesh import GrpcServiceInfo, probe_http
 from devstack.ports import free_port
 from devstack.process import ProcessSpec
 from devstack.service import ServicePlan, start_service
@@ -49,16 +48,12 @@ def gateway_plan(folder: Path, audit: GrpcServiceInfo, port: int) -> ServicePlan
     """`python -m gateway` with its audit listener on `port` in front of `audit`."""
     url = f"http://127.0.0.1:{port}/openapi.json"
 
-    def ready() -> None:
-        if httpx.get(url, trust_env=False, timeout=2).status_code != 200:
-            raise DevstackError(f"{url} does not answer yet")
-
     folder.mkdir(parents=True, exist_ok=True)
     spec = ProcessSpec(
         name="gateway",
         argv=(sys.executable, "-m", "gateway"),
         log_path=folder / "gateway.log",
-        ready=ready,
+        ready=functools.partial(probe_http, url),
         env={
             "GATEWAY_PORTS": f"audit={port},user={free_port()}",
             "GATEWAY_UPSTREAMS": f"audit={audit.url}",

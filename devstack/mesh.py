@@ -135,12 +135,16 @@ class GatewayInfo:
         )
 
 
+def probe_http(url: str) -> None:
+    """Return once `url` answers 200; raise DevstackError until then."""
+    if httpx.get(url, trust_env=False, timeout=2).status_code != 200:
+        raise DevstackError(f"{url} does not answer yet")
+
+
 def probe_gateway(info: GatewayInfo) -> None:
     """Return once both listeners serve their OpenAPI document."""
     for port in (info.port, info.user_port):
-        url = f"http://{info.host}:{port}/openapi.json"
-        if httpx.get(url, trust_env=False, timeout=2).status_code != 200:
-            raise DevstackError(f"{url} does not answer yet")
+        probe_http(f"http://{info.host}:{port}/openapi.json")
 
 
 def gateway_plan(ctx: ComponentContext, user_port: int, user_upstream: str) -> ServicePlan[Any]:

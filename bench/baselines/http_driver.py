@@ -13,15 +13,14 @@ driver's CPU next to the server's, so a driver bottleneck would show.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from devstack.errors import DevstackError
+from devstack.mesh import probe_http
 from devstack.ports import LOOPBACK, free_port
 from devstack.process import ProcessSpec
 from devstack.service import RunningService, ServicePlan, start_service
@@ -51,10 +50,6 @@ def serve(folder: Path, dsn: str) -> Iterator[RunningService[HttpInfo]]:
     port = free_port()
     url = f"http://{LOOPBACK}:{port}/health"
 
-    def ready() -> None:
-        if httpx.get(url, trust_env=False, timeout=2).status_code != 200:
-            raise DevstackError(f"{url} does not answer yet")
-
     folder.mkdir(parents=True, exist_ok=True)
     spec = ProcessSpec(
         name="baseline-http",
@@ -77,7 +72,7 @@ def serve(folder: Path, dsn: str) -> Iterator[RunningService[HttpInfo]]:
             "warning",
         ),  # fmt: skip
         log_path=folder / "baseline-http.log",
-        ready=ready,
+        ready=functools.partial(probe_http, url),
         cwd=REPO,
         env={"BASELINE_DATABASE_URL": dsn},
     )
