@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import grpc
@@ -12,10 +13,14 @@ import pytest
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
+from audit_svc import convert
 from audit_svc.app import AuditApp
 from audit_svc.chain import canonical_bytes, link
+from audit_svc.model import Event
 from audit_svc.settings import Settings
-from audit_svc.storage.postgres import SELECT_EVENT, stored_event
+from audit_svc.storage import writes
+from audit_svc.storage.postgres import SELECT_EVENT, create_pool, stored_event
+from audit_svc.validation import validate
 from tests.testkit.events import guide_event
 from tests.testkit.grpc_status import reason_and_fields
 
@@ -329,3 +334,41 @@ async def test_many_streams_are_held_to_the_event_budget(audit_db: str) -> None:
         assert tuple(row) == (40_000, 40_000)
     finally:
         await conn.close()
+
+
+async def test_a_head_moved_by_another_writer_is_caught_and_the_chain_stays_whole(
+    app: AuditApp, stub: pb_grpc.AuditServiceStub, db: asyncpg.Connection
+) -> None:
+    # The appender keeps the chain's head in memory and writes a group only if the
+    # database's head is still there. Here another writer (a one-step append on the
+    # same chain, as a second process without the advisory lock would do) moves it.
+    await stub.IngestBatch(pb.IngestBatchRequest(events=[guide_event() for _ in range(3)]))
+    pool = await create_pool(app.settings.database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            other = domain_events(3)
+            await writes.append(conn, app.chain_id, other)
+    finally:
+        await pool.close()
+
+    after = await stub.IngestBatch(pb.IngestBatchRequest(events=[guide_event() for _ in range(4)]))
+
+    assert [r.outcome for r in after.results] == [event_pb2.OUTCOME_STORED] * 4
+    assert [r.receipt.seq for r in after.results] == [7, 8, 9, 10]
+    rows = await db.fetch(SELECT_EVENT + " ORDER BY seq")
+    assert [r["seq"] for r in rows] == list(range(1, 11))
+    prev = bytes(32)
+    for row in rows:
+        stored = stored_event(row)
+        assert stored.receipt.prev_hash == prev
+        prev = link(prev, canonical_bytes(stored.event, stored.receipt.chain_id, row["seq"]))
+        assert stored.receipt.hash == prev
+
+
+def domain_events(count: int) -> list[Event]:
+    """Valid domain events, as the service would have made them from guide events."""
+    now = datetime.now(UTC)
+    return [
+        validate(convert.event_input(guide_event()), now, timedelta(minutes=5))
+        for _ in range(count)
+    ]
