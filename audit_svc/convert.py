@@ -134,15 +134,6 @@ def set_timestamp(out: timestamp_pb2.Timestamp, t: datetime) -> None:
     out.nanos = delta.microseconds * 1000
 
 
-def receipt_pb(receipt: Receipt) -> event_pb2.Receipt:
-    return event_pb2.Receipt(
-        chain_id=receipt.chain_id,
-        seq=receipt.seq,
-        hash=receipt.hash.hex(),
-        prev_hash=receipt.prev_hash.hex(),
-    )
-
-
 def result_pb(result: EventResult) -> event_pb2.EventResult:
     out = event_pb2.EventResult()
     _fill_result(out, result)
@@ -165,11 +156,7 @@ def _fill_result(out: event_pb2.EventResult, result: EventResult) -> None:
     out.event_id = result.event_id
     out.outcome = _OUTCOMES[result.outcome]
     if result.receipt is not None:
-        receipt = result.receipt
-        out.receipt.chain_id = receipt.chain_id
-        out.receipt.seq = receipt.seq
-        out.receipt.hash = receipt.hash.hex()
-        out.receipt.prev_hash = receipt.prev_hash.hex()
+        _fill_receipt(out.receipt, result.receipt)
     if result.reason:
         out.reason = result.reason
     for v in result.violations:
@@ -193,6 +180,13 @@ def add_events(
         _fill_event(add(), stored)
 
 
+def _fill_receipt(out: event_pb2.Receipt, receipt: Receipt) -> None:
+    out.chain_id = receipt.chain_id
+    out.seq = receipt.seq
+    out.hash = receipt.hash.hex()
+    out.prev_hash = receipt.prev_hash.hex()
+
+
 def _fill_event(out: event_pb2.AuditEvent, stored: StoredEvent) -> None:
     e, r = stored.event, stored.receipt
     out.event_id = str(e.event_id)
@@ -209,11 +203,7 @@ def _fill_event(out: event_pb2.AuditEvent, stored: StoredEvent) -> None:
     out.data_classification = e.data_classification
     set_timestamp(out.event_time, e.event_time)
     set_timestamp(out.receive_time, e.receive_time)
-    receipt = out.receipt
-    receipt.chain_id = r.chain_id
-    receipt.seq = r.seq
-    receipt.hash = r.hash.hex()
-    receipt.prev_hash = r.prev_hash.hex()
+    _fill_receipt(out.receipt, r)
     if e.details:
         out.details.update(e.details)
 

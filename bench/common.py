@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
+import asyncpg
+
 from audit.v2 import event_pb2
 from audit_svc.migrate import upgrade
 from devstack import PostgresInfo, create_database, start_postgres
@@ -180,3 +182,12 @@ def record_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> None:
     else:
         doc = doc.rstrip("\n") + f"\n\n{block}\n"
     path.write_text(doc)
+
+
+async def count_events(dsn: str) -> int:
+    """Rows in audit_events: what a run really committed."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM audit_events"))
+    finally:
+        await conn.close()

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 from google.protobuf import json_format
 
 from audit.v2 import event_pb2
@@ -40,7 +39,7 @@ from audit_client import ClientSettings
 from audit_client.ids import new_id
 from audit_svc.storage.postgres import EVENT_COLUMNS, create_pool
 from bench.baselines import http_driver
-from bench.common import Bench, Report, bench_postgres, wire_events
+from bench.common import Bench, Report, bench_postgres, count_events, wire_events
 from bench.procstat import cpu_seconds, peak_rss_mb, postmaster_pid, tree_cpu_seconds
 from bench.producers import run_producers
 from devstack import start_redis
@@ -90,14 +89,6 @@ class CpuWindow:
     def stop(self) -> None:
         pg, server = self._read()
         self.pg, self.server = pg - self.pg, server - self.server
-
-
-async def count_events(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM audit_events"))
-    finally:
-        await conn.close()
 
 
 def ours(bench: Bench, pg_pid: int, producers: int, events: int, redis_url: str) -> Run:

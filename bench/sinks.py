@@ -26,8 +26,7 @@ import grpc
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
-from bench.common import Bench, Report, bench_postgres, wire_events
-from bench.ingest import count_events
+from bench.common import Bench, Report, bench_postgres, count_events, wire_events
 from devstack import start_influx, start_s3
 
 BATCH = 500

@@ -106,7 +106,7 @@ async def append(
     """Store new events at the chain's head in one transaction, looking their ids up
     first; report duplicates. The one-step form of read_head, prepare and write."""
     async with conn.transaction():
-        stored = await _receipts_of(conn, [e.event_id for e in events])
+        stored = await stored_receipts(conn, events)
         group = prepare(chain_id, await read_head(conn, chain_id, lock=True), events, stored)
         await write(conn, chain_id, group)  # a nested transaction: a savepoint
     return group.results
@@ -116,14 +116,10 @@ async def stored_receipts(
     conn: asyncpg.Connection, events: Sequence[Event]
 ) -> dict[uuid.UUID, Receipt]:
     """The receipts of those of `events` whose ids are already stored (by any chain)."""
-    return await _receipts_of(conn, [e.event_id for e in events])
-
-
-async def _receipts_of(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, Receipt]:
     rows = await conn.fetch(
         "SELECT event_id, chain_id, seq, hash, prev_hash FROM audit_events "
         "WHERE event_id = ANY($1::uuid[])",
-        ids,
+        [e.event_id for e in events],
     )
     return {
         r["event_id"]: Receipt(r["chain_id"], r["seq"], bytes(r["hash"]), bytes(r["prev_hash"]))
