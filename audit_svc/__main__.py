@@ -11,7 +11,7 @@ import sys
 
 from audit_svc.app import AuditApp
 from audit_svc.errors import Unavailable
-from audit_svc.migrate import upgrade
+from audit_svc.ops.migrate import upgrade
 from audit_svc.settings import Settings, SettingsError
 from audit_svc.sinks import SigningKeyError
 from meshkit import configure_logging
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(settings.database_url)
         return 0
     if args.command == "verify":
-        from audit_svc.verify_cli import run_verify
+        from audit_svc.ops.verify import run_verify
 
         code: int = run_verify(
             settings.database_url, args.chain, args.from_seq, args.to_seq,
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         return code
     if args.command in ("archive", "restore"):
-        from audit_svc.sinks import commands
+        from audit_svc.ops import archive as commands
 
         if args.command == "archive":
             return commands.run_archive(settings, args.chain)

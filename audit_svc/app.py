@@ -14,17 +14,17 @@ from audit.v1 import audit_service_pb2 as v1_pb
 from audit.v1 import audit_service_pb2_grpc as v1_grpc
 from audit.v2 import audit_service_pb2 as v2_pb
 from audit.v2 import audit_service_pb2_grpc as v2_grpc
-from audit_svc.appender import Appender
+from audit_svc.api.rpc_errors import interceptor
+from audit_svc.api.servicer import AuditServicer
+from audit_svc.api.servicer_v1 import AuditLogServicer
 from audit_svc.errors import Unavailable
-from audit_svc.ingest import Ingestor
-from audit_svc.live_tail import LiveTail
-from audit_svc.reader import Reader
-from audit_svc.rpc_errors import interceptor
-from audit_svc.servicer import AuditServicer
-from audit_svc.servicer_v1 import AuditLogServicer
+from audit_svc.ingest.appender import Appender
+from audit_svc.ingest.ingestor import Ingestor
+from audit_svc.read.live_tail import LiveTail
+from audit_svc.read.reader import Reader
 from audit_svc.settings import Settings
 from audit_svc.sinks import Sinks
-from audit_svc.storage import writes
+from audit_svc.storage import event_writes as writes
 from audit_svc.storage.postgres import create_pool, map_db_errors
 from meshkit.server import ServiceApp, new_server
 

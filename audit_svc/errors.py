@@ -1,5 +1,5 @@
 """Typed domain errors. The transport turns each into a google.rpc.Status in one place
-(`audit_svc.rpc_errors`); domain code raises these and never imports grpc."""
+(`audit_svc.api.rpc_errors`); domain code raises these and never imports grpc."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ class Event:
     data_classification: str
     event_time: datetime
     receive_time: datetime
-    # `details` as canonical JSON text (audit_svc.chain.details_json), when already
+    # `details` as canonical JSON text (audit_svc.integrity.chain.details_json), when already
     # computed; validation fills it so the chain and the COPY don't encode it again.
     details_json: str = field(default="", compare=False, repr=False)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncpg
 
 from audit.v2 import event_pb2
-from audit_svc.migrate import upgrade
+from audit_svc.ops.migrate import upgrade
 from devstack import PostgresInfo, create_database, start_postgres
 from devstack.mesh import GrpcServiceInfo, audit_plan
 from devstack.ports import free_port

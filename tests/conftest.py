@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from audit_svc.migrate import upgrade as audit_upgrade
+from audit_svc.ops.migrate import upgrade as audit_upgrade
 from devstack import (
     InfluxInfo,
     PostgresInfo,

@@ -1,6 +1,7 @@
 """Sinks that follow the events table from their own cursors, off the ingest path:
 InfluxDB counts, signed checkpoints in an object-locked bucket, and the archive."""
 
+from audit_svc.integrity.signer import Signer, SigningKeyError, Verifier, load_signer
 from audit_svc.sinks.archive import (
     ArchiveError,
     Archiver,
@@ -13,7 +14,6 @@ from audit_svc.sinks.influx import InfluxSink
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.sinks.runner import SinkRunner
 from audit_svc.sinks.service import Sinks, SinkState, bucket_checkpoints, object_store
-from audit_svc.sinks.signer import Signer, SigningKeyError, Verifier, load_signer
 
 __all__ = [
     "ArchiveError",

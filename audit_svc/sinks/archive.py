@@ -30,18 +30,18 @@ from typing import Any
 
 import asyncpg
 
-from audit_svc.chain import GENESIS, canonical_bytes, link
-from audit_svc.model import Event, Receipt, StoredEvent
-from audit_svc.sinks.objects import ObjectStore
-from audit_svc.storage import sinks as sql
-from audit_svc.storage.postgres import connection
-from audit_svc.verify import (
+from audit_svc.integrity.chain import GENESIS, canonical_bytes, link
+from audit_svc.integrity.verify import (
     CHECKPOINT_MISMATCH,
     HASH_MISMATCH,
     PREV_HASH_MISMATCH,
     SEQ_GAP,
     VerifyResult,
 )
+from audit_svc.model import Event, Receipt, StoredEvent
+from audit_svc.sinks.objects import ObjectStore
+from audit_svc.storage import sink_state as sql
+from audit_svc.storage.postgres import connection
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import asyncpg
 
+from audit_svc.integrity.signer import Signer, Verifier
 from audit_svc.sinks.objects import ObjectStore
-from audit_svc.sinks.signer import Signer, Verifier
-from audit_svc.storage import reads
-from audit_svc.storage import sinks as sql
+from audit_svc.storage import event_reads as reads
+from audit_svc.storage import sink_state as sql
 from audit_svc.storage.postgres import connection
 
 log = logging.getLogger(__name__)

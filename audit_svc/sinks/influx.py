@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
-from audit_svc.storage import sinks as sql
+from audit_svc.storage import sink_state as sql
 from audit_svc.storage.postgres import connection
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from audit_svc.integrity.signer import Signer, Verifier, load_signer
 from audit_svc.settings import Settings
 from audit_svc.sinks import checkpoints as cps
 from audit_svc.sinks.archive import Archiver
@@ -22,8 +23,7 @@ from audit_svc.sinks.influx import NAME as INFLUX
 from audit_svc.sinks.influx import InfluxSink
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.sinks.runner import SinkRunner, Step
-from audit_svc.sinks.signer import Signer, Verifier, load_signer
-from audit_svc.storage import sinks as sql
+from audit_svc.storage import sink_state as sql
 from audit_svc.storage.postgres import connection
 
 log = logging.getLogger(__name__)

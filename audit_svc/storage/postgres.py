@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from audit_svc.chain import details_json
 from audit_svc.errors import Unavailable
+from audit_svc.integrity.chain import details_json
 from audit_svc.model import Event, Receipt, StoredEvent
 from meshkit import pg
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import asyncpg
 
-from audit_svc.storage import ranges, reads
+from audit_svc.storage import event_reads as reads
+from audit_svc.storage import ranges
 from audit_svc.storage.ranges import DAY, HOUR, Term
 
 _SOURCES = {

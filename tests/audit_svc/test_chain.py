@@ -12,13 +12,13 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from audit_svc.chain import canonical_bytes, details_json
+from audit_svc.ingest.validation import validate
+from audit_svc.integrity.chain import canonical_bytes, details_json
 from audit_svc.model import Event, EventInput
-from audit_svc.validation import validate
 
 
 def contract(event: Event, chain_id: str, seq: int) -> bytes:
-    """The definition (audit_svc.chain's docstring), as first shipped."""
+    """The definition (audit_svc.integrity.chain's docstring), as first shipped."""
 
     def floats(value: Any) -> Any:
         if isinstance(value, dict):

@@ -17,8 +17,8 @@ from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
 from audit_svc.app import AuditApp
+from audit_svc.integrity.verify import verify_chain
 from audit_svc.storage.postgres import create_pool
-from audit_svc.verify import verify_chain
 from devstack import PostgresInfo
 from devstack.mesh import GrpcServiceInfo, audit_plan
 from devstack.ports import free_port

@@ -13,14 +13,14 @@ import pytest
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
-from audit_svc import convert
+from audit_svc.api import convert
 from audit_svc.app import AuditApp
-from audit_svc.chain import canonical_bytes, link
+from audit_svc.ingest.validation import validate
+from audit_svc.integrity.chain import canonical_bytes, link
 from audit_svc.model import Event
 from audit_svc.settings import Settings
-from audit_svc.storage import writes
+from audit_svc.storage import event_writes as writes
 from audit_svc.storage.postgres import SELECT_EVENT, create_pool, stored_event
-from audit_svc.validation import validate
 from tests.testkit.events import guide_event
 from tests.testkit.grpc_status import reason_and_fields
 

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from audit_svc import legacy
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import Event
-from audit_svc.query import run_query
-from audit_svc.storage.writes import append, ensure_chain
+from audit_svc.read import legacy
+from audit_svc.read.query import run_query
+from audit_svc.storage.event_writes import append, ensure_chain
 
 KEY = b"legacy-test-key"
 NOW = datetime(2026, 6, 2, 14, 20, 33, tzinfo=UTC)

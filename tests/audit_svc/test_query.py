@@ -14,9 +14,9 @@ import pytest
 
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import Event, StoredEvent
-from audit_svc.query import Position, QuerySpec, encode_page_token, parse_query, run_query
-from audit_svc.storage import reads
-from audit_svc.storage.writes import append, ensure_chain
+from audit_svc.read.query import Position, QuerySpec, encode_page_token, parse_query, run_query
+from audit_svc.storage import event_reads as reads
+from audit_svc.storage.event_writes import append, ensure_chain
 
 KEY = b"test-page-token-key"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

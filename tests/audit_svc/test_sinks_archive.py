@@ -21,9 +21,9 @@ from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
 from audit_svc.model import Event
+from audit_svc.ops.verify import verify_command
 from audit_svc.sinks import Archiver, object_store
-from audit_svc.storage.writes import append, ensure_chain
-from audit_svc.verify_cli import verify_command
+from audit_svc.storage.event_writes import append, ensure_chain
 from devstack import S3Info, start_s3
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
 

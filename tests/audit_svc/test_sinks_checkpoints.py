@@ -19,12 +19,12 @@ import pytest
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
-from audit_svc.chain import GENESIS, canonical_bytes, link
+from audit_svc.integrity.chain import GENESIS, canonical_bytes, link
+from audit_svc.ops.verify import verify_command
 from audit_svc.settings import Settings
 from audit_svc.sinks import SigningKeyError, Verifier, load_signer
 from audit_svc.sinks.checkpoints import decode
-from audit_svc.storage import reads
-from audit_svc.verify_cli import verify_command
+from audit_svc.storage import event_reads as reads
 from devstack import S3Info
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
 

@@ -12,7 +12,7 @@ import pytest
 
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import Event
-from audit_svc.statistics import (
+from audit_svc.read.statistics import (
     Bucket,
     Count,
     Statistics,
@@ -21,8 +21,8 @@ from audit_svc.statistics import (
     get_statistics,
     parse_time_range,
 )
+from audit_svc.storage.event_writes import append, ensure_chain
 from audit_svc.storage.user_counts import UserCountCache
-from audit_svc.storage.writes import append, ensure_chain
 
 DAY0 = datetime(2026, 5, 10, tzinfo=UTC)
 TYPES = ["auth.login_success", "auth.login_failed", "user.user_created", "mfa.mfa_verified"]

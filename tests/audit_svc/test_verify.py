@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from audit_svc.chain import canonical_bytes, link
 from audit_svc.errors import InvalidArgument, NotFound
+from audit_svc.integrity.chain import canonical_bytes, link
+from audit_svc.integrity.verify import VerifyResult, verify_chain
 from audit_svc.model import Event
-from audit_svc.storage import reads
-from audit_svc.storage.writes import append, ensure_chain
-from audit_svc.verify import VerifyResult, verify_chain
-from audit_svc.verify_cli import run_verify, verify_command
+from audit_svc.ops.verify import run_verify, verify_command
+from audit_svc.storage import event_reads as reads
+from audit_svc.storage.event_writes import append, ensure_chain
 
 CHAIN = "chain-1"
 HEAD = 50

@@ -11,16 +11,16 @@ from typing import TextIO
 
 import asyncpg
 
+from audit_svc.integrity.signer import Verifier, load_signer
+from audit_svc.integrity.verify import VerifyResult
 from audit_svc.settings import Settings
 from audit_svc.sinks.archive import Archiver, release_restored, restore, verify_archive
 from audit_svc.sinks.checkpoints import load_checkpoints
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.sinks.service import object_store
-from audit_svc.sinks.signer import Verifier, load_signer
-from audit_svc.storage import reads
-from audit_svc.storage import sinks as sql
+from audit_svc.storage import event_reads as reads
+from audit_svc.storage import sink_state as sql
 from audit_svc.storage.postgres import create_pool
-from audit_svc.verify import VerifyResult
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 

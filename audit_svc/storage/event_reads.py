@@ -23,7 +23,7 @@ from audit_svc.storage.postgres import SELECT_EVENT, connection, map_db_errors, 
 from audit_svc.storage.ranges import HOUR
 
 if TYPE_CHECKING:
-    from audit_svc.query import QuerySpec
+    from audit_svc.read.query import QuerySpec
 
 # A pool, or one connection (such as a transaction's); every read takes either.
 Database: TypeAlias = asyncpg.Pool | asyncpg.Connection

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from meshkit import migrations
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from audit_svc.chain import canonical_bytes, link
+from audit_svc.integrity.chain import canonical_bytes, link
 from audit_svc.model import Event, Outcome, Receipt
 from audit_svc.storage.postgres import EVENT_COLUMNS, event_row
 

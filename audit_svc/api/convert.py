@@ -13,8 +13,8 @@ from google.protobuf.message import Message
 from audit.v2 import audit_service_pb2, event_pb2
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import EventInput, EventResult, FieldViolation, Outcome, Receipt, StoredEvent
-from audit_svc.statistics import Count, Statistics
-from audit_svc.storage.sinks import CheckpointRow
+from audit_svc.read.statistics import Count, Statistics
+from audit_svc.storage.sink_state import CheckpointRow
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OUTCOMES = {

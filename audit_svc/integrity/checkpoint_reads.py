@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from audit_svc.errors import InvalidArgument, NotFound
 from audit_svc.model import FieldViolation
 from audit_svc.sinks import Sinks
-from audit_svc.storage import reads
-from audit_svc.storage import sinks as sql
+from audit_svc.storage import event_reads as reads
+from audit_svc.storage import sink_state as sql
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from audit_svc.chain import GENESIS, canonical_bytes, link
 from audit_svc.errors import InvalidArgument, NotFound
+from audit_svc.integrity.chain import GENESIS, canonical_bytes, link
 from audit_svc.model import FieldViolation
-from audit_svc.storage import reads
-from audit_svc.storage import sinks as sink_sql
+from audit_svc.storage import event_reads as reads
+from audit_svc.storage import sink_state as sink_sql
 
 HASH_MISMATCH = "HASH_MISMATCH"
 SEQ_GAP = "SEQ_GAP"

@@ -24,7 +24,7 @@ from typing import Any
 
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import FieldViolation, JsonObject, StoredEvent
-from audit_svc.storage import reads
+from audit_svc.storage import event_reads as reads
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000

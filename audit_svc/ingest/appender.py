@@ -20,7 +20,7 @@ import asyncpg
 
 from audit_svc.errors import ShuttingDown
 from audit_svc.model import Event, Outcome, Receipt, StoredEvent
-from audit_svc.storage import writes
+from audit_svc.storage import event_writes as writes
 from audit_svc.storage.postgres import connection
 
 log = logging.getLogger(__name__)

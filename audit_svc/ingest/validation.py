@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from audit_svc.chain import details_json
+from audit_svc.integrity.chain import details_json
 from audit_svc.model import Event, EventInput, FieldViolation
 from meshkit.ids import uuid7
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import FieldViolation
-from audit_svc.storage import reads
+from audit_svc.storage import event_reads as reads
 from audit_svc.storage.user_counts import UserCountCache, count_users
 
 DEFAULT_RANGE = "24h"

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from audit_svc.appender import Appender
 from audit_svc.errors import InvalidArgument
+from audit_svc.ingest.appender import Appender
+from audit_svc.ingest.validation import Invalid, validate, validate_batch_size
 from audit_svc.model import EventInput, EventResult, Outcome
-from audit_svc.validation import Invalid, validate, validate_batch_size
 
 
 class EventBudget:

@@ -13,12 +13,12 @@ from google.protobuf import duration_pb2
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
-from audit_svc import convert
+from audit_svc.api import convert
 from audit_svc.errors import InvalidArgument
-from audit_svc.ingest import EventBudget, Ingestor
-from audit_svc.live_tail import LiveTail, WatchFilter
+from audit_svc.ingest.ingestor import EventBudget, Ingestor
 from audit_svc.model import EventResult, FieldViolation, Outcome
-from audit_svc.reader import Reader
+from audit_svc.read.live_tail import LiveTail, WatchFilter
+from audit_svc.read.reader import Reader
 
 # Batches of one stream being committed at once; more wait in the transport.
 MAX_IN_FLIGHT = 64

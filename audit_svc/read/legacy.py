@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 
-from audit_svc import statistics
-from audit_svc.query import QuerySpec, parse_query
-from audit_svc.storage import reads
+from audit_svc.read import statistics
+from audit_svc.read.query import QuerySpec, parse_query
+from audit_svc.storage import event_reads as reads
 from audit_svc.storage.user_counts import UserCountCache
 
 V1_TO_V2 = MappingProxyType(

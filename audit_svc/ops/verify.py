@@ -20,10 +20,10 @@ import time
 from typing import TextIO
 
 from audit_svc.errors import AuditError, InvalidArgument
+from audit_svc.integrity.verify import CHECKPOINT_INVALID, VerifyResult, verify_chain
 from audit_svc.settings import Settings
-from audit_svc.storage import reads
+from audit_svc.storage import event_reads as reads
 from audit_svc.storage.postgres import create_pool
-from audit_svc.verify import CHECKPOINT_INVALID, VerifyResult, verify_chain
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
@@ -104,7 +104,8 @@ async def verify_command(
     """Verify the range of one chain (every chain when `chain_id` is empty) against the
     database at `database_url`, and against the bucket's checkpoints and archive when
     `settings` configure S3; return the exit code."""
-    from audit_svc.sinks import BadCheckpoint, commands
+    from audit_svc.ops import archive as commands
+    from audit_svc.sinks import BadCheckpoint
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err

@@ -8,9 +8,10 @@ import grpc
 
 from audit.v1 import audit_service_pb2 as pb
 from audit.v1 import audit_service_pb2_grpc as pb_grpc
-from audit_svc import convert, legacy
+from audit_svc.api import convert
 from audit_svc.model import StoredEvent
-from audit_svc.reader import Reader
+from audit_svc.read import legacy
+from audit_svc.read.reader import Reader
 
 Context: TypeAlias = grpc.aio.ServicerContext
 

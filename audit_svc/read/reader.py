@@ -12,15 +12,17 @@ from typing import Any
 
 import asyncpg
 
-from audit_svc import __version__, integrity, legacy, statistics
-from audit_svc.appender import Appender
+from audit_svc import __version__
 from audit_svc.errors import AuditError, InvalidArgument, NotFound, Unavailable
+from audit_svc.ingest.appender import Appender
+from audit_svc.integrity import checkpoint_reads as integrity
+from audit_svc.integrity.verify import CHECKPOINT_INVALID, VerifyResult, verify_chain
 from audit_svc.model import FieldViolation, StoredEvent
-from audit_svc.query import QueryPage, parse_query, run_query
+from audit_svc.read import legacy, statistics
+from audit_svc.read.query import QueryPage, parse_query, run_query
 from audit_svc.sinks import BadCheckpoint, Sinks, SinkState, bucket_checkpoints
-from audit_svc.storage import reads
+from audit_svc.storage import event_reads as reads
 from audit_svc.storage.user_counts import UserCountCache
-from audit_svc.verify import CHECKPOINT_INVALID, VerifyResult, verify_chain
 
 DB_CHECK_TIMEOUT = 2.0
 

@@ -1,0 +1,2 @@
+"""Operator commands behind `python -m audit_svc`: `migrate`, `verify`, and
+`archive`/`restore` (`archive`)."""
