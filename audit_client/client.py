@@ -17,6 +17,7 @@ from audit_client.counters import ClientStats, Counters
 from audit_client.dispatcher import Dispatcher
 from audit_client.errors import AuditUnavailable, ClientClosed, InvalidEvent
 from audit_client.ids import new_id
+from audit_client.ledger import SpoolLedger
 from audit_client.outbox import Outbox, wait_until
 from audit_client.replay import Replayer
 from audit_client.settings import ClientSettings
@@ -82,9 +83,11 @@ class AuditClient:
         self._transport: Transport = GrpcTransport(
             s.target, connect_timeout=s.connect_timeout_seconds
         )
+        ledger = SpoolLedger()
         self._replayer = Replayer(
             self._spool,
             self._outbox,
+            ledger,
             window=s.max_in_flight_batches,
             poll_seconds=s.spool_poll_seconds,
         )
@@ -93,6 +96,7 @@ class AuditClient:
             self._outbox,
             self._breaker,
             self._counters,
+            ledger,
             owner=str(new_id()),
             high_water_events=self._high_water,
             max_batches=s.spool_max_batches,
@@ -252,6 +256,7 @@ class AuditClient:
             spooled=c.spooled,
             replayed=c.replayed,
             dropped=c.dropped,
+            spool_lost=c.spool_lost,
             refused=c.refused,
             batches_sent=c.batches_sent,
             stream_failures=c.stream_failures,

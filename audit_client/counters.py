@@ -17,6 +17,7 @@ class Counters:
     spooled: int = 0
     replayed: int = 0
     dropped: int = 0
+    spool_lost: int = 0
     refused: int = 0
     batches_sent: int = 0
     stream_failures: int = 0
@@ -48,6 +49,7 @@ class ClientStats:
     spooled: int
     replayed: int
     dropped: int
+    spool_lost: int
     refused: int
     batches_sent: int
     stream_failures: int

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 
 from audit.v2 import audit_service_pb2 as pb
 from audit_client.errors import SpoolUnavailable
+from audit_client.ledger import SpoolLedger
 from audit_client.outbox import Outbox, wait_until
 from audit_client.spool import RedisSpool
 
@@ -46,9 +47,16 @@ class Replayer:
     """See the module docstring. Its `run` task reads; the stream's writer `take`s."""
 
     def __init__(
-        self, spool: RedisSpool, outbox: Outbox, *, window: int, poll_seconds: float
+        self,
+        spool: RedisSpool,
+        outbox: Outbox,
+        ledger: SpoolLedger,
+        *,
+        window: int,
+        poll_seconds: float,
     ) -> None:
         self._spool = spool
+        self._ledger = ledger
         self._outbox = outbox
         self._window = window
         self._poll = poll_seconds
@@ -77,6 +85,7 @@ class Replayer:
 
     async def acked(self, item: ReplayItem) -> None:
         """The audit-service acknowledged `item`: remove it from the spool."""
+        self._ledger.acked(item.batch_id)
         async with self._turn:
             if item.generation != self._generation:
                 return

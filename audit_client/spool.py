@@ -7,6 +7,13 @@ point leaves the batch in the list, and replaying it again is harmless because i
 events keep their ids (the audit-service answers DUPLICATE). One process at a time
 replays a given list: it holds a lease key (`<key>:replayer`, SET NX PX, renewed while
 held). Batches Redis holds that do not parse go to `<key>:dead`.
+
+Loss detection: the hash `<key>:meta` holds an `epoch` token and two counters, `pushed`
+and `removed` (batches ever appended and removed after an ack), updated in the same
+script as the list, so a Redis that comes back with less (no persistence, the last
+second of an `everysec` AOF, a flush) comes back with smaller counters or without its
+epoch. A push names the epoch its client knows and is refused in another one, so no
+batch lands in a spool its writer has not checked (see `audit_client.ledger`).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -36,6 +44,27 @@ if not owner then
   return 1
 end
 return 0
+"""
+_PUSH = """
+if redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[1] then
+  return {-1, 0}
+end
+local depth = 0
+for i = 2, #ARGV do
+  depth = redis.call('RPUSH', KEYS[1], ARGV[i])
+end
+return {redis.call('HINCRBY', KEYS[2], 'pushed', #ARGV - 1), depth}
+"""
+_REMOVE = """
+local removed = redis.call('LREM', KEYS[1], 1, ARGV[1])
+if removed == 1 then
+  redis.call('HINCRBY', KEYS[2], 'removed', 1)
+end
+return {removed, redis.call('LLEN', KEYS[1])}
+"""
+_EPOCH = """
+redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1])
+return redis.call('HGET', KEYS[1], 'epoch')
 """
 _RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -65,6 +94,20 @@ def _give_back_cancellation() -> None:
         raise asyncio.CancelledError
 
 
+class EpochChanged(SpoolUnavailable):
+    """The spool's epoch is not the one the client knows: Redis lost data or was reset."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolState:
+    """The spool's bookkeeping as Redis holds it now (`epoch` None: not set)."""
+
+    epoch: str | None
+    pushed: int
+    removed: int
+    depth: int
+
+
 class RedisSpool:
     """Durable FIFO of encoded batches in one Redis list (see the module docstring)."""
 
@@ -72,6 +115,7 @@ class RedisSpool:
         self.key = key
         self.lease_key = f"{key}:replayer"
         self.dead_key = f"{key}:dead"
+        self.meta_key = f"{key}:meta"
         self._max = max_batches
         self._redis = aioredis.Redis.from_url(
             url,
@@ -81,21 +125,49 @@ class RedisSpool:
         )
         self._hold = self._redis.register_script(_HOLD_LEASE)
         self._release = self._redis.register_script(_RELEASE_LEASE)
+        self._push = self._redis.register_script(_PUSH)
+        self._remove = self._redis.register_script(_REMOVE)
+        self._epoch = self._redis.register_script(_EPOCH)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
 
-    async def push(self, items: Sequence[bytes], *, depth_hint: int) -> int:
-        """Append batches at the tail, in order; return the new depth.
+    async def push(self, items: Sequence[bytes], *, epoch: str, depth_hint: int) -> tuple[int, int]:
+        """Append batches at the tail, in order, in spool `epoch`; return (`pushed` after
+        them, so they are numbered pushed-len+1 .. pushed; the new depth).
 
-        Raises SpoolUnavailable when Redis does not answer or the list is full.
+        Raises EpochChanged in another epoch, SpoolUnavailable when Redis does not answer
+        or the list is full.
         """
         if self._max and depth_hint + len(items) > self._max:
             depth = await self.depth()
             if depth + len(items) > self._max:
                 raise SpoolUnavailable(f"spool {self.key} is full ({depth} batches)")
         with _map_redis_errors("RPUSH"):
-            return int(await self._redis.rpush(self.key, *items))
+            pushed, depth = await self._push(keys=[self.key, self.meta_key], args=[epoch, *items])
+        if int(pushed) < 0:
+            raise EpochChanged(f"spool {self.key} is no longer in epoch {epoch}")
+        return int(pushed), int(depth)
+
+    async def state(self) -> SpoolState:
+        """The epoch, the counters and the depth, read at one moment."""
+        with _map_redis_errors("state"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hmget(self.meta_key, ["epoch", "pushed", "removed"])
+                pipe.llen(self.key)
+                (epoch, pushed, removed), depth = await pipe.execute()
+        return SpoolState(
+            epoch.decode() if isinstance(epoch, bytes) else epoch,
+            int(pushed or 0),
+            int(removed or 0),
+            int(depth),
+        )
+
+    async def claim_epoch(self, token: str) -> str:
+        """Set the epoch to `token` unless one is set; return the epoch in force."""
+        with _map_redis_errors("epoch"):
+            epoch = await self._epoch(keys=[self.meta_key], args=[token])
+        return epoch.decode() if isinstance(epoch, bytes) else str(epoch)
 
     async def read(self, start: int, count: int) -> list[bytes]:
         """Up to `count` batches from position `start` (0 = oldest), left in place."""
@@ -106,10 +178,7 @@ class RedisSpool:
     async def remove(self, item: bytes) -> tuple[bool, int]:
         """Remove one acknowledged batch; return (whether it was there, the new depth)."""
         with _map_redis_errors("LREM"):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.lrem(self.key, 1, item)  # type: ignore[arg-type]  # bytes are sent as is
-                pipe.llen(self.key)
-                removed, depth = await pipe.execute()
+            removed, depth = await self._remove(keys=[self.key, self.meta_key], args=[item])
         return bool(removed), int(depth)
 
     async def bury(self, item: bytes) -> None:

@@ -1,5 +1,6 @@
 """The spooler: writes this client's batches to the Redis spool when they cannot go to
-the stream, and watches the spool (depth, Redis health, the replay lease)."""
+the stream, and watches the spool (depth, Redis health, the replay lease, and batches
+of ours that a Redis restart lost: see `audit_client.ledger`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import logging
 from audit_client.breaker import CircuitBreaker
 from audit_client.counters import Counters
 from audit_client.errors import SpoolUnavailable
+from audit_client.ids import new_id
+from audit_client.ledger import SpoolLedger
 from audit_client.outbox import Outbox, wait_until
-from audit_client.spool import RedisSpool
+from audit_client.spool import EpochChanged, RedisSpool, SpoolState
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ class Spooler:
         outbox: Outbox,
         breaker: CircuitBreaker,
         counters: Counters,
+        ledger: SpoolLedger,
         *,
         owner: str,
         high_water_events: int,
@@ -45,6 +49,10 @@ class Spooler:
         self._max_batches = max_batches
         self._poll = poll_seconds
         self._lease = lease_seconds
+        self.ledger = ledger
+        # A push and a reconcile never interleave: a state read before a push would
+        # make that push look lost.
+        self._books = asyncio.Lock()
 
     def _under_pressure(self) -> bool:
         """Memory fills faster than the stream drains it: switch to the spool."""
@@ -99,9 +107,24 @@ class Spooler:
             events = sum(b.size for b in batches)
             o.spilling_events += events
             try:
-                depth = await self._spool.push(
-                    [b.encode() for b in batches], depth_hint=o.spool_depth
-                )
+                async with self._books:
+                    if self.ledger.epoch is None:
+                        await self._reconcile()
+                    assert self.ledger.epoch is not None
+                    pushed, depth = await self._spool.push(
+                        [b.encode() for b in batches],
+                        epoch=self.ledger.epoch,
+                        depth_hint=o.spool_depth,
+                    )
+                    self.ledger.pushed([(b.batch_id, b.size) for b in batches], pushed)
+            except EpochChanged:
+                o.put_back(batches)
+                try:
+                    await self.reconcile()  # then push again, in the new epoch
+                except SpoolUnavailable as exc:
+                    self.spool_failed(exc)
+                    return False
+                continue
             except SpoolUnavailable as exc:
                 self.spool_failed(exc)
                 o.put_back(batches)
@@ -128,11 +151,37 @@ class Spooler:
             log.info("spool %s is empty; sending directly again", self._spool.key)
         o.changed.set()
 
+    async def reconcile(self) -> SpoolState:
+        """Read the spool's state and compare it with the ledger: count, and log at
+        ERROR, the batches of ours Redis no longer holds though nobody acked them."""
+        async with self._books:
+            return await self._reconcile()
+
+    async def _reconcile(self) -> SpoolState:
+        state = await self._spool.state()
+        epoch = state.epoch or await self._spool.claim_epoch(str(new_id()))
+        loss = self.ledger.reconcile(state, epoch)
+        if loss is not None:
+            self._counters.spool_lost += loss.events
+            log.error(
+                "audit spool %s lost %d events in %d batches of this client (its spool seq"
+                " %d..%d, batch ids %s..%s): Redis restarted without them or was flushed;"
+                " they were never acknowledged",
+                self._spool.key,
+                loss.events,
+                loss.batches,
+                loss.first_seq,
+                loss.last_seq,
+                loss.first_batch_id,
+                loss.last_batch_id,
+            )
+        return state
+
     async def watch_loop(self) -> None:
         o = self._outbox
         while True:
             try:
-                depth = await self._spool.depth()
+                depth = (await self.reconcile()).depth
                 held = depth > 0 and await self._spool.hold_lease(self._owner, self._lease)
             except SpoolUnavailable as exc:
                 self.spool_failed(exc)

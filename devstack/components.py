@@ -22,7 +22,8 @@ INFRA = ("postgres", "redis", "influx", "s3")
 def infra_components(settings: Settings | None = None, *, fsync: bool = True) -> list[Component]:
     """The four servers; on the fixed ports of `settings`, or on free ports if None.
 
-    `fsync=False` makes PostgreSQL faster and unsafe on power loss: tests only.
+    `fsync=False` makes PostgreSQL faster and unsafe on power loss, and runs Redis
+    without its append-only file: tests only.
     """
     pg_bindir = settings.pg_bindir if settings else DEFAULT_PG_BINDIR
     access_key = settings.s3_access_key if settings else DEFAULT_S3_ACCESS_KEY
@@ -32,7 +33,7 @@ def infra_components(settings: Settings | None = None, *, fsync: bool = True) ->
         return postgres.postgres_plan(ctx.data_dir, ctx.port, fsync=fsync, bindir=pg_bindir)
 
     def plan_redis(ctx: ComponentContext) -> ServicePlan[Any]:
-        return redis_server.redis_plan(ctx.data_dir, ctx.port)
+        return redis_server.redis_plan(ctx.data_dir, ctx.port, durable=fsync)
 
     def plan_influx(ctx: ComponentContext) -> ServicePlan[Any]:
         return victoria.influx_plan(ctx.data_dir, ctx.port)

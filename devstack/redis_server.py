@@ -1,4 +1,5 @@
-"""Redis 7 from Debian's redis-server, without persistence (a dev and test spool)."""
+"""Redis 7 from Debian's redis-server: with an append-only file for `make up` (the audit
+client's spool must survive a Redis restart), without persistence for most tests."""
 
 from __future__ import annotations
 
@@ -43,16 +44,25 @@ def probe(info: RedisInfo) -> None:
             raise DevstackError("PING did not answer PONG")
 
 
-def redis_plan(data_dir: Path, port: int) -> ServicePlan[RedisInfo]:
-    """Plan redis-server on 127.0.0.1:`port`; no RDB snapshots, no AOF."""
+def redis_plan(data_dir: Path, port: int, *, durable: bool = False) -> ServicePlan[RedisInfo]:
+    """Plan redis-server on 127.0.0.1:`port`; no RDB snapshots.
+
+    `durable`: AOF with `appendfsync everysec`. Every write reaches the file (the OS)
+    before Redis answers it, so a kill -9 of Redis loses nothing; a crash of the
+    machine loses at most the last second or two of writes (everysec, and a write
+    Redis postpones while a slow fsync is still running). Without it a restart
+    empties Redis.
+    """
     data_dir = data_dir.resolve()
     info = RedisInfo(LOOPBACK, port)
+    aof = ("--appendonly", "yes", "--appendfsync", "everysec")
+    persistence = aof if durable else ("--appendonly", "no")
     argv = (
         str(binaries.redis_server()),
         "--port", str(port),
         "--bind", LOOPBACK,
         "--save", "",
-        "--appendonly", "no",
+        *persistence,
         "--dir", str(data_dir),
         "--daemonize", "no",
     )  # fmt: skip
@@ -69,6 +79,10 @@ def redis_plan(data_dir: Path, port: int) -> ServicePlan[RedisInfo]:
     )
 
 
-def start_redis(data_dir: Path, port: int | None = None) -> RunningService[RedisInfo]:
-    """Start redis-server on `port` (a free one if None)."""
-    return start_service(redis_plan(data_dir, free_port() if port is None else port))
+def start_redis(
+    data_dir: Path, port: int | None = None, *, durable: bool = False
+) -> RunningService[RedisInfo]:
+    """Start redis-server on `port` (a free one if None); `durable`: with AOF."""
+    return start_service(
+        redis_plan(data_dir, free_port() if port is None else port, durable=durable)
+    )

@@ -84,3 +84,12 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def own_durable_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A running Redis of this test's own with AOF (`appendfsync everysec`)."""
+    server = OwnRedis(tmp_path / "durable-redis", durable=True)
+    server.start()
+    yield server
+    server.stop()

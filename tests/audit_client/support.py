@@ -53,6 +53,14 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
+def kill9(server: RunningService[Any]) -> None:
+    """SIGKILL a server, no goodbye, and wait until it is gone."""
+    process = server.process
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait_exit(time.monotonic() + 10)
+    process.finish()
+
+
 class AuditProcess:
     """`python -m audit_svc` as a child process on a fixed port, to kill -9 and restart."""
 
@@ -68,10 +76,8 @@ class AuditProcess:
     def kill9(self) -> None:
         """SIGKILL, no goodbye: what a crash or an OOM kill does."""
         assert self._server is not None
-        process, self._server = self._server.process, None
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait_exit(time.monotonic() + 10)
-        process.finish()
+        kill9(self._server)
+        self._server = None
 
     def pause(self) -> None:
         """SIGSTOP: connections stay open and nothing answers, as in a long GC pause."""
@@ -90,16 +96,24 @@ class AuditProcess:
 
 
 class OwnRedis:
-    """A Redis of one test's own, which the test may stop and start again (same port)."""
+    """A Redis of one test's own, which the test may stop, kill -9 and start again (same
+    port); `durable`: with its append-only file (as `make up` runs it)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self._dir = data_dir
+    def __init__(self, data_dir: Path, *, durable: bool = False) -> None:
+        self.dir = data_dir
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._durable = durable
         self._server: RunningService[RedisInfo] | None = None
 
     def start(self) -> None:
-        self._server = start_redis(self._dir, port=self.port)
+        self._server = start_redis(self.dir, port=self.port, durable=self._durable)
+
+    def kill9(self) -> None:
+        """SIGKILL: what the OOM killer does."""
+        assert self._server is not None
+        kill9(self._server)
+        self._server = None
 
     def stop(self) -> None:
         if self._server is not None:
