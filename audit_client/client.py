@@ -81,7 +81,7 @@ class AuditClient:
             max_batches=s.spool_max_batches,
         )
         self._transport: Transport = GrpcTransport(
-            s.target, connect_timeout=s.connect_timeout_seconds
+            s.target, s.tls_files, connect_timeout=s.connect_timeout_seconds
         )
         ledger = SpoolLedger()
         self._replayer = Replayer(

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from audit_client.errors import SettingsError
+from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 
 PREFIX = "AUDIT_CLIENT_"
 FAIL_OPEN = "fail_open"
@@ -30,6 +31,13 @@ class ClientSettings:
 
     # host:port of the audit-service's gRPC listener.
     target: str = "127.0.0.1:50052"
+    # Mutual TLS to the audit-service (meshkit.tls): the CA that signed it, and this
+    # service's own certificate and key (its identity). `plaintext` only when set
+    # explicitly, with a warning.
+    tls: str = "required"
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     # The spool's Redis; a password in the URL is masked in repr().
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     # Redis list holding unacknowledged batches, oldest first.
@@ -110,9 +118,18 @@ class ClientSettings:
             raise SettingsError(problems)
         return settings
 
+    @property
+    def tls_files(self) -> TlsFiles | None:
+        """The files to dial with; None for a plaintext channel."""
+        if self.tls == PLAINTEXT:
+            return None
+        return TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+
     def _problems(self) -> list[str]:
         p = PREFIX
-        out = []
+        out = tls_problems(
+            p, self.tls, TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        )
         host, _, port = self.target.rpartition(":")
         if not host or not port.isdigit():
             out.append(f"{p}TARGET must be host:port, got {self.target!r}")

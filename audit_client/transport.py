@@ -13,6 +13,7 @@ import grpc
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_client.errors import TransportError
+from meshkit.tls import TlsFiles, aio_channel, warn_plaintext
 
 
 class IngestStream(Protocol):
@@ -69,8 +70,11 @@ class GrpcTransport:
     """A long-lived channel, replaced when a connection attempt finds it failed: the
     circuit breaker, not gRPC's reconnect backoff, paces the attempts."""
 
-    def __init__(self, target: str, *, connect_timeout: float) -> None:
+    def __init__(self, target: str, tls: TlsFiles | None, *, connect_timeout: float) -> None:
         self._target = target
+        self._tls = tls
+        if tls is None:
+            warn_plaintext("the audit client's link to the audit-service", "AUDIT_CLIENT_TLS")
         self._connect_timeout = connect_timeout
         self._channel = self._new_channel()
         self._stub = pb_grpc.AuditServiceStub(self._channel)
@@ -79,8 +83,9 @@ class GrpcTransport:
         return self._target
 
     def _new_channel(self) -> grpc.aio.Channel:
-        return grpc.aio.insecure_channel(
+        return aio_channel(
             self._target,
+            self._tls,
             options=[
                 ("grpc.initial_reconnect_backoff_ms", 100),
                 ("grpc.min_reconnect_backoff_ms", 100),

@@ -16,6 +16,7 @@ from audit_svc.settings import Settings, SettingsError
 from audit_svc.sinks import SigningKeyError
 from meshkit import configure_logging
 from meshkit.server import serve_until_signal
+from meshkit.tls import PLAINTEXT
 
 log = logging.getLogger("audit_svc")
 
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        settings = Settings.from_env()
+        # The tools talk to PostgreSQL and S3 only: no certificate needed for them.
+        serving = args.command in (None, "serve")
+        settings = Settings.from_env(None, **({} if serving else {"tls": PLAINTEXT}))
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from audit_svc.sinks import Sinks
 from audit_svc.storage import event_writes as writes
 from audit_svc.storage.postgres import create_pool, map_db_errors
 from meshkit.server import ServiceApp, new_server
+from meshkit.tls import server_credentials, warn_plaintext
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,16 @@ class AuditApp(ServiceApp):
         self.appender.add_listener(self.tail.publish)
         self.appender.add_listener(self.sinks.nudge)  # sinks read from their cursors
 
+        files = s.tls_files
+        if files is None:
+            warn_plaintext("the audit-service", "AUDIT_TLS")
         server, self.port = new_server(
-            interceptor(), SERVICE_NAMES, self.health, s.grpc_listen, "AUDIT_GRPC_LISTEN"
+            interceptor(),
+            SERVICE_NAMES,
+            self.health,
+            s.grpc_listen,
+            "AUDIT_GRPC_LISTEN",
+            server_credentials(files) if files else None,
         )
         v2_grpc.add_AuditServiceServicer_to_server(
             AuditServicer(ingestor, reader, self.tail), server

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from meshkit import SettingsError, log_problems, mask_url, read_env
+from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 
 PREFIX = "AUDIT_"
 
@@ -20,6 +21,12 @@ class Settings:
 
     database_url: str = "postgresql://postgres@127.0.0.1:5434/audit"
     grpc_listen: str = "127.0.0.1:50052"
+    # Mutual TLS (meshkit.tls): `required` (callers present a certificate of the CA),
+    # or `plaintext`, only when set explicitly (a loud warning at start-up).
+    tls: str = "required"
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     # Chain this replica appends to; empty takes the first free one of chain-1, chain-2...
     chain_id: str = ""
     pool_min_size: int = 2
@@ -82,6 +89,13 @@ class Settings:
         return f"Settings({', '.join(shown)})"
 
     @property
+    def tls_files(self) -> TlsFiles | None:
+        """The service's TLS files; None when it serves plaintext."""
+        if self.tls == PLAINTEXT:
+            return None
+        return TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+
+    @property
     def s3_enabled(self) -> bool:
         return bool(self.s3_endpoint)
 
@@ -96,6 +110,9 @@ class Settings:
 
     def _problems(self) -> list[str]:
         out = log_problems(PREFIX, self.log_level, self.log_format)
+        out += tls_problems(
+            PREFIX, self.tls, TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        )
         if not self.database_url.startswith(("postgresql://", "postgres://")):
             out.append(f"{PREFIX}DATABASE_URL must start with postgresql://")
         host, _, port = self.grpc_listen.rpartition(":")

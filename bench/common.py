@@ -17,17 +17,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import grpc
 
 from audit.v2 import event_pb2
 from audit_svc.ops.migrate import upgrade
 from devstack import PostgresInfo, create_database, start_postgres
+from devstack.certs import files_of
 from devstack.mesh import GrpcServiceInfo, audit_plan
 from devstack.ports import free_port
 from devstack.service import RunningService, start_service
 from devstack.settings import DEFAULT_PG_BINDIR
 from devstack.stack import ComponentContext
+from meshkit.tls import TlsFiles, aio_channel
 
 EVENT_TYPES = [
     ("auth.login_success", "login_success", "success"),
@@ -87,9 +91,12 @@ class Bench:
 
     @contextmanager
     def audit_service(
-        self, dsn: str, env: Mapping[str, str] | None = None
+        self, dsn: str, env: Mapping[str, str] | None = None, *, tls: bool = True
     ) -> Iterator[RunningService[GrpcServiceInfo]]:
-        """The audit-service over `dsn`; `env` adds AUDIT_* settings (sinks)."""
+        """The audit-service over `dsn`; `env` adds AUDIT_* settings (sinks). With
+        mutual TLS as `make up` runs it, or plaintext (for the on/off comparison)."""
+        if not tls:
+            env = {**(env or {}), **PLAINTEXT_ENV}
         name = dsn.rsplit("/", 1)[1]
         context = ComponentContext(
             self.folder / f"audit-{name}", free_port(), {"postgres": self.pg.for_database(name)}
@@ -100,6 +107,39 @@ class Bench:
             plan = dataclasses.replace(plan, spec=spec)
         with start_service(plan) as service:
             yield service
+
+
+# The audit-service without TLS (its callers are then anonymous: dev mode on loopback).
+PLAINTEXT_ENV = {"AUDIT_TLS": "plaintext"}
+
+
+@dataclass(frozen=True)
+class Dial:
+    """How a bench client reaches the audit-service: target, and the identity's TLS
+    files (None: plaintext)."""
+
+    target: str
+    tls: TlsFiles | None
+
+    def channel(self) -> grpc.aio.Channel:
+        return aio_channel(self.target, self.tls)
+
+    def client_settings(self) -> dict[str, Any]:
+        """audit_client.ClientSettings fields for this dial."""
+        if self.tls is None:
+            return {"target": self.target, "tls": "plaintext"}
+        f = self.tls
+        return {
+            "target": self.target,
+            "tls_ca_file": f.ca_file,
+            "tls_cert_file": f.cert_file,
+            "tls_key_file": f.key_file,
+        }
+
+
+def dial(info: GrpcServiceInfo, identity: str = "user-service", *, tls: bool = True) -> Dial:
+    """A Dial to a service `Bench.audit_service` started (`tls` as it was started)."""
+    return Dial(info.url, files_of(Path(info.certs_dir), identity) if tls else None)
 
 
 @contextmanager

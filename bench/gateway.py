@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import grpc
 from google.protobuf import json_format
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
-from bench.common import Report, bench_postgres, percentiles, wire_events
-from devstack.mesh import GrpcServiceInfo, probe_http
+from bench.common import Dial, Report, bench_postgres, dial, percentiles, wire_events
+from devstack.mesh import GrpcServiceInfo, certs_env, probe_http
 from devstack.ports import free_port
 from devstack.process import ProcessSpec
 from devstack.service import ServicePlan, start_service
@@ -57,6 +56,7 @@ def gateway_plan(folder: Path, audit: GrpcServiceInfo, port: int) -> ServicePlan
         env={
             "GATEWAY_PORTS": f"audit={port},user={free_port()}",
             "GATEWAY_UPSTREAMS": f"audit={audit.url}",
+            **certs_env("GATEWAY_TLS", Path(audit.certs_dir), "gateway"),
             "GATEWAY_LOG_LEVEL": "WARNING",
         },
     )
@@ -129,7 +129,7 @@ class Results:
 
 
 async def measure(
-    grpc_target: str, rest_port: int, calls: int, preload: int, requests: int, concurrency: int
+    grpc_target: Dial, rest_port: int, calls: int, preload: int, requests: int, concurrency: int
 ) -> Results:
     fresh_needed = 2 * (calls + WARM_UP)
     events = wire_events(preload + fresh_needed)
@@ -139,7 +139,7 @@ async def measure(
     base = f"http://127.0.0.1:{rest_port}"
     connector = aiohttp.TCPConnector(limit=max(concurrency, 1))
     async with (
-        grpc.aio.insecure_channel(grpc_target) as channel,
+        grpc_target.channel() as channel,
         aiohttp.ClientSession(connector=connector) as http,
     ):
         stub = pb_grpc.AuditServiceStub(channel)
@@ -214,7 +214,7 @@ def main() -> None:
         ):
             results = asyncio.run(
                 measure(
-                    audit.info.url,
+                    dial(audit.info),
                     gw.info.port,
                     args.calls,
                     args.preload,

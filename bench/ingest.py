@@ -39,7 +39,7 @@ from audit_client import ClientSettings
 from audit_client.ids import new_id
 from audit_svc.storage.postgres import EVENT_COLUMNS, create_pool
 from bench.baselines import http_driver
-from bench.common import Bench, Report, bench_postgres, count_events, wire_events
+from bench.common import Bench, Report, bench_postgres, count_events, dial, wire_events
 from bench.procstat import cpu_seconds, peak_rss_mb, postmaster_pid, tree_cpu_seconds
 from bench.producers import run_producers
 from devstack import start_redis
@@ -97,7 +97,7 @@ def ours(bench: Bench, pg_pid: int, producers: int, events: int, redis_url: str)
     ctx = multiprocessing.get_context("spawn")
     with bench.audit_service(dsn) as service:
         cpu = CpuWindow(pg_pid, service.process.pid)
-        run = run_producers(ctx, producers, events, service.info.url, redis_url, cpu.start)
+        run = run_producers(ctx, producers, events, dial(service.info), redis_url, cpu.start)
         cpu.stop()
         rss = peak_rss_mb(service.process.pid)
     return Run(

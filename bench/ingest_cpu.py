@@ -17,10 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
-import grpc
-
 from audit.v2 import audit_service_pb2 as pb
-from bench.common import Report, bench_postgres, count_events, wire_events
+from bench.common import Dial, Report, bench_postgres, count_events, dial, wire_events
 from bench.procstat import cpu_seconds, postmaster_pid, tree_cpu_seconds
 
 BATCH = 500
@@ -36,9 +34,9 @@ def requests(count: int) -> list[bytes]:
     ]
 
 
-async def send(target: str, batches: list[bytes], streams: int) -> None:
+async def send(target: Dial, batches: list[bytes], streams: int) -> None:
     async def one(mine: list[bytes]) -> None:
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with target.channel() as channel:
             call = channel.stream_stream("/audit.v2.AuditService/StreamIngest")
             async for _ack in call(iter(mine)):
                 pass
@@ -58,7 +56,7 @@ def main() -> None:
         with bench.audit_service(dsn) as service:
             server, postgres = service.process.pid, postmaster_pid(Path(tmp) / "pg")
             s0, p0, t0 = cpu_seconds(server), tree_cpu_seconds(postgres), time.perf_counter()
-            asyncio.run(send(service.info.url, batches, args.streams))
+            asyncio.run(send(dial(service.info), batches, args.streams))
             s1, p1, t1 = cpu_seconds(server), tree_cpu_seconds(postgres), time.perf_counter()
         stored = asyncio.run(count_events(dsn))
     report = Report("ingest_cpu")

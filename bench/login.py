@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from bench.common import Bench, Report, bench_postgres, percentiles
 from devstack import create_database, start_redis
+from devstack.certs import tls_settings
+from meshkit.tls import aio_channel
 from user.v1 import user_service_pb2 as pb
 from user.v1 import user_service_pb2_grpc as pb_grpc
 from user_svc.app import UserApp
@@ -120,7 +120,7 @@ async def measure(settings: dict[str, Settings], calls: int, cheap_calls: int) -
             app = await stack.enter_async_context(UserApp(s))
             if s.audit_enabled:
                 timers[name].install(app.services.auditor)
-            channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+            channel = aio_channel(f"127.0.0.1:{app.port}", s.identity_files)
             stack.push_async_callback(channel.close)
             stub = pb_grpc.UserServiceStub(channel)
             create = pb.CreateUserRequest(username="bench", email="b@x.io", password=PASSWORD)
@@ -157,6 +157,7 @@ def run(bench: Bench, redis_url: str, calls: int, cheap_calls: int) -> list[Pair
                     redis_url=redis_url,
                     redis_prefix=f"bench-{name}:",
                     audit_target=audit.info.url,
+                    **tls_settings(Path(audit.info.certs_dir), "user-service"),
                     audit_enabled=enabled,
                     rate_limit_per_ip=1_000_000,
                     rate_limit_per_account=1_000_000,

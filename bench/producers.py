@@ -20,7 +20,7 @@ from multiprocessing.synchronize import Barrier
 from threading import BrokenBarrierError
 
 from audit_client import AuditClient, ClientSettings
-from bench.common import wire_events
+from bench.common import Dial, wire_events
 
 DONE_TIMEOUT = 600.0
 
@@ -37,12 +37,14 @@ class ProducerResult:
 
 
 async def _produce(
-    index: int, count: int, target: str, redis_url: str, barrier: Barrier
+    index: int, count: int, target: Dial, redis_url: str, barrier: Barrier
 ) -> ProducerResult:
     events = wire_events(count)
     for event in events:
         event.ClearField("event_id")  # emit() stamps a UUIDv7, as in a service
-    settings = ClientSettings(target=target, redis_url=redis_url, spool_key=f"bench:{index}")
+    settings = ClientSettings(
+        redis_url=redis_url, spool_key=f"bench:{index}", **target.client_settings()
+    )
     async with AuditClient(settings) as client:
         await asyncio.to_thread(barrier.wait)
         cpu = time.process_time()
@@ -62,7 +64,7 @@ async def _produce(
 def _main(
     index: int,
     count: int,
-    target: str,
+    target: Dial,
     redis_url: str,
     barrier: Barrier,
     out: SimpleQueue[ProducerResult | str],
@@ -88,7 +90,7 @@ def run_producers(
     ctx: SpawnContext,
     producers: int,
     events: int,
-    target: str,
+    target: Dial,
     redis_url: str,
     at_start: Callable[[], None] | None = None,
 ) -> ProducersRun:

@@ -40,13 +40,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import grpc
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
-from bench.common import EVENT_TYPES, Bench, Report, bench_postgres, percentiles
+from bench.common import EVENT_TYPES, Bench, Dial, Report, bench_postgres, dial, percentiles
 
 USERS = 10_000
 WARM_UP = 10
@@ -181,10 +180,10 @@ def ts(t: datetime) -> timestamp_pb2.Timestamp:
 Case = tuple[str, Callable[[], Awaitable[object]]]
 
 
-async def measure(target: str, calls: int) -> list[tuple[str, float, float]]:
+async def measure(target: Dial, calls: int) -> list[tuple[str, float, float]]:
     """(case, p50 ms, p99 ms) for each call, `calls` sequential calls each."""
     rng = random.Random(7)
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with target.channel() as channel:
         stub = pb_grpc.AuditServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
         day_ago = datetime.now(UTC) - timedelta(hours=24)
@@ -286,7 +285,7 @@ def main() -> None:
             dsn = bench.fresh_database(f"query_{rows}")
             loaded = asyncio.run(load(dsn, rows))
             with bench.audit_service(dsn) as service:
-                results = asyncio.run(measure(service.info.url, args.calls))
+                results = asyncio.run(measure(dial(service.info, "operator"), args.calls))
             report.add()
             report.add(f"## {rows:,} events over 7 days ({loaded.describe()})")
             report.table(["call", "p50 ms", "p99 ms"], [list(r) for r in results])

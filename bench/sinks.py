@@ -21,12 +21,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
-from bench.common import Bench, Report, bench_postgres, count_events, wire_events
+from bench.common import Bench, Dial, Report, bench_postgres, count_events, dial, wire_events
 from devstack import start_influx, start_s3
 
 BATCH = 500
@@ -73,10 +71,10 @@ class LagSamples:
             self.seconds[sink.name] = max(self.seconds.get(sink.name, 0.0), lag)
 
 
-async def sample_lag(target: str, stop: asyncio.Event, every: float = 0.25) -> LagSamples:
+async def sample_lag(target: Dial, stop: asyncio.Event, every: float = 0.25) -> LagSamples:
     """Sample Health until `stop`, then wait for the InfluxDB sink to reach the head."""
     samples = LagSamples()
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with target.channel() as channel:
         stub = pb_grpc.AuditServiceStub(channel)
         while not stop.is_set():
             samples.add(await stub.Health(pb.HealthRequest()))
@@ -94,13 +92,13 @@ async def sample_lag(target: str, stop: asyncio.Event, every: float = 0.25) -> L
     return samples
 
 
-async def stream_ingest(target: str, events: list[event_pb2.AuditEvent], streams: int) -> float:
+async def stream_ingest(target: Dial, events: list[event_pb2.AuditEvent], streams: int) -> float:
     """Seconds to send `events` over `streams` concurrent StreamIngest calls."""
     chunks = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
     per_stream = [chunks[i::streams] for i in range(streams)]
 
     async def one(mine: list[list[event_pb2.AuditEvent]], n: int) -> None:
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with target.channel() as channel:
             requests = (
                 pb.StreamIngestRequest(batch_id=f"{n}-{i}", events=c) for i, c in enumerate(mine)
             )
@@ -113,7 +111,7 @@ async def stream_ingest(target: str, events: list[event_pb2.AuditEvent], streams
 
 
 async def ingest_with_lag(
-    target: str, events: list[event_pb2.AuditEvent], streams: int
+    target: Dial, events: list[event_pb2.AuditEvent], streams: int
 ) -> tuple[float, LagSamples]:
     """`stream_ingest` while sampling the sinks' lag."""
     stop = asyncio.Event()
@@ -129,11 +127,11 @@ def run(bench: Bench, count: int, streams: int) -> tuple[list[tuple[str, int, fl
     events = wire_events(count)
     dsn = bench.fresh_database("sinks_off")
     with bench.audit_service(dsn) as service:
-        seconds = asyncio.run(stream_ingest(service.info.url, events, streams))
+        seconds = asyncio.run(stream_ingest(dial(service.info), events, streams))
     results = [("sinks off", asyncio.run(count_events(dsn)), seconds)]
     dsn = bench.fresh_database("sinks_on")
     with sink_servers(bench.folder / "sinks") as env, bench.audit_service(dsn, env) as service:
-        seconds, lag = asyncio.run(ingest_with_lag(service.info.url, events, streams))
+        seconds, lag = asyncio.run(ingest_with_lag(dial(service.info), events, streams))
     results.append(("sinks on", asyncio.run(count_events(dsn)), seconds))
     return results, lag
 

@@ -1,4 +1,4 @@
-"""`python -m devstack up|down|status`: the stack on its documented ports, detached,
+"""`python -m devstack up|down|status|certs`: the stack on its documented ports, detached,
 with data under .run/ (kept across up/down)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from devstack import state
+from devstack.certs import create_ca, ensure_certs
 from devstack.components import infra_components
 from devstack.errors import DevstackError
 from devstack.mesh import mesh_components
@@ -109,7 +110,20 @@ def status(settings: Settings) -> int:
     return 0 if all_up else 1
 
 
-COMMANDS = {"up": up, "down": down, "status": status}
+def certs(settings: Settings, new_ca: bool = False) -> int:
+    """Re-issue every identity of the mesh under its CA (a new CA with `new_ca`);
+    running services read their files at start: restart them with `make down up`."""
+    folder = settings.run_dir / "certs"
+    if new_ca:
+        create_ca(folder)
+    issued = ensure_certs(folder, rotate=True)
+    for name, files in issued.items():
+        print(f"{name:<14} {files.cert_file}")
+    print(f"CA {folder / 'ca.pem'}; restart the mesh to use them (make down up)")
+    return 0
+
+
+COMMANDS = {"up": up, "down": down, "status": status, "certs": certs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--new-ca", action="store_true", help="certs: replace the CA too")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -125,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = Settings.from_env()
+        if args.command == "certs":
+            return certs(settings, new_ca=args.new_ca)
         return COMMANDS[args.command](settings)
     except DevstackError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,12 +8,14 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack.certs import ensure_certs, files_of
 from devstack.errors import DevstackError
 from devstack.ports import LOOPBACK, ensure_port_free, free_port
 from devstack.postgres import PostgresInfo, create_database
@@ -29,22 +31,50 @@ USERS_DATABASE = "users"
 
 @dataclass(frozen=True)
 class GrpcServiceInfo:
-    """Where a gRPC service of the mesh listens."""
+    """Where a gRPC service of the mesh listens, and the folder of the mesh's
+    certificates (mutual TLS; see devstack.certs)."""
 
     host: str
     port: int
+    certs_dir: str = ""
 
     @property
     def url(self) -> str:
         return f"{self.host}:{self.port}"
 
     def describe(self) -> str:
-        return f"{self.url} (gRPC; grpcurl -plaintext {self.url} list)"
+        c = self.certs_dir
+        return (
+            f"{self.url} (gRPC, mutual TLS; grpcurl -cacert {c}/ca.pem "
+            f"-cert {c}/operator.pem -key {c}/operator-key.pem {self.url} list)"
+        )
+
+
+def certs_env(prefix: str, certs: Path, identity: str) -> dict[str, str]:
+    """`<prefix>_CA_FILE`, `_CERT_FILE`, `_KEY_FILE` of `identity`'s files in `certs`."""
+    files = files_of(certs, identity)
+    return {
+        f"{prefix}_CA_FILE": files.ca_file,
+        f"{prefix}_CERT_FILE": files.cert_file,
+        f"{prefix}_KEY_FILE": files.key_file,
+    }
+
+
+def _certs_dir(ctx: ComponentContext) -> Path:
+    """The stack's certificates (made if missing): `ctx.certs_dir`, or `certs/`
+    beside the components' folders."""
+    folder = ctx.certs_dir or ctx.data_dir.resolve().parent / "certs"
+    ensure_certs(folder)
+    return folder
 
 
 def probe_grpc(info: GrpcServiceInfo) -> None:
-    """Return once grpc.health.v1 answers SERVING; raise otherwise."""
-    with grpc.insecure_channel(info.url) as channel:
+    """Return once grpc.health.v1 answers SERVING (over mutual TLS as `devstack`);
+    raise otherwise."""
+    files = files_of(Path(info.certs_dir), "devstack")
+    ca, cert, key = files.read()
+    creds = grpc.ssl_channel_credentials(ca, key, cert)
+    with grpc.secure_channel(info.url, creds) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=2
         )
@@ -90,12 +120,14 @@ def audit_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
     with its sinks on the stack's InfluxDB and S3 when they are among `ctx.infos`."""
     pg = ctx.infos["postgres"]
     assert isinstance(pg, PostgresInfo)
-    info = GrpcServiceInfo(LOOPBACK, ctx.port)
+    certs = _certs_dir(ctx)
+    info = GrpcServiceInfo(LOOPBACK, ctx.port, str(certs))
     data_dir = ctx.data_dir.resolve()
     log_path = data_dir / "audit-service.log"
     env = {
         "AUDIT_DATABASE_URL": pg.dsn,
         "AUDIT_GRPC_LISTEN": info.url,
+        **certs_env("AUDIT_TLS", certs, "audit-service"),
         "AUDIT_SIGNING_KEY_FILE": str(data_dir / "checkpoint-signing-key.pem"),
         **_sink_env(ctx.infos),
     }
@@ -161,6 +193,7 @@ def gateway_plan(ctx: ComponentContext, user_port: int, user_upstream: str) -> S
         env={
             "GATEWAY_PORTS": f"audit={ctx.port},user={user_port}",
             "GATEWAY_UPSTREAMS": f"audit={audit.url},user={user_upstream}",
+            **certs_env("GATEWAY_TLS", _certs_dir(ctx), "gateway"),
         },
         stop_timeout=20.0,
     )
@@ -175,11 +208,13 @@ def user_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
     Its signing and TOTP keys are development keys kept in that database."""
     pg = ctx.infos["postgres"]
     assert isinstance(pg, PostgresInfo)
-    info = GrpcServiceInfo(LOOPBACK, ctx.port)
+    certs = _certs_dir(ctx)
+    info = GrpcServiceInfo(LOOPBACK, ctx.port, str(certs))
     data_dir = ctx.data_dir.resolve()
     env = {
         "USER_DATABASE_URL": pg.for_database(USERS_DATABASE).dsn,
         "USER_GRPC_LISTEN": info.url,
+        **certs_env("USER_TLS", certs, "user-service"),
         "USER_REDIS_URL": ctx.infos["redis"].url,
         "USER_AUDIT_TARGET": ctx.infos["audit"].url,
     }

@@ -28,6 +28,8 @@ class ComponentContext:
     data_dir: Path
     port: int
     infos: Mapping[str, ServiceInfo]
+    # The mesh's certificates (devstack.certs); None: `certs/` beside data_dir.
+    certs_dir: Path | None = None
 
 
 def restore_as(cls: type[Any]) -> Callable[[Mapping[str, Any]], Any]:

@@ -26,6 +26,7 @@ from gateway.settings import Settings
 from gateway.streaming import Closing
 from gateway.transcoder import Transcoder
 from gateway.upstream import Upstream
+from meshkit.tls import warn_plaintext
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class Gateway:
             await self._stop()
 
     async def _start(self) -> None:
+        if self.settings.tls_files is None:
+            warn_plaintext("the gateway's upstream links", "GATEWAY_TLS")
         sockets = self._bind()
         printer = Printer(self.plan.mesh.transcoding, self.plan.descriptors.pool)
         self._tasks = asyncio.TaskGroup()
@@ -145,7 +148,9 @@ class Gateway:
     def _app(self, listener: config.Listener, printer: Printer) -> ListenerApp:
         """The ASGI app of one listener, with its own upstream channels."""
         s, mesh = self.settings, self.plan.mesh
-        upstream = Upstream(listener.display_name, listener.upstream, s.channels_per_upstream)
+        upstream = Upstream(
+            listener.display_name, listener.upstream, s.channels_per_upstream, s.tls_files
+        )
         self._upstreams.append(upstream)
         built = self.plan.routes[listener.name]
         spec = openapi.document(listener, built, self.plan.descriptors, mesh.transcoding)

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.config import DEFAULT_PATH
 from meshkit import SettingsError, log_problems, read_env
+from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 
 PREFIX = "GATEWAY_"
 
@@ -42,9 +43,22 @@ class Settings:
     forward_headers: str = "authorization,traceparent,tracestate"
     # gRPC channels per upstream; calls are spread over them.
     channels_per_upstream: int = 2
+    # Mutual TLS to the upstreams (meshkit.tls) with the gateway's own certificate;
+    # `plaintext` only when set explicitly (a loud warning at start-up).
+    tls: str = "required"
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
     log_format: str = "json"
+
+    @property
+    def tls_files(self) -> TlsFiles | None:
+        """The files the upstream channels dial with; None for plaintext."""
+        if self.tls == PLAINTEXT:
+            return None
+        return TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
 
     @property
     def descriptor_set_path(self) -> Path:
@@ -90,6 +104,8 @@ class Settings:
         if self.shutdown_grace_seconds < 0:
             out.append(f"{PREFIX}SHUTDOWN_GRACE_SECONDS must not be negative")
         out += log_problems(PREFIX, self.log_level, self.log_format)
+        files = TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        out += tls_problems(PREFIX, self.tls, files)
         return out
 
 

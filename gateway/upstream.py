@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 from google.protobuf import message
 
+from meshkit.tls import TlsFiles, aio_channel
+
 # HTTP header the caller's User-Agent travels in: grpc replaces `user-agent` metadata
 # with its own, so it goes as grpc-gateway sends it (envoy.yaml adds the same header).
 USER_AGENT_KEY = "grpcgateway-user-agent"
@@ -34,13 +36,10 @@ _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")
 class Upstream:
     """The channels to one service. Open inside a running event loop; `close` at the end."""
 
-    def __init__(self, name: str, target: str, channels: int) -> None:
+    def __init__(self, name: str, target: str, channels: int, tls: TlsFiles | None) -> None:
         self.name = name
         self.target = target
-        self._channels = [
-            grpc.aio.insecure_channel(target, options=list(_CHANNEL_OPTIONS))
-            for _ in range(channels)
-        ]
+        self._channels = [aio_channel(target, tls, _CHANNEL_OPTIONS) for _ in range(channels)]
         self._turn = itertools.cycle(self._channels)
 
     def unary(

@@ -25,10 +25,12 @@ def new_server(
     health_servicer: health.aio.HealthServicer,
     listen: str,
     listen_variable: str,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A server bound to `listen`, with grpc.health.v1 and reflection of
-    `service_names`; add the service's servicers, then start it. A taken port is an
-    OSError naming `listen_variable`."""
+    `service_names`; add the service's servicers, then start it. It serves TLS with
+    `credentials` (meshkit.tls.server_credentials), plaintext when None. A taken port
+    is an OSError naming `listen_variable`."""
     # so_reuseport off: a second process on a taken port must fail, not share it.
     server = grpc.aio.server(interceptors=[interceptor], options=[("grpc.so_reuseport", 0)])
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -36,7 +38,11 @@ def new_server(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
-        port: int = server.add_insecure_port(listen)
+        port: int = (
+            server.add_insecure_port(listen)
+            if credentials is None
+            else server.add_secure_port(listen, credentials)
+        )
     except RuntimeError as exc:
         raise OSError(
             f"cannot listen on {listen}: the port is taken or the address is not local; "

@@ -11,6 +11,7 @@ from audit_client import ClientSettings
 from audit_client import SettingsError as ClientSettingsError
 from meshkit import configure_logging
 from meshkit.server import serve_until_signal
+from meshkit.tls import PLAINTEXT
 from user_svc.admin_cli import create_admin, describe_error, print_error, read_password
 from user_svc.app import UserApp
 from user_svc.errors import Unavailable, UserError
@@ -35,13 +36,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        settings = Settings.from_env()
-        # Batching and spool knobs come from AUDIT_CLIENT_*; where to send, from USER_AUDIT_*.
+        # migrate talks to PostgreSQL only: no certificate needed for it.
+        settings = Settings.from_env(
+            None, **({"tls": PLAINTEXT} if args.command == "migrate" else {})
+        )
+        # Batching and spool knobs come from AUDIT_CLIENT_*; where to send and with which
+        # identity, from USER_AUDIT_* and USER_TLS_*.
+        files = settings.identity_files
         audit_settings = ClientSettings.from_env(
             target=settings.audit_target,
             redis_url=settings.spool_redis_url,
             spool_key=settings.audit_spool_key,
             failure_policy=settings.audit_failure_policy,
+            tls=PLAINTEXT if args.command == "migrate" else settings.audit_tls,
+            tls_ca_file=files.ca_file,
+            tls_cert_file=files.cert_file,
+            tls_key_file=files.key_file,
         )
     except (SettingsError, ClientSettingsError) as exc:
         print(exc, file=sys.stderr)

@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2
 
 from audit_client import AuditClient, ClientSettings
 from meshkit.server import ServiceApp, new_server
+from meshkit.tls import server_credentials, warn_plaintext
 from user.v1 import user_service_pb2 as pb
 from user.v1 import user_service_pb2_grpc as pb_grpc
 from user_svc import __version__
@@ -35,8 +36,13 @@ KEEP_ENDED_SESSIONS = timedelta(days=30)
 
 def audit_client_settings(settings: Settings) -> ClientSettings:
     """The audit client's settings from the user-service's own (USER_AUDIT_*)."""
+    files = settings.identity_files
     return ClientSettings(
         target=settings.audit_target,
+        tls=settings.audit_tls,
+        tls_ca_file=files.ca_file,
+        tls_cert_file=files.cert_file,
+        tls_key_file=files.key_file,
         redis_url=settings.spool_redis_url,
         spool_key=settings.audit_spool_key,
         failure_policy=settings.audit_failure_policy,
@@ -85,8 +91,16 @@ class UserApp(ServiceApp):
             log.warning("auditing is OFF (USER_AUDIT_ENABLED=false): no action is recorded")
         self.services: Services = build_services(s, pool, redis, keys, self.audit)
 
+        files = s.tls_files
+        if files is None:
+            warn_plaintext("the user-service", "USER_TLS")
         server, self.port = new_server(
-            interceptor(), (SERVICE_NAME,), self.health, s.grpc_listen, "USER_GRPC_LISTEN"
+            interceptor(),
+            (SERVICE_NAME,),
+            self.health,
+            s.grpc_listen,
+            "USER_GRPC_LISTEN",
+            server_credentials(files) if files else None,
         )
         sv = self.services
         servicer = UserServicer(

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from meshkit import SettingsError, log_problems, mask_url, read_env
+from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 
 PREFIX = "USER_"
 __all__ = ["PREFIX", "Settings", "SettingsError"]
@@ -21,6 +22,14 @@ class Settings:
 
     database_url: str = "postgresql://postgres@127.0.0.1:5434/users"
     grpc_listen: str = "127.0.0.1:50051"
+    # Mutual TLS (meshkit.tls) of the gRPC server, and of the audit client's dial to
+    # the audit-service (same files: the user-service's own identity). `plaintext` only
+    # when set explicitly.
+    tls: str = "required"
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    audit_tls: str = "required"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key this service writes (rate limits, failure windows, outbox).
     redis_prefix: str = "user-service:"
@@ -85,6 +94,16 @@ class Settings:
         return f"Settings({', '.join(shown)})"
 
     @property
+    def tls_files(self) -> TlsFiles | None:
+        """The service's TLS files; None when it serves plaintext."""
+        return None if self.tls == PLAINTEXT else self.identity_files
+
+    @property
+    def identity_files(self) -> TlsFiles:
+        """The user-service's own certificate, key and CA (server and audit dial)."""
+        return TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+
+    @property
     def spool_redis_url(self) -> str:
         return self.audit_redis_url or self.redis_url
 
@@ -104,6 +123,13 @@ class Settings:
     def _problems(self) -> list[str]:
         p = PREFIX
         out = log_problems(p, self.log_level, self.log_format)
+        out += tls_problems(p, self.tls, self.identity_files)
+        if self.tls == PLAINTEXT and self.audit_tls != PLAINTEXT:
+            # The audit dial still needs the identity files.
+            out += [
+                f"{line} (they are also the audit client's, {p}AUDIT_TLS={self.audit_tls})"
+                for line in tls_problems(p, self.audit_tls, self.identity_files, "TLS")
+            ]
         if not self.database_url.startswith(("postgresql://", "postgres://")):
             out.append(f"{p}DATABASE_URL must start with postgresql://")
         for name, value in (("GRPC_LISTEN", self.grpc_listen), ("AUDIT_TARGET", self.audit_target)):

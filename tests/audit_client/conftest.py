@@ -19,6 +19,7 @@ from audit_client import ClientSettings
 from audit_svc.app import AuditApp
 from devstack import PostgresInfo, RedisInfo, free_port
 from tests.audit_client.support import AuditProcess, MakeSettings, OwnRedis, service_settings
+from tests.testkit import tls
 
 
 @pytest.fixture
@@ -59,6 +60,7 @@ def client_settings(redis_server: RedisInfo, spool_key: str) -> MakeSettings:
             "connect_timeout_seconds": 1.0,
             "redis_timeout_seconds": 0.5,
             "close_timeout_seconds": 10.0,
+            **tls.settings_of("user-service"),
         }
         values.update(changes)
         return ClientSettings(**values)

@@ -20,6 +20,7 @@ from devstack import PostgresInfo, RedisInfo, RunningService, free_port, start_r
 from devstack.mesh import GrpcServiceInfo, audit_plan
 from devstack.service import start_service
 from devstack.stack import ComponentContext
+from tests.testkit import tls
 from tests.testkit.events import guide_event
 
 MakeSettings = Callable[..., ClientSettings]
@@ -28,8 +29,7 @@ MakeSettings = Callable[..., ClientSettings]
 
 def service_settings(audit_db: str, port: int = 0) -> Settings:
     """The audit-service on 127.0.0.1:`port`, shutting down without a long grace."""
-    return Settings.from_env(
-        {},
+    return tls.audit_settings(
         database_url=audit_db,
         grpc_listen=f"127.0.0.1:{port}",
         shutdown_grace_seconds=0.5,
@@ -66,7 +66,7 @@ class AuditProcess:
 
     def __init__(self, pg: PostgresInfo, port: int, data_dir: Path) -> None:
         self.target = f"127.0.0.1:{port}"
-        self._context = ComponentContext(data_dir, port, {"postgres": pg})
+        self._context = ComponentContext(data_dir, port, {"postgres": pg}, tls.folder())
         self._server: RunningService[GrpcServiceInfo] | None = None
 
     def start(self) -> None:

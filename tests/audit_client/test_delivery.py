@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-import grpc
 import pytest
 
 from audit.v2 import audit_service_pb2 as pb
@@ -20,6 +19,7 @@ from tests.audit_client.support import (
     service_settings,
     stored_order,
 )
+from tests.testkit import tls
 
 
 async def test_every_event_is_stored_once_in_emit_order(
@@ -62,7 +62,7 @@ async def test_events_are_found_through_query_with_the_fields_as_emitted(
     async with AuditClient(client_settings(f"127.0.0.1:{app.port}")) as client:
         event_id = await client.emit(event)
 
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+    async with tls.channel(f"127.0.0.1:{app.port}") as channel:
         reply = await pb_grpc.AuditServiceStub(channel).Query(pb.QueryRequest(user_id="query-me"))
     (found,) = reply.events
     assert found.event_id == event_id

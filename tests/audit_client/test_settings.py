@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from audit_client import FAIL_CLOSED, ClientSettings, SettingsError
+from tests.testkit import tls
 
 
 def test_reads_prefixed_variables_and_keeps_defaults_for_the_rest() -> None:
@@ -18,6 +19,7 @@ def test_reads_prefixed_variables_and_keeps_defaults_for_the_rest() -> None:
             "AUDIT_CLIENT_MAX_BATCH_EVENTS": "200",
             "AUDIT_CLIENT_ACK_TIMEOUT_SECONDS": "2.5",
             "OTHER_TARGET": "ignored:1",
+            **tls.env_of("AUDIT_CLIENT_", "user-service"),
         }
     )
 
@@ -38,6 +40,7 @@ def test_every_problem_is_listed_with_its_variable() -> None:
                 "AUDIT_CLIENT_FAILURE_POLICY": "maybe",
                 "AUDIT_CLIENT_ACK_TIMEOUT_SECONDS": "soon",
                 "AUDIT_CLIENT_REDIS_URL": "http://redis",
+                **tls.env_of("AUDIT_CLIENT_", "user-service"),
             }
         )
 
@@ -58,7 +61,21 @@ def test_direct_construction_is_validated_too() -> None:
 
 
 def test_redis_password_is_masked() -> None:
-    settings = ClientSettings(redis_url="redis://:s3cret@redis:6379/0")
+    settings = ClientSettings(
+        redis_url="redis://:s3cret@redis:6379/0", **tls.settings_of("user-service")
+    )
 
     assert "s3cret" not in repr(settings)
     assert "redis://:***@redis:6379/0" in repr(settings)
+
+
+def test_tls_is_required_by_default_and_plaintext_only_when_asked() -> None:
+    with pytest.raises(SettingsError) as caught:
+        ClientSettings.from_env({})
+    named = {p.split()[0] for p in caught.value.problems}
+    assert named == {
+        "AUDIT_CLIENT_TLS_CA_FILE",
+        "AUDIT_CLIENT_TLS_CERT_FILE",
+        "AUDIT_CLIENT_TLS_KEY_FILE",
+    }
+    assert ClientSettings.from_env({"AUDIT_CLIENT_TLS": "plaintext"}).tls_files is None

@@ -8,15 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import grpc
 import pytest
 
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
 from audit_svc.model import Event
-from audit_svc.settings import Settings
 from audit_svc.storage.postgres import create_pool, init_connection
 from meshkit.ids import uuid7
+from tests.testkit import tls
 
 
 @pytest.fixture
@@ -60,7 +59,7 @@ def make_event() -> MakeEvent:
 @pytest.fixture
 async def app(audit_db: str) -> AsyncIterator[AuditApp]:
     """A real audit-service on a free port, over a fresh database."""
-    settings = Settings.from_env({}, database_url=audit_db, grpc_listen="127.0.0.1:0")
+    settings = tls.audit_settings(database_url=audit_db, grpc_listen="127.0.0.1:0")
     async with AuditApp(settings) as running:
         yield running
 
@@ -68,7 +67,7 @@ async def app(audit_db: str) -> AsyncIterator[AuditApp]:
 @pytest.fixture
 async def stub(app: AuditApp) -> AsyncIterator[pb_grpc.AuditServiceStub]:
     """A client of `app`."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+    async with tls.channel(f"127.0.0.1:{app.port}") as channel:
         yield pb_grpc.AuditServiceStub(channel)
 
 

@@ -19,6 +19,7 @@ from audit.v2 import event_pb2
 from audit_svc.settings import Settings
 from bench.common import wire_events
 from devstack import InfluxInfo, S3Info, export_series
+from tests.testkit import tls
 
 
 def sink_settings(
@@ -49,7 +50,7 @@ def sink_settings(
                    "s3_secret_key": s3.secret_key, "checkpoint_bucket": f"cp-{tag}",
                    "archive_bucket": f"ar-{tag}", "object_lock_days": 1}  # fmt: skip
     values.update(overrides)
-    return Settings.from_env({}, **values)
+    return tls.audit_settings(**values)
 
 
 async def ingest(

@@ -24,6 +24,7 @@ from devstack.mesh import GrpcServiceInfo, audit_plan
 from devstack.ports import free_port
 from devstack.service import RunningService, start_service
 from devstack.stack import ComponentContext
+from tests.testkit import tls
 from tests.testkit.events import guide_event
 
 
@@ -40,7 +41,7 @@ async def start_process(
     pg: PostgresInfo, folder: Path, port: int
 ) -> RunningService[GrpcServiceInfo]:
     """`python -m audit_svc` as a child process, as `make up` runs it."""
-    context = ComponentContext(folder, port, {"postgres": pg})
+    context = ComponentContext(folder, port, {"postgres": pg}, tls.folder())
     return await asyncio.to_thread(start_service, audit_plan(context))
 
 
@@ -75,7 +76,7 @@ async def test_100k_events_from_8_streams_are_stored_once_and_acked_after_commit
         requests = [batch(f"s{n}-b{i}", size) for i in range(batches)]
         by_id = {r.batch_id: ids_of(r) for r in requests}
         acked = 0
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        async with tls.channel(f"127.0.0.1:{app.port}") as channel:
             call = pb_grpc.AuditServiceStub(channel).StreamIngest(iter(requests))
             async for ack in call:
                 seen = await observer.fetchval(
@@ -124,7 +125,7 @@ async def test_kill_9_mid_stream_loses_no_acked_event_and_the_chain_verifies(
     acked: list[str] = []
     server = await start_process(audit_pg, tmp_path / "first", port)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with tls.channel(f"127.0.0.1:{port}", "user-service") as channel:
             call = pb_grpc.AuditServiceStub(channel).StreamIngest(iter(requests))
             with pytest.raises(grpc.aio.AioRpcError):
                 async for ack in call:
@@ -143,7 +144,7 @@ async def test_kill_9_mid_stream_loses_no_acked_event_and_the_chain_verifies(
 
     # The client resends everything it sent (at-least-once): each event ends up stored once.
     with await start_process(audit_pg, tmp_path / "second", port):
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with tls.channel(f"127.0.0.1:{port}", "user-service") as channel:
             call = pb_grpc.AuditServiceStub(channel).StreamIngest(iter(requests))
             outcomes = [r.outcome async for ack in call for r in ack.results]
     assert outcomes.count(event_pb2.OUTCOME_DUPLICATE) >= len(acked)
@@ -160,7 +161,7 @@ async def test_two_server_processes_own_separate_chains_that_both_verify(
     try:
 
         async def send(port: int) -> set[str]:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            async with tls.channel(f"127.0.0.1:{port}", "user-service") as channel:
                 requests = [batch(f"{port}-{i}", 100) for i in range(20)]
                 call = pb_grpc.AuditServiceStub(channel).StreamIngest(iter(requests))
                 return {r.receipt.chain_id async for ack in call for r in ack.results}

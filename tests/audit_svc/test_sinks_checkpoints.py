@@ -27,6 +27,7 @@ from audit_svc.sinks.checkpoints import decode
 from audit_svc.storage import event_reads as reads
 from devstack import S3Info
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
+from tests.testkit import tls
 
 EVENTS = 300
 
@@ -45,7 +46,7 @@ async def running(audit_db: str, s3: S3Info, tmp_path: Path) -> AsyncIterator[Ru
     settings = sink_settings(audit_db, tmp_path, s3=s3, checkpoint_interval_seconds=0.0)
     async with (
         AuditApp(settings) as app,
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel,
+        tls.channel(f"127.0.0.1:{app.port}") as channel,
     ):
         stub = pb_grpc.AuditServiceStub(channel)
         for n in range(1, 4):

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import grpc
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
@@ -23,12 +22,13 @@ from tests.audit_svc.sinkkit import (
     pg_counts,
     sink_settings,
 )
+from tests.testkit import tls
 
 
 async def serve(settings: Settings) -> AsyncIterator[tuple[AuditApp, pb_grpc.AuditServiceStub]]:
     async with (
         AuditApp(settings) as app,
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel,
+        tls.channel(f"127.0.0.1:{app.port}") as channel,
     ):
         yield app, pb_grpc.AuditServiceStub(channel)
 

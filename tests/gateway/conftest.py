@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from audit_svc.app import AuditApp
-from audit_svc.settings import Settings as AuditSettings
 from gateway import Listener, MeshConfig, Transcoding
 from gateway.descriptors import Descriptors
 from tests.gateway.harness import (
@@ -22,12 +21,13 @@ from tests.gateway.harness import (
     running_gateway,
 )
 from tests.gateway.servers import EVERYTHING, EverythingServer, UserServer, compile_test_protos
+from tests.testkit import tls
 
 
 @pytest.fixture
 async def audit_app(audit_db: str) -> AsyncIterator[AuditApp]:
     """A real audit-service on a free port, over a fresh empty database."""
-    settings = AuditSettings.from_env({}, database_url=audit_db, grpc_listen="127.0.0.1:0")
+    settings = tls.audit_settings(database_url=audit_db, grpc_listen="127.0.0.1:0")
     async with AuditApp(settings) as app:
         yield app
 

@@ -13,6 +13,7 @@ import httpx
 from audit_svc.app import AuditApp
 from gateway import Gateway, MeshConfig, Settings, load_config
 from tests.gateway.servers import EverythingServer, UserServer
+from tests.testkit import tls
 
 MAIN_DESCRIPTORS = Path(__file__).resolve().parents[2] / "gen" / "auditmesh.binpb"
 
@@ -29,7 +30,12 @@ async def running_gateway(
     """The gateway with every listener on a free port; `settings` as GATEWAY_* values."""
     base = mesh or load_config()
     ports = ",".join(f"{x.name}=0" for x in base.listeners)
-    values = {"ports": ports, "descriptor_set": str(descriptor_set), **settings}
+    values = {
+        "ports": ports,
+        "descriptor_set": str(descriptor_set),
+        **tls.settings_of("gateway"),
+        **settings,
+    }
     async with Gateway(Settings.from_env({}, **values), mesh) as gateway:
         yield gateway
 

@@ -24,6 +24,7 @@ from grpc_status import rpc_status
 from grpc_tools import protoc
 
 from gateway.descriptors import Descriptors
+from tests.testkit import tls
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
@@ -79,7 +80,9 @@ def rich_status(code: int, reason: str) -> status_pb2.Status:
 
 
 class EverythingServer:
-    """gwtest.v1.EverythingService on a real grpc.aio server."""
+    """gwtest.v1.EverythingService on a real grpc.aio server (mutual TLS)."""
+
+    identity = "everything-service"
 
     def __init__(self, descriptors: Descriptors) -> None:
         self.descriptors = descriptors
@@ -120,7 +123,9 @@ class EverythingServer:
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(EVERYTHING, handlers),)
         )
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self.port = self._server.add_secure_port(
+            "127.0.0.1:0", tls.server_credentials_of(self.identity)
+        )
         await self._server.start()
         return self
 
@@ -165,6 +170,8 @@ class EverythingServer:
 class UserServer(user_grpc.UserServiceServicer):
     """A small real user.v1.UserService: enough to serve the 8001 listener's paths."""
 
+    identity = "user-service"
+
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.port = 0
@@ -173,7 +180,9 @@ class UserServer(user_grpc.UserServiceServicer):
     async def __aenter__(self) -> UserServer:
         self._server = grpc.aio.server()
         user_grpc.add_UserServiceServicer_to_server(self, self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self.port = self._server.add_secure_port(
+            "127.0.0.1:0", tls.server_credentials_of(self.identity)
+        )
         await self._server.start()
         return self
 

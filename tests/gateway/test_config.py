@@ -8,6 +8,7 @@ import pytest
 
 from gateway import ConfigError, Settings, SettingsError, load_config
 from gateway.config import parse
+from tests.testkit import tls
 
 
 def test_the_shipped_config_has_the_documented_listeners() -> None:
@@ -71,6 +72,7 @@ def test_settings_from_environment() -> None:
             "GATEWAY_UPSTREAMS": "audit=127.0.0.1:1",
             "GATEWAY_CHANNELS_PER_UPSTREAM": "4",
             "GATEWAY_FORWARD_HEADERS": "Authorization, X-Tenant",
+            **tls.env_of("GATEWAY_", "gateway"),
         }
     )
     assert settings.port_overrides == {"audit": 0, "user": 18001}

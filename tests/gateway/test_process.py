@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from devstack import free_ports
+from tests.testkit import tls
 
 ROOT = Path(__file__).resolve().parents[2]
 START_LIMIT = 30.0  # bounded wait for readiness; not a timing assertion
@@ -22,7 +23,8 @@ START_LIMIT = 30.0  # bounded wait for readiness; not a timing assertion
 
 def environment(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    return {**env, **{f"GATEWAY_{k.upper()}": v for k, v in values.items()}}
+    given = {f"GATEWAY_{k.upper()}": v for k, v in values.items()}
+    return {**env, **tls.env_of("GATEWAY_", "gateway"), **given}
 
 
 def wait_ready(process: subprocess.Popen[str], urls: list[str]) -> None:

@@ -11,14 +11,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import grpc
 import pytest
 
 from audit.v2 import audit_service_pb2_grpc as audit_grpc
 from audit_client import ClientSettings
 from audit_svc.app import AuditApp
-from audit_svc.settings import Settings as AuditSettings
 from devstack import PostgresInfo, RedisInfo
+from tests.testkit import tls
 from tests.testkit.databases import copy_of, make_template
 from tests.user_svc.support import Harness
 from user.v1 import user_service_pb2_grpc as pb_grpc
@@ -47,7 +46,7 @@ async def users_db(postgres: PostgresInfo, users_template: str) -> AsyncIterator
 @pytest.fixture
 async def audit_app(audit_db: str) -> AsyncIterator[AuditApp]:
     """A real audit-service on a free port over a fresh audit database."""
-    settings = AuditSettings.from_env({}, database_url=audit_db, grpc_listen="127.0.0.1:0")
+    settings = tls.audit_settings(database_url=audit_db, grpc_listen="127.0.0.1:0")
     async with AuditApp(settings) as running:
         yield running
 
@@ -73,6 +72,7 @@ def user_settings(
             "log_format": "text",
             # Codes one step old stay good if a step ends mid-call (see support.next_code).
             "totp_window_steps": 2,
+            **tls.settings_of("user-service"),
             **FAST_ARGON2,
         }
         values.update(changes)
@@ -96,14 +96,15 @@ def start_user(
         settings = user_settings(**changes)
         audit_settings = ClientSettings(
             target=settings.audit_target,
+            **tls.settings_of("user-service"),
             redis_url=settings.redis_url,
             spool_key=settings.audit_spool_key,
             max_batch_age_seconds=0.01,
         )
         async with (
             UserApp(settings, audit_settings) as app,
-            grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel,
-            grpc.aio.insecure_channel(f"127.0.0.1:{audit_app.port}") as audit_channel,
+            tls.channel(f"127.0.0.1:{app.port}") as channel,
+            tls.channel(f"127.0.0.1:{audit_app.port}") as audit_channel,
         ):
             yield Harness(
                 app=app,

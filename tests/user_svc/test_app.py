@@ -3,7 +3,6 @@ addresses, keys across restarts, auditing off, shutdown, and all 18 event types.
 
 from __future__ import annotations
 
-import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -11,6 +10,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from audit.v2 import audit_service_pb2 as audit_pb
 from audit.v2.audit_service_pb2_grpc import AuditServiceStub
 from audit_svc.app import AuditApp
+from tests.testkit import tls
 from tests.testkit.grpc_status import reason_and_fields
 from tests.user_svc.conftest import StartUser
 from tests.user_svc.support import PASSWORD, Account, Harness, details, fails, md, next_code
@@ -25,7 +25,7 @@ KEY_B = "b" * 40
 async def test_health_reflection_and_the_health_rpc(h: Harness) -> None:
     reply = await h.stub.Health(pb.HealthRequest())
     assert (reply.status, reply.version) == ("SERVING", __version__)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{h.app.port}") as channel:
+    async with tls.channel(f"127.0.0.1:{h.app.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "user.v1.UserService"):
             check = await health.Check(health_pb2.HealthCheckRequest(service=service))
@@ -45,6 +45,7 @@ def test_settings_mask_secrets_and_list_every_problem() -> None:
             "USER_MFA_ENCRYPTION_KEY": KEY_B,
             "USER_DATABASE_URL": "postgresql://svc:hunter2@db:5432/users",
             "USER_LOCKOUT_THRESHOLD": "7",
+            **tls.env_of("USER_", "user-service"),
         }
     )
     assert settings.lockout_threshold == 7
@@ -127,7 +128,7 @@ async def test_shutdown_delivers_what_was_emitted(
     async with start_user() as h:
         alice = await h.login(await h.register("alice"))
         # No flush: leaving the block shuts the service down, which delivers the events.
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{audit_app.port}") as channel:
+    async with tls.channel(f"127.0.0.1:{audit_app.port}") as channel:
         reply = await AuditServiceStub(channel).Query(audit_pb.QueryRequest(user_id=alice.user_id))
     assert sorted(e.event_type for e in reply.events) == [
         "auth.login_success",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 
+from tests.testkit import tls
 from tests.testkit.grpc_status import reason_and_fields
 from tests.user_svc.support import PASSWORD, Account, Harness, details, fails, md
 from user.v1 import user_service_pb2 as pb
@@ -134,6 +135,7 @@ async def test_create_admin_command_makes_the_first_admin(h: Harness) -> None:
         "USER_ARGON2_MEMORY_KIB": "1024",
         "USER_ARGON2_TIME_COST": "1",
         "USER_ARGON2_PARALLELISM": "1",
+        **tls.env_of("USER_", "user-service"),
     }
 
     def create_admin(username: str, password: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,75 @@
+"""The one way tests set up mutual TLS: a CA of the test session (devstack.certs, in a
+temporary folder), a certificate per identity made on first use, settings overrides
+that point a service at its files, and client channels that dial with an identity.
+
+Servers under test run with `tls=required` like production; nothing is disabled.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from audit_svc.settings import Settings as AuditSettings
+from devstack.certs import ensure_certs, files_of, tls_settings
+from meshkit.tls import TlsFiles, aio_channel, server_credentials
+
+# The identity test clients write and read as (tests/audit_svc grant it everything).
+TEST_CLIENT = "test-client"
+
+
+@functools.cache
+def folder() -> Path:
+    """The session's CA and certificates, removed at exit."""
+    path = Path(tempfile.mkdtemp(prefix="auditmesh-test-certs-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+@functools.cache
+def files(identity: str = TEST_CLIENT) -> TlsFiles:
+    """The CA, certificate and key of `identity` (spiffe://auditmesh.local/<identity>)."""
+    return ensure_certs(folder(), [identity])[identity]
+
+
+def settings_of(identity: str) -> dict[str, Any]:
+    """Settings overrides (tls_ca_file, tls_cert_file, tls_key_file) of a service."""
+    files(identity)
+    return tls_settings(folder(), identity)
+
+
+def channel(
+    target: str, identity: str = TEST_CLIENT, certs: Path | str | None = None
+) -> grpc.aio.Channel:
+    """A channel to `target` over mutual TLS as `identity`; of the CA in `certs` (a
+    devstack stack's certificates folder) when given, else of the test session's."""
+    tls = files(identity) if certs is None else files_of(Path(certs), identity)
+    return aio_channel(target, tls)
+
+
+def audit_settings(**values: Any) -> AuditSettings:
+    """The audit-service's settings for a test: its own certificate of the session's
+    CA, plus `values`."""
+    return AuditSettings.from_env({}, **{**settings_of("audit-service"), **values})
+
+
+def server_credentials_of(identity: str) -> grpc.ServerCredentials:
+    """Server credentials of `identity` (for test-only gRPC servers)."""
+    return server_credentials(files(identity))
+
+
+def grpcurl_flags(identity: str = TEST_CLIENT) -> list[str]:
+    """grpcurl's -cacert, -cert and -key flags for `identity`."""
+    f = files(identity)
+    return ["-cacert", f.ca_file, "-cert", f.cert_file, "-key", f.key_file]
+
+
+def env_of(prefix: str, identity: str) -> dict[str, str]:
+    """`<prefix>TLS_CA_FILE`, `_CERT_FILE`, `_KEY_FILE` variables of `identity`."""
+    return {f"{prefix}{name.upper()}": value for name, value in settings_of(identity).items()}
