@@ -20,10 +20,11 @@ gen-check: setup  ## fail if gen/ or envoy/ differs from what protos/ and listen
 	$(PY) scripts/gen_protos.py --check
 	$(PY) scripts/gen_envoy.py --check
 
-lint: setup  ## ruff, mypy, buf lint
+lint: setup  ## ruff, mypy, import contracts, buf lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/buf lint
 
 breaking: setup  ## buf breaking against the main branch

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from datetime import timedelta
 
-import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2
 
@@ -24,8 +23,11 @@ from audit_svc.read.live_tail import LiveTail
 from audit_svc.read.reader import Reader
 from audit_svc.settings import Settings
 from audit_svc.sinks import Sinks
-from audit_svc.storage import event_writes as writes
-from audit_svc.storage.postgres import create_pool, map_db_errors
+from audit_svc.storage.event_reads import PgEventReader
+from audit_svc.storage.event_writes import ChainLock, PgEventStore
+from audit_svc.storage.postgres import create_pool
+from audit_svc.storage.sink_state import PgSinkState
+from audit_svc.storage.user_counts import UserCountCache
 from meshkit.server import ServiceApp, new_server
 from meshkit.tls import server_credentials, warn_plaintext
 
@@ -57,29 +59,27 @@ class AuditApp(ServiceApp):
 
     async def _start(self) -> None:
         s = self.settings
-        pool: asyncpg.Pool = await create_pool(
-            s.database_url, min_size=s.pool_min_size, max_size=s.pool_max_size
-        )
+        pool = await create_pool(s.database_url, min_size=s.pool_min_size, max_size=s.pool_max_size)
         self._stack.push_async_callback(pool.close)
         self.pool = pool
-        # A dedicated session holds the chain's advisory lock for the process's life.
-        with map_db_errors():
-            lock_conn = await asyncpg.connect(s.database_url)
-        self._stack.push_async_callback(lock_conn.close)
-        self.chain_id = await self._claim_chain(lock_conn)
+        lock = await ChainLock.connect(s.database_url)
+        self._stack.push_async_callback(lock.close)
+        self.chain_id = await self._claim_chain(lock)
 
+        sink_state = PgSinkState(pool)
         self.appender = Appender(
-            pool,
+            PgEventStore(pool),
             self.chain_id,
             max_group_events=s.max_group_events,
             max_queue_events=s.max_queue_events,
         )
         skew = timedelta(seconds=s.max_clock_skew_seconds)
         self.ingestor = ingestor = Ingestor(self.appender, max_clock_skew=skew)
-        self.sinks = Sinks.open(s, pool, self.chain_id)
+        self.sinks = Sinks.open(s, sink_state, self.chain_id)
         self._stack.push_async_callback(self.sinks.release)
         reader = Reader(
-            pool,
+            PgEventReader(pool, UserCountCache()),
+            sink_state,
             self.appender,
             page_token_key=s.page_token_secret,
             sinks=self.sinks if self.sinks.runners else None,
@@ -114,17 +114,14 @@ class AuditApp(ServiceApp):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("audit-service serving on port %d, chain %s", self.port, self.chain_id)
 
-    async def _claim_chain(self, conn: asyncpg.Connection) -> str:
+    async def _claim_chain(self, lock: ChainLock) -> str:
         wanted = (
             [self.settings.chain_id]
             if self.settings.chain_id
             else [f"chain-{i}" for i in range(1, MAX_AUTO_CHAINS + 1)]
         )
-        with map_db_errors():
-            for chain_id in wanted:
-                if await writes.claim_chain(conn, chain_id):
-                    await writes.ensure_chain(conn, chain_id)
-                    return chain_id
+        if chain_id := await lock.claim(wanted):
+            return chain_id
         raise Unavailable(
             f"chain {wanted[0]} is owned by another replica (AUDIT_CHAIN_ID)"
             if self.settings.chain_id

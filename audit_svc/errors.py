@@ -52,7 +52,23 @@ class ShuttingDown(Unavailable):
     reason = "SHUTTING_DOWN"
 
 
+class DuplicateEventId(AuditError):
+    """An event id is already stored: the unique index refused a write. The appender
+    answers such events as duplicates; it reaches a caller only if that keeps failing."""
+
+    reason = "DUPLICATE_EVENT_ID"
+
+
 class FellBehind(AuditError):
     """A live-tail subscriber could not keep up and was disconnected."""
 
     reason = "WATCHER_FELL_BEHIND"
+
+
+class StorageError(Exception):
+    """The database refused a statement for a reason that is not the caller's (a bug,
+    a schema out of date). Not an AuditError: it is logged and answered INTERNAL."""
+
+
+class HeadMoved(Exception):
+    """The chain's head is not where a prepared group starts; prepare it again."""

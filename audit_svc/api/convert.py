@@ -12,9 +12,11 @@ from google.protobuf.message import Message
 
 from audit.v2 import audit_service_pb2, event_pb2
 from audit_svc.errors import InvalidArgument
+from audit_svc.ingest.stream import StreamBatch
 from audit_svc.model import EventInput, EventResult, FieldViolation, Outcome, Receipt, StoredEvent
+from audit_svc.read.filters import FILTER_FIELDS, TIME_FILTERS, QueryFilters
 from audit_svc.read.statistics import Count, Statistics
-from audit_svc.storage.sink_state import CheckpointRow
+from audit_svc.storage.protocols import CheckpointRow
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OUTCOMES = {
@@ -49,6 +51,23 @@ def event_input(pb: event_pb2.AuditEvent) -> EventInput:
         event_time=event_time,
         problems=tuple(problems),
     )
+
+
+def stream_batch(pb: audit_service_pb2.StreamIngestRequest) -> StreamBatch:
+    """A batch read off StreamIngest, its events as domain inputs."""
+    return StreamBatch(pb.batch_id, [event_input(e) for e in pb.events])
+
+
+def query_filters(request: Message) -> QueryFilters:
+    """The filters a request sets, read by name: the fields of `QueryFilters` that
+    the message has (v2 Query has all of them, v1 SearchLogs a few)."""
+    present = request.DESCRIPTOR.fields_by_name
+    values: dict[str, Any] = {}
+    for name, _ in FILTER_FIELDS:
+        if name in present:
+            time = name in TIME_FILTERS
+            values[name] = optional_time(request, name) if time else getattr(request, name)
+    return QueryFilters(**values)
 
 
 def _struct(struct: struct_pb2.Struct) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from google.rpc import code_pb2, status_pb2
 from audit_svc.errors import (
     DOMAIN,
     AuditError,
+    DuplicateEventId,
     FellBehind,
     InvalidArgument,
     NotFound,
@@ -19,6 +20,7 @@ _CODES: list[tuple[type[AuditError], int]] = [
     (NotFound, code_pb2.NOT_FOUND),
     (Unavailable, code_pb2.UNAVAILABLE),
     (FellBehind, code_pb2.RESOURCE_EXHAUSTED),
+    (DuplicateEventId, code_pb2.ABORTED),
 ]
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
@@ -15,18 +12,13 @@ from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.api import convert
 from audit_svc.errors import InvalidArgument
-from audit_svc.ingest.ingestor import EventBudget, Ingestor
-from audit_svc.model import EventResult, FieldViolation, Outcome
+from audit_svc.ingest.ingestor import Ingestor
+from audit_svc.ingest.stream import ingest_stream
+from audit_svc.model import FieldViolation
 from audit_svc.read.live_tail import LiveTail, WatchFilter
 from audit_svc.read.reader import Reader
 
-# Batches of one stream being committed at once; more wait in the transport.
-MAX_IN_FLIGHT = 64
 Context: TypeAlias = grpc.aio.ServicerContext
-
-
-def _give_back(budget: EventBudget, events: int, _: object) -> None:
-    budget.give(events)
 
 
 class AuditServicer(pb_grpc.AuditServiceServicer):
@@ -54,68 +46,14 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     async def StreamIngest(
         self, request_iterator: AsyncIterator[pb.StreamIngestRequest], context: Context
     ) -> AsyncIterator[pb.StreamIngestResponse]:
-        """Pipelined: batches are read and committed while earlier acks are sent,
-        and acks leave in the order the batches came."""
-        in_flight: asyncio.Queue[asyncio.Task[pb.StreamIngestResponse] | None] = asyncio.Queue(
-            MAX_IN_FLIGHT
-        )
-
-        budget = self._ingestor.budget
-
-        async def read() -> None:
-            try:
-                async for batch in request_iterator:
-                    size = len(batch.events)
-                    await budget.take(size)
-                    task = asyncio.create_task(self._ack(batch))
-                    task.add_done_callback(functools.partial(_give_back, budget, size))
-                    await in_flight.put(task)
-            finally:
-                await in_flight.put(None)
-
-        reader = asyncio.create_task(read())
-        try:
-            while (task := await in_flight.get()) is not None:
-                yield await task
-            await reader  # surfaces a read error, if any
-        finally:
-            reader.cancel()
-            while not in_flight.empty():
-                if (task := in_flight.get_nowait()) is not None:
-                    task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-
-    async def _ack(self, batch: pb.StreamIngestRequest) -> pb.StreamIngestResponse:
-        inputs = [convert.event_input(e) for e in batch.events]
-        try:
-            if not batch.batch_id:
-                raise InvalidArgument([FieldViolation("batch_id", "is required")])
-            results = await self._ingestor.ingest(inputs)
-        except InvalidArgument as exc:
-            # A malformed batch is rejected event by event; the stream goes on.
-            results = [
-                EventResult(i, raw.event_id, Outcome.REJECTED, None, exc.reason, exc.violations)
-                for i, raw in enumerate(inputs)
-            ]
-        response = pb.StreamIngestResponse(batch_id=batch.batch_id)
-        convert.add_results(response.results, results)
-        return response
+        async for ack in ingest_stream(self._ingestor, request_iterator, convert.stream_batch):
+            response = pb.StreamIngestResponse(batch_id=ack.batch_id)
+            convert.add_results(response.results, ack.results)
+            yield response
 
     async def Query(self, request: pb.QueryRequest, context: Context) -> pb.QueryResponse:
         page = await self._reader.query(
-            event_type=request.event_type,
-            user_id=request.user_id,
-            username=request.username,
-            service=request.service,
-            action=request.action,
-            result=request.result,
-            compliance_tag=request.compliance_tag,
-            data_classification=request.data_classification,
-            ip_address=request.ip_address,
-            start_time=convert.optional_time(request, "start_time"),
-            end_time=convert.optional_time(request, "end_time"),
-            details_contains=request.details_contains,
+            convert.query_filters(request),
             page_size=request.page_size,
             limit=request.limit,
             page_token=request.page_token,

@@ -26,12 +26,7 @@ class AuditLogServicer(pb_grpc.AuditLogServiceServicer):
         self, request: pb.SearchLogsRequest, context: Context
     ) -> pb.SearchLogsResponse:
         page = await self._reader.search_logs(
-            event_type=request.event_type,
-            user_id=request.user_id,
-            limit=request.limit,
-            page_token=request.page_token,
-            start_time=convert.optional_time(request, "start_time"),
-            end_time=convert.optional_time(request, "end_time"),
+            convert.query_filters(request), limit=request.limit, page_token=request.page_token
         )
         return pb.SearchLogsResponse(
             logs=[_log(e) for e in page.events], next_page_token=page.next_page_token

@@ -16,12 +16,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-import asyncpg
-
-from audit_svc.errors import ShuttingDown
+from audit_svc.errors import DuplicateEventId, ShuttingDown
 from audit_svc.model import Event, Outcome, Receipt, StoredEvent
-from audit_svc.storage import event_writes as writes
-from audit_svc.storage.postgres import connection
+from audit_svc.storage.protocols import EventStore, Head, Prepared
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +38,7 @@ class _Batch:
 @dataclass(slots=True)
 class _Write:
     group: list[_Batch]
-    prepared: writes.Prepared
+    prepared: Prepared
     task: asyncio.Task[None]
 
 
@@ -50,14 +47,14 @@ class Appender:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: EventStore,
         chain_id: str,
         *,
         max_group_events: int = 5000,
         max_queue_events: int = 50_000,
     ) -> None:
         self.chain_id = chain_id
-        self._pool = pool
+        self._store = store
         self._max_group = max_group_events
         self.max_queue_events = max_queue_events
         self._queue: deque[_Batch] = deque()
@@ -69,7 +66,7 @@ class Appender:
         self.committed_events = 0
         self.commits = 0
         self._check_duplicates_until = 0.0
-        self._head: writes.Head | None = None  # where the next prepared group starts
+        self._head: Head | None = None  # where the next prepared group starts
 
     @property
     def queue_depth(self) -> int:
@@ -162,22 +159,18 @@ class Appender:
             size += len(batch.events)
         return group
 
-    async def _prepare(self, events: list[Event]) -> writes.Prepared:
-        look_up = time.monotonic() < self._check_duplicates_until
+    async def _prepare(self, events: list[Event]) -> Prepared:
         stored: dict[uuid.UUID, Receipt] = {}
-        if self._head is None or look_up:
-            async with connection(self._pool) as conn:
-                if self._head is None:
-                    self._head = await writes.read_head(conn, self.chain_id)
-                if look_up:
-                    stored = await writes.stored_receipts(conn, events)
-        prepared = writes.prepare(self.chain_id, self._head, events, stored)
+        if self._head is None:
+            self._head = await self._store.read_head(self.chain_id)
+        if time.monotonic() < self._check_duplicates_until:
+            stored = await self._store.stored_receipts(events)
+        prepared = self._store.prepare(self.chain_id, self._head, events, stored)
         self._head = prepared.end  # where the chain will be once it is written
         return prepared
 
-    async def _write(self, prepared: writes.Prepared) -> None:
-        async with connection(self._pool) as conn:
-            await writes.write(conn, self.chain_id, prepared)
+    async def _write(self, prepared: Prepared) -> None:
+        await self._store.write(self.chain_id, prepared)
 
     async def _settle(self, w: _Write) -> bool:
         """Wait for a group's write and answer its batches; True if it was written as
@@ -195,7 +188,7 @@ class Appender:
             as_prepared = True
         except Exception as first:
             self._head = None
-            if isinstance(first, asyncpg.exceptions.UniqueViolationError):
+            if isinstance(first, DuplicateEventId):
                 self._check_duplicates_until = time.monotonic() + DUPLICATE_CHECK_SECONDS
             try:
                 results = await self._append_with_retry([e for b in w.group for e in b.events])
@@ -238,9 +231,8 @@ class Appender:
         # here means another chain stored one of these ids in between; retry.
         for attempt in range(3):
             try:
-                async with connection(self._pool) as conn:
-                    return await writes.append(conn, self.chain_id, events)
-            except asyncpg.exceptions.UniqueViolationError:
+                return await self._store.append(self.chain_id, events)
+            except DuplicateEventId:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from audit_svc.errors import InvalidArgument, NotFound
 from audit_svc.model import FieldViolation
 from audit_svc.sinks import Sinks
-from audit_svc.storage import event_reads as reads
-from audit_svc.storage import sink_state as sql
+from audit_svc.storage.protocols import CheckpointRow, SinkStore
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -24,7 +23,7 @@ _MAC_SIZE = 12
 class CheckpointPage:
     """One page of checkpoints and the token of the next (empty at the end)."""
 
-    checkpoints: list[sql.CheckpointRow]
+    checkpoints: list[CheckpointRow]
     next_page_token: str
 
 
@@ -39,15 +38,14 @@ class PublicKey:
 
 
 async def list_checkpoints(
-    db: reads.Database, chain_id: str, page_size: int, page_token: str, key: bytes
+    state: SinkStore, chain_id: str, page_size: int, page_token: str, key: bytes
 ) -> CheckpointPage:
     """Checkpoints by (chain, seq), of one chain or all; AIP-158 paging."""
     if page_size < 0:
         raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
     size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     after = _decode(page_token, chain_id, key) if page_token else ("", 0)
-    async with reads.acquire(db) as conn:
-        rows = await sql.list_checkpoints(conn, chain_id, after, size + 1)
+    rows = await state.list_checkpoints(chain_id, after, size + 1)
     token = ""
     if len(rows) > size:
         rows = rows[:size]

@@ -16,14 +16,14 @@ ranges, from the last archived hash, so the chain must continue across the bound
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from audit_svc.errors import InvalidArgument, NotFound
 from audit_svc.integrity.chain import GENESIS, canonical_bytes, link
 from audit_svc.model import FieldViolation
-from audit_svc.storage import event_reads as reads
-from audit_svc.storage import sink_state as sink_sql
+from audit_svc.storage.protocols import EventReader
 
 HASH_MISMATCH = "HASH_MISMATCH"
 SEQ_GAP = "SEQ_GAP"
@@ -56,7 +56,7 @@ class VerifyResult:
 
 
 async def verify_chain(
-    db: reads.Database,
+    events: EventReader,
     chain_id: str,
     from_seq: int = 0,
     to_seq: int = 0,
@@ -72,23 +72,24 @@ async def verify_chain(
     Reads `batch` rows at a time, so memory stays bounded on any length.
     """
     marks = dict(checkpoints or {})
-    async with reads.acquire(db) as conn:
-        state = await reads.chain_state(conn, chain_id)
-        if state is None:
-            raise NotFound(f"chain {chain_id!r} does not exist", metadata={"chain_id": chain_id})
-        head_seq, head_hash = state
-        first, last = _bounds(from_seq, to_seq, head_seq)
-        total = last - first + 1
+    state = await events.chain_state(chain_id)
+    if state is None:
+        raise NotFound(f"chain {chain_id!r} does not exist", metadata={"chain_id": chain_id})
+    head_seq, head_hash = state
+    first, last = _bounds(from_seq, to_seq, head_seq)
+    total = last - first + 1
 
-        def result(checked: int, bad_seq: int = 0, reason: str = "") -> VerifyResult:
-            return VerifyResult(not reason, chain_id, first, last, checked, bad_seq, reason)
+    def result(checked: int, bad_seq: int = 0, reason: str = "") -> VerifyResult:
+        return VerifyResult(not reason, chain_id, first, last, checked, bad_seq, reason)
 
-        start, prev = first, GENESIS
-        archived_through, archived_hash = await sink_sql.archive_boundary(conn, chain_id)
-        if first <= archived_through:  # continue from the archive's last hash
-            start, prev = archived_through + 1, archived_hash
-        expected, checked = start, 0
-        async for rows in reads.chain_range(conn, chain_id, start, last, batch):
+    start, prev = first, GENESIS
+    archived_through, archived_hash = await events.archive_boundary(chain_id)
+    if first <= archived_through:  # continue from the archive's last hash
+        start, prev = archived_through + 1, archived_hash
+    expected, checked = start, 0
+    # Closed on an early return, so the connection it holds goes back at once.
+    async with contextlib.aclosing(events.chain_range(chain_id, start, last, batch)) as batches:
+        async for rows in batches:
             for stored in rows:
                 receipt = stored.receipt
                 if receipt.seq != expected:
@@ -105,19 +106,19 @@ async def verify_chain(
             if progress is not None:
                 progress(checked, total)
 
-        if any(seq > head_seq for seq in marks):
-            return result(checked, head_seq + 1, CHECKPOINT_BEYOND_HEAD)
-        if last < head_seq:
-            return result(checked, expected, SEQ_GAP) if expected <= last else result(checked)
-        # Up to the head: the recorded head must be the last row, and no row beyond it.
-        if expected <= last:
-            return result(checked, expected, HEAD_MISMATCH)
-        if head_seq > 0 and prev != head_hash:
-            return result(checked, head_seq, HEAD_MISMATCH)
-        recorded, highest = await reads.chain_tail(conn, chain_id)
-        if highest > recorded:
-            return result(checked, recorded + 1, HEAD_MISMATCH)
-        return result(checked)
+    if any(seq > head_seq for seq in marks):
+        return result(checked, head_seq + 1, CHECKPOINT_BEYOND_HEAD)
+    if last < head_seq:
+        return result(checked, expected, SEQ_GAP) if expected <= last else result(checked)
+    # Up to the head: the recorded head must be the last row, and no row beyond it.
+    if expected <= last:
+        return result(checked, expected, HEAD_MISMATCH)
+    if head_seq > 0 and prev != head_hash:
+        return result(checked, head_seq, HEAD_MISMATCH)
+    recorded, highest = await events.chain_tail(chain_id)
+    if highest > recorded:
+        return result(checked, recorded + 1, HEAD_MISMATCH)
+    return result(checked)
 
 
 def _bounds(from_seq: int, to_seq: int, head_seq: int) -> tuple[int, int]:

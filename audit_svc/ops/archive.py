@@ -9,8 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-import asyncpg
-
 from audit_svc.integrity.signer import Verifier, load_signer
 from audit_svc.integrity.verify import VerifyResult
 from audit_svc.settings import Settings
@@ -18,9 +16,10 @@ from audit_svc.sinks.archive import Archiver, release_restored, restore, verify_
 from audit_svc.sinks.checkpoints import load_checkpoints
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.sinks.service import object_store
-from audit_svc.storage import event_reads as reads
-from audit_svc.storage import sink_state as sql
+from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.postgres import create_pool
+from audit_svc.storage.protocols import SinkStore
+from audit_svc.storage.sink_state import PgSinkState
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 
@@ -39,7 +38,7 @@ def verifier(settings: Settings, public_key_file: str = "") -> Verifier:
 
 
 async def bucket_checks(
-    settings: Settings, pool: asyncpg.Pool, chain_id: str, key: Verifier
+    settings: Settings, state: SinkStore, chain_id: str, key: Verifier
 ) -> tuple[dict[int, bytes], VerifyResult | None]:
     """The chain's signed checkpoints (seq -> hash) from the bucket, and the result of
     verifying its archived objects (None when nothing is archived); the archive must
@@ -48,8 +47,7 @@ async def bucket_checks(
     ar_store = object_store(settings, settings.archive_bucket)
     try:
         marks = {c.seq: c.hash for c in await load_checkpoints(cp_store, chain_id, key)}
-        async with reads.acquire(pool) as conn:
-            through, last_hash = await sql.archive_boundary(conn, chain_id)
+        through, last_hash = await state.archive_boundary(chain_id)
         if not through:
             return marks, None
         result, end_hash = await verify_archive(ar_store, chain_id, marks)
@@ -69,14 +67,16 @@ async def archive_command(settings: Settings, chain_id: str, out: TextIO) -> int
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     store = _archive_store(settings)
     try:
-        async with reads.acquire(pool) as conn:
-            chains = [chain_id] if chain_id else await reads.chain_ids(conn)
+        chains = [chain_id] if chain_id else await PgEventReader(pool).chain_ids()
         cutoff = datetime.now(UTC) - timedelta(days=settings.hot_retention_days)
         for chain in chains:
             archiver = Archiver(
-                pool, chain, store, retention=timedelta(days=settings.hot_retention_days),
+                PgSinkState(pool),
+                chain,
+                store,
+                retention=timedelta(days=settings.hot_retention_days),
                 object_events=settings.archive_object_events,
-            )  # fmt: skip
+            )
             done = await archiver.archive_all(cutoff)
             events = sum(r.event_count for r in done)
             out.write(f"chain {chain}: archived {events} events in {len(done)} objects\n")
@@ -94,10 +94,10 @@ async def restore_command(
     store = _archive_store(settings)
     try:
         if release:
-            n = await release_restored(pool, chain_id)
+            n = await release_restored(PgSinkState(pool), chain_id)
             out.write(f"chain {chain_id}: released {n} restored events\n")
         else:
-            n = await restore(pool, store, chain_id, from_seq, to_seq)
+            n = await restore(PgSinkState(pool), store, chain_id, from_seq, to_seq)
             out.write(f"chain {chain_id}: restored {n} events\n")
     finally:
         store.close()

@@ -22,8 +22,9 @@ from typing import TextIO
 from audit_svc.errors import AuditError, InvalidArgument
 from audit_svc.integrity.verify import CHECKPOINT_INVALID, VerifyResult, verify_chain
 from audit_svc.settings import Settings
-from audit_svc.storage import event_reads as reads
+from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.postgres import create_pool
+from audit_svc.storage.sink_state import PgSinkState
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
@@ -112,7 +113,8 @@ async def verify_command(
     try:
         pool = await create_pool(database_url, min_size=1, max_size=1)
         try:
-            chains = [chain_id] if chain_id else await _every_chain(pool)
+            events = PgEventReader(pool)
+            chains = [chain_id] if chain_id else await events.chain_ids()
             code = EXIT_OK
             key = None
             if settings is not None and settings.s3_enabled:
@@ -121,7 +123,9 @@ async def verify_command(
                 marks = None
                 if settings is not None and key is not None:
                     try:
-                        marks, archived = await commands.bucket_checks(settings, pool, chain, key)
+                        marks, archived = await commands.bucket_checks(
+                            settings, PgSinkState(pool), chain, key
+                        )
                     except BadCheckpoint as exc:
                         err.write(f"error: {exc}\n")
                         bad = VerifyResult(False, chain, 0, 0, 0, 0, CHECKPOINT_INVALID)
@@ -134,7 +138,7 @@ async def verify_command(
                             code = EXIT_MISMATCH
                 bar = ProgressBar(err)
                 result = await verify_chain(
-                    pool, chain, from_seq, to_seq, checkpoints=marks, progress=bar.update
+                    events, chain, from_seq, to_seq, checkpoints=marks, progress=bar.update
                 )
                 bar.finish(result)
                 out.write(describe(result) + "\n")
@@ -154,11 +158,6 @@ async def verify_command(
     if not chains:
         err.write("no chains to verify: nothing has been stored yet\n")
     return code
-
-
-async def _every_chain(pool: reads.Database) -> list[str]:
-    async with reads.acquire(pool) as conn:
-        return await reads.chain_ids(conn)
 
 
 def run_verify(

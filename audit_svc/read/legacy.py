@@ -14,14 +14,13 @@ and a v2 type given to v1 is accepted as is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import MappingProxyType
 
 from audit_svc.read import statistics
-from audit_svc.read.query import QuerySpec, parse_query
-from audit_svc.storage import event_reads as reads
-from audit_svc.storage.user_counts import UserCountCache
+from audit_svc.read.query import QueryFilters, QuerySpec, parse_query
+from audit_svc.storage.protocols import EventReader
 
 V1_TO_V2 = MappingProxyType(
     {
@@ -60,25 +59,12 @@ def to_v1(event_type: str) -> str:
 
 
 def parse_search(
-    *,
-    key: bytes,
-    event_type: str = "",
-    user_id: str = "",
-    limit: int = 0,
-    page_token: str = "",
-    start_time: datetime | None = None,
-    end_time: datetime | None = None,
+    filters: QueryFilters, *, key: bytes, limit: int = 0, page_token: str = ""
 ) -> QuerySpec:
-    """The v2 query a v1 `SearchLogs` request means; InvalidArgument as `parse_query`."""
-    return parse_query(
-        key=key,
-        event_type=to_v2(event_type),
-        user_id=user_id,
-        limit=limit,
-        page_token=page_token,
-        start_time=start_time,
-        end_time=end_time,
-    )
+    """The v2 query a v1 `SearchLogs` request means (its event type a v1 name or a v2
+    type); InvalidArgument as `parse_query`."""
+    v2 = replace(filters, event_type=to_v2(filters.event_type))
+    return parse_query(v2, key=key, limit=limit, page_token=page_token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +80,12 @@ class Dashboard:
     events_by_result: dict[str, int]
 
 
-async def dashboard(
-    db: reads.Database, time_range: str, now: datetime, cache: UserCountCache | None = None
-) -> Dashboard:
+async def dashboard(events: EventReader, time_range: str, now: datetime) -> Dashboard:
     """Counts for `GetDashboardStatistics` over `time_range` (1h, 24h, 7d, 30d) ending
     now; InvalidArgument naming `time_range` for anything else."""
     named = time_range or statistics.DEFAULT_RANGE
     span = statistics.parse_time_range(named, None, None, now)
-    stats = await statistics.get_statistics(db, span, now, cache)
+    stats = await statistics.get_statistics(events, span, now)
     by_type: dict[str, int] = {}
     for count in stats.by_event_type:
         name = to_v1(count.key)

@@ -8,21 +8,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-import asyncpg
 
 from audit_svc import __version__
-from audit_svc.errors import AuditError, InvalidArgument, NotFound, Unavailable
+from audit_svc.errors import AuditError, InvalidArgument, NotFound, StorageError, Unavailable
 from audit_svc.ingest.appender import Appender
 from audit_svc.integrity import checkpoint_reads as integrity
 from audit_svc.integrity.verify import CHECKPOINT_INVALID, VerifyResult, verify_chain
 from audit_svc.model import FieldViolation, StoredEvent
 from audit_svc.read import legacy, statistics
-from audit_svc.read.query import QueryPage, parse_query, run_query
+from audit_svc.read.query import QueryFilters, QueryPage, parse_query, run_query
 from audit_svc.sinks import BadCheckpoint, Sinks, SinkState, bucket_checkpoints
-from audit_svc.storage import event_reads as reads
-from audit_svc.storage.user_counts import UserCountCache
+from audit_svc.storage.protocols import EventReader, SinkStore
 
 DB_CHECK_TIMEOUT = 2.0
 
@@ -53,7 +49,8 @@ class Reader:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        events: EventReader,
+        sink_state: SinkStore,
         appender: Appender,
         *,
         page_token_key: bytes,
@@ -63,29 +60,34 @@ class Reader:
     ) -> None:
         self._sinks = sinks
         self._checkpoint_bucket = checkpoint_bucket
-        self._pool = pool
+        self._events = events
+        self._sink_state = sink_state
         self._appender = appender
         self._key = page_token_key
         self._clock = clock
-        self._user_counts = UserCountCache()
 
-    async def query(self, **filters: Any) -> QueryPage:
-        """One page of events; filters as `query.parse_query` takes them."""
-        spec = parse_query(key=self._key, **filters)
-        return await run_query(self._pool, spec, self._key)
+    async def query(
+        self, filters: QueryFilters, *, page_size: int = 0, limit: int = 0, page_token: str = ""
+    ) -> QueryPage:
+        """One page of events; InvalidArgument as `query.parse_query` says."""
+        spec = parse_query(
+            filters, key=self._key, page_size=page_size, limit=limit, page_token=page_token
+        )
+        return await run_query(self._events, spec, self._key)
 
-    async def search_logs(self, **filters: Any) -> QueryPage:
+    async def search_logs(
+        self, filters: QueryFilters, *, limit: int = 0, page_token: str = ""
+    ) -> QueryPage:
         """The v1 search: v1 event names mapped to v2 types, then the same query."""
-        spec = legacy.parse_search(key=self._key, **filters)
-        return await run_query(self._pool, spec, self._key)
+        spec = legacy.parse_search(filters, key=self._key, limit=limit, page_token=page_token)
+        return await run_query(self._events, spec, self._key)
 
     async def get_event(self, event_id: str) -> StoredEvent:
         try:
             key = uuid.UUID(event_id)
         except ValueError:
             raise InvalidArgument([FieldViolation("event_id", "must be a UUID")]) from None
-        async with reads.acquire(self._pool) as conn:
-            found = await reads.get_event(conn, key)
+        found = await self._events.get_event(key)
         if found is None:
             raise NotFound(f"no event with id {event_id}", metadata={"event_id": event_id})
         return found
@@ -95,10 +97,10 @@ class Reader:
     ) -> statistics.Statistics:
         now = self._clock()
         span = statistics.parse_time_range(time_range, start, end, now)
-        return await statistics.get_statistics(self._pool, span, now, self._user_counts)
+        return await statistics.get_statistics(self._events, span, now)
 
     async def dashboard(self, time_range: str) -> legacy.Dashboard:
-        return await legacy.dashboard(self._pool, time_range, self._clock(), self._user_counts)
+        return await legacy.dashboard(self._events, time_range, self._clock())
 
     async def verify(self, chain_id: str, from_seq: int, to_seq: int) -> VerifyResult:
         """Verify a range of a chain; this replica's own chain when `chain_id` is empty.
@@ -114,13 +116,13 @@ class Reader:
                 return VerifyResult(False, chain, from_seq, to_seq, 0, 0, CHECKPOINT_INVALID)
             except Exception as exc:  # S3 unreachable: say so rather than pass silently
                 raise Unavailable(f"the checkpoint bucket cannot be read: {exc}") from exc
-        return await verify_chain(self._pool, chain, from_seq, to_seq, checkpoints=marks)
+        return await verify_chain(self._events, chain, from_seq, to_seq, checkpoints=marks)
 
     async def list_checkpoints(
         self, chain_id: str, page_size: int, page_token: str
     ) -> integrity.CheckpointPage:
         return await integrity.list_checkpoints(
-            self._pool, chain_id, page_size, page_token, self._key
+            self._sink_state, chain_id, page_size, page_token, self._key
         )
 
     def public_key(self) -> integrity.PublicKey:
@@ -133,7 +135,7 @@ class Reader:
             try:
                 async with asyncio.timeout(DB_CHECK_TIMEOUT):
                     sinks = tuple(await self._sinks.states())
-            except (TimeoutError, AuditError, asyncpg.PostgresError):
+            except (TimeoutError, AuditError, StorageError):
                 sinks = ()
         return HealthReport(
             serving=database.ok,
@@ -146,10 +148,10 @@ class Reader:
 
     async def _check_database(self) -> ComponentHealth:
         try:
-            async with asyncio.timeout(DB_CHECK_TIMEOUT), reads.acquire(self._pool) as conn:
-                await conn.fetchval("SELECT 1")
+            async with asyncio.timeout(DB_CHECK_TIMEOUT):
+                await self._events.ping()
         except TimeoutError:
             return ComponentHealth("postgres", False, f"no answer within {DB_CHECK_TIMEOUT} s")
-        except (AuditError, asyncpg.PostgresError) as exc:
+        except (AuditError, StorageError) as exc:
             return ComponentHealth("postgres", False, str(exc))
         return ComponentHealth("postgres", True)

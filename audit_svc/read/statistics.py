@@ -13,8 +13,7 @@ from typing import NamedTuple
 
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import FieldViolation
-from audit_svc.storage import event_reads as reads
-from audit_svc.storage.user_counts import UserCountCache, count_users
+from audit_svc.storage.protocols import EventReader
 
 DEFAULT_RANGE = "24h"
 # The named ranges a caller may ask for, each ending now.
@@ -109,20 +108,15 @@ def bucket_width(span: TimeRange) -> timedelta:
 
 
 async def get_statistics(
-    db: reads.Database,
-    span: TimeRange,
-    now: datetime | None = None,
-    cache: UserCountCache | None = None,
+    events: EventReader, span: TimeRange, now: datetime | None = None
 ) -> Statistics:
     """Exact statistics of the events with span.start <= event_time < span.end.
 
-    `now` (the current time when None) only helps choose how to read the counts; a
-    `cache` keeps the per-user sums of finished hours between calls."""
+    `now` (the current time when None) only helps choose how to read the counts."""
     width = bucket_width(span)
     now = datetime.now(UTC) if now is None else now
-    async with reads.snapshot(db) as conn:
-        counts = await reads.count_events(conn, span.start, span.end, width, now)
-        top, unique = await count_users(conn, span.start, span.end, TOP_USERS, now, cache)
+    read = await events.count(span.start, span.end, width, TOP_USERS, now)
+    counts, top, unique = read.events, read.top_users, read.unique_users
     by_type = _ranked(counts.by_event_type)
     return Statistics(
         start=span.start,

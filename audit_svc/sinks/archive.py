@@ -28,8 +28,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from audit_svc.integrity.chain import GENESIS, canonical_bytes, link
 from audit_svc.integrity.verify import (
     CHECKPOINT_MISMATCH,
@@ -40,8 +38,7 @@ from audit_svc.integrity.verify import (
 )
 from audit_svc.model import Event, Receipt, StoredEvent
 from audit_svc.sinks.objects import ObjectStore
-from audit_svc.storage import sink_state as sql
-from audit_svc.storage.postgres import connection
+from audit_svc.storage.protocols import ArchivedRange, SinkStore
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +135,14 @@ class Archiver:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        state: SinkStore,
         chain_id: str,
         store: ObjectStore,
         *,
         retention: timedelta,
         object_events: int = 10_000,
     ) -> None:
-        self._pool = pool
+        self._state = state
         self.chain_id = chain_id
         self._store = store
         self._retention = retention
@@ -155,7 +152,7 @@ class Archiver:
         """Archive the next range; True when more old events are waiting."""
         return await self.archive_next(datetime.now(UTC) - self._retention) is not None
 
-    async def archive_all(self, cutoff: datetime | None = None) -> list[sql.ArchivedRange]:
+    async def archive_all(self, cutoff: datetime | None = None) -> list[ArchivedRange]:
         """Archive every event received before `cutoff` (now - retention by default)."""
         cutoff = cutoff or datetime.now(UTC) - self._retention
         done = []
@@ -163,10 +160,9 @@ class Archiver:
             done.append(r)
         return done
 
-    async def archive_next(self, cutoff: datetime) -> sql.ArchivedRange | None:
-        async with connection(self._pool) as conn:
-            through, last_hash = await sql.archive_boundary(conn, self.chain_id)
-            events = await sql.archive_candidates(conn, self.chain_id, through, cutoff, self._max)
+    async def archive_next(self, cutoff: datetime) -> ArchivedRange | None:
+        through, last_hash = await self._state.archive_boundary(self.chain_id)
+        events = await self._state.archive_candidates(self.chain_id, through, cutoff, self._max)
         if not events:
             return None
         first, last = events[0].receipt, events[-1].receipt
@@ -203,24 +199,22 @@ class Archiver:
         again = decode_events(back)
         if [s.receipt.hash for s in again] != [s.receipt.hash for s in events]:
             raise ArchiveError(f"{key}: read back with other events; not deleted")
-        record = sql.ArchivedRange(
+        record = ArchivedRange(
             self.chain_id, first.seq, last.seq, len(events), first.prev_hash, last.hash,
             digest, key, stored.version_id,
         )  # fmt: skip
-        async with connection(self._pool) as conn:
-            await sql.record_archived(conn, record)
+        await self._state.record_archived(record)
         log.info("archived %s seq %d..%d to %s", self.chain_id, first.seq, last.seq, key)
         return record
 
 
 async def restore(
-    pool: asyncpg.Pool, store: ObjectStore, chain_id: str, from_seq: int, to_seq: int
+    state: SinkStore, store: ObjectStore, chain_id: str, from_seq: int, to_seq: int
 ) -> int:
     """Put the archived events of from_seq..to_seq (0: the last archived) back into
     PostgreSQL for querying, after checking each object's SHA-256 and chain. Returns
     the number of rows inserted."""
-    async with connection(pool) as conn:
-        ranges = await sql.archived_ranges(conn, chain_id)
+    ranges = await state.archived_ranges(chain_id)
     last = to_seq or (ranges[-1].last_seq if ranges else 0)
     inserted = 0
     for r in ranges:
@@ -234,16 +228,14 @@ async def restore(
         if why or not events or events[-1].receipt.hash != r.last_hash:
             raise ArchiveError(f"{r.object_key}: chain broken at seq {bad} ({why or 'end'})")
         wanted = [s for s in events if from_seq <= s.receipt.seq <= last]
-        async with connection(pool) as conn:
-            inserted += await sql.restore_events(conn, wanted)
+        inserted += await state.restore_events(wanted)
     return inserted
 
 
-async def release_restored(pool: asyncpg.Pool, chain_id: str) -> int:
+async def release_restored(state: SinkStore, chain_id: str) -> int:
     """Delete restored rows again (they are safe in the archive); returns how many."""
-    async with connection(pool) as conn:
-        through, _ = await sql.archive_boundary(conn, chain_id)
-        return await sql.drop_restored(conn, chain_id, through, datetime.now(UTC))
+    through, _ = await state.archive_boundary(chain_id)
+    return await state.drop_restored(chain_id, through, datetime.now(UTC))
 
 
 async def verify_archive(

@@ -22,13 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from audit_svc.integrity.signer import Signer, Verifier
 from audit_svc.sinks.objects import ObjectStore
-from audit_svc.storage import event_reads as reads
-from audit_svc.storage import sink_state as sql
-from audit_svc.storage.postgres import connection
+from audit_svc.storage.protocols import CheckpointRow, SinkStore
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +58,7 @@ def signed_bytes(chain_id: str, seq: int, digest: bytes, at: datetime) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
-def encode(row: sql.CheckpointRow) -> bytes:
+def encode(row: CheckpointRow) -> bytes:
     """The object body of a checkpoint."""
     doc = {
         "checkpoint": json.loads(
@@ -121,7 +117,7 @@ class Checkpointer:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        state: SinkStore,
         chain_id: str,
         store: ObjectStore,
         signer: Signer,
@@ -129,7 +125,7 @@ class Checkpointer:
         every_events: int,
         interval_seconds: float,
     ) -> None:
-        self._pool = pool
+        self._state = state
         self.chain_id = chain_id
         self._store = store
         self._signer = signer
@@ -144,9 +140,8 @@ class Checkpointer:
             pem = self._signer.public_pem.encode()
             await self._store.put(f"{KEYS_PREFIX}{self._signer.key_id}.pem", pem, "text/plain")
             self._key_published = True
-        async with connection(self._pool) as conn:
-            head_seq, head_hash = await reads.chain_state(conn, self.chain_id) or (0, b"")
-            last = await sql.last_checkpoint(conn, self.chain_id)
+        head_seq, head_hash = await self._state.chain_state(self.chain_id) or (0, b"")
+        last = await self._state.last_checkpoint(self.chain_id)
         last_seq = last.seq if last else 0
         waited = time.monotonic() - self._last_time
         if head_seq <= last_seq or (head_seq - last_seq < self._every and waited < self._interval):
@@ -154,10 +149,10 @@ class Checkpointer:
         await self.checkpoint(head_seq, head_hash)
         return False
 
-    async def checkpoint(self, seq: int, digest: bytes) -> sql.CheckpointRow:
+    async def checkpoint(self, seq: int, digest: bytes) -> CheckpointRow:
         """Sign (seq, hash), write it to the bucket, then record it in PostgreSQL."""
         at = datetime.now(UTC)
-        row = sql.CheckpointRow(
+        row = CheckpointRow(
             self.chain_id,
             seq,
             digest,
@@ -167,8 +162,7 @@ class Checkpointer:
             object_key(self.chain_id, seq),
         )
         await self._store.put(row.object_key, encode(row), "application/json")
-        async with connection(self._pool) as conn:
-            await sql.add_checkpoint(conn, row)
+        await self._state.add_checkpoint(row)
         self._last_time = time.monotonic()
         log.info("checkpoint %s seq %d written to %s", self.chain_id, seq, row.object_key)
         return row

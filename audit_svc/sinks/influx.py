@@ -18,11 +18,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
-from audit_svc.storage import sink_state as sql
-from audit_svc.storage.postgres import connection
+from audit_svc.storage.protocols import SinkStore, WindowCount
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +34,7 @@ class InfluxSink:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        state: SinkStore,
         chain_id: str,
         *,
         url: str,
@@ -47,7 +45,7 @@ class InfluxSink:
         batch_events: int = 20_000,
         timeout_ms: int = 10_000,
     ) -> None:
-        self._pool = pool
+        self._state = state
         self.chain_id = chain_id
         self._client = InfluxDBClientAsync(url=url, token=token, org=org, timeout=timeout_ms)
         self._write = self._client.write_api()
@@ -62,13 +60,12 @@ class InfluxSink:
 
     async def step(self) -> bool:
         """Handle the next seqs after the cursor; True when more are waiting."""
-        async with connection(self._pool) as conn:
-            after = await sql.cursor(conn, NAME, self.chain_id)
-            head = await sql.head_seq(conn, self.chain_id)
-            upto = min(head, after + self._batch)
-            if upto <= after:
-                return False
-            counts = await sql.window_counts(conn, self.chain_id, after, upto, self._width)
+        after = await self._state.cursor(NAME, self.chain_id)
+        head = await self._state.head_seq(self.chain_id)
+        upto = min(head, after + self._batch)
+        if upto <= after:
+            return False
+        counts = await self._state.window_counts(self.chain_id, after, upto, self._width)
         points = [self._point(c) for c in counts]
         for i in range(0, len(points), POINTS_PER_WRITE):
             await self._write.write(
@@ -77,11 +74,10 @@ class InfluxSink:
                 record=points[i : i + POINTS_PER_WRITE],
             )
         self.points_written += len(points)
-        async with connection(self._pool) as conn:
-            await sql.set_cursor(conn, NAME, self.chain_id, upto)
+        await self._state.set_cursor(NAME, self.chain_id, upto)
         return upto < head
 
-    def _point(self, c: sql.WindowCount) -> dict[str, Any]:
+    def _point(self, c: WindowCount) -> dict[str, Any]:
         tags = {
             "chain": self.chain_id,
             "event_type": c.event_type,

@@ -1,6 +1,6 @@
 """The sinks of one replica's chain, built from settings: runners, lag, integrity.
 
-`Sinks.open(settings, pool, chain_id)` makes the enabled ones (InfluxDB when
+`Sinks.open(settings, state, chain_id)` makes the enabled ones (InfluxDB when
 AUDIT_INFLUX_URL is set; checkpoints and the archive when AUDIT_S3_ENDPOINT is set);
 `run()` runs them all until `close()`.
 """
@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
-
 from audit_svc.integrity.signer import Signer, Verifier, load_signer
 from audit_svc.settings import Settings
 from audit_svc.sinks import checkpoints as cps
@@ -23,8 +21,7 @@ from audit_svc.sinks.influx import NAME as INFLUX
 from audit_svc.sinks.influx import InfluxSink
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.sinks.runner import SinkRunner, Step
-from audit_svc.storage import sink_state as sql
-from audit_svc.storage.postgres import connection
+from audit_svc.storage.protocols import Lag, SinkStore
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +52,8 @@ def object_store(settings: Settings, bucket: str) -> ObjectStore:
 class Sinks:
     """Every enabled sink of one chain."""
 
-    def __init__(self, pool: asyncpg.Pool, chain_id: str) -> None:
-        self._pool = pool
+    def __init__(self, state: SinkStore, chain_id: str) -> None:
+        self._state = state
         self.chain_id = chain_id
         self.runners: dict[str, SinkRunner] = {}
         self.influx: InfluxSink | None = None
@@ -67,8 +64,8 @@ class Sinks:
         self.archive_store: ObjectStore | None = None
 
     @classmethod
-    def open(cls, s: Settings, pool: asyncpg.Pool, chain_id: str) -> Sinks:
-        sinks = cls(pool, chain_id)
+    def open(cls, s: Settings, state: SinkStore, chain_id: str) -> Sinks:
+        sinks = cls(state, chain_id)
 
         def runner(name: str, step: Step, poll: float) -> None:
             sinks.runners[name] = SinkRunner(
@@ -77,7 +74,7 @@ class Sinks:
 
         if s.influx_url:
             sinks.influx = InfluxSink(
-                pool, chain_id, url=s.influx_url, org=s.influx_org, bucket=s.influx_bucket,
+                state, chain_id, url=s.influx_url, org=s.influx_org, bucket=s.influx_bucket,
                 token=s.influx_token, window_seconds=s.influx_window_seconds,
                 batch_events=s.influx_batch_events,
             )  # fmt: skip
@@ -87,13 +84,13 @@ class Sinks:
             sinks.checkpoint_store = object_store(s, s.checkpoint_bucket)
             sinks.archive_store = object_store(s, s.archive_bucket)
             sinks.checkpointer = cps.Checkpointer(
-                pool, chain_id, sinks.checkpoint_store, sinks.signer,
+                state, chain_id, sinks.checkpoint_store, sinks.signer,
                 every_events=s.checkpoint_every_events,
                 interval_seconds=s.checkpoint_interval_seconds,
             )  # fmt: skip
             runner(cps.Checkpointer.NAME, sinks.checkpointer.step, s.sink_poll_seconds)
             sinks.archiver = Archiver(
-                pool, chain_id, sinks.archive_store,
+                state, chain_id, sinks.archive_store,
                 retention=timedelta(days=s.hot_retention_days),
                 object_events=s.archive_object_events,
             )  # fmt: skip
@@ -129,22 +126,21 @@ class Sinks:
         """Each sink's lag in events and seconds, and its last error. For checkpoints:
         the events after the newest checkpoint, and the time since it was made."""
         out = []
-        async with connection(self._pool) as conn:
-            for name, r in self.runners.items():
-                if name == INFLUX:
-                    lag = await sql.lag(conn, INFLUX, self.chain_id)
-                    seconds = lag.seconds if lag.events else 0.0
-                    if lag.events and r.caught_up_at is not None:
-                        seconds = min(seconds, time.monotonic() - r.caught_up_at)
-                elif name == cps.Checkpointer.NAME:
-                    last = await sql.last_checkpoint(conn, self.chain_id)
-                    lag = await sql.lag_after(conn, self.chain_id, last.seq if last else 0)
-                    seconds = lag.seconds
-                    if lag.events and last is not None:
-                        seconds = (datetime.now(UTC) - last.checkpoint_time).total_seconds()
-                else:  # the archive works by age, not by the head
-                    lag, seconds = sql.Lag(0, 0.0), 0.0
-                out.append(SinkState(name, lag.events, seconds, r.last_error))
+        for name, r in self.runners.items():
+            if name == INFLUX:
+                lag = await self._state.lag(INFLUX, self.chain_id)
+                seconds = lag.seconds if lag.events else 0.0
+                if lag.events and r.caught_up_at is not None:
+                    seconds = min(seconds, time.monotonic() - r.caught_up_at)
+            elif name == cps.Checkpointer.NAME:
+                last = await self._state.last_checkpoint(self.chain_id)
+                lag = await self._state.lag_after(self.chain_id, last.seq if last else 0)
+                seconds = lag.seconds
+                if lag.events and last is not None:
+                    seconds = (datetime.now(UTC) - last.checkpoint_time).total_seconds()
+            else:  # the archive works by age, not by the head
+                lag, seconds = Lag(0, 0.0), 0.0
+            out.append(SinkState(name, lag.events, seconds, r.last_error))
         return out
 
 

@@ -10,36 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any
 
 import asyncpg
 
 from audit_svc.model import StoredEvent
+from audit_svc.read.filters import Match, QuerySpec
 from audit_svc.storage import ranges
-from audit_svc.storage.postgres import SELECT_EVENT, connection, map_db_errors, stored_event
+from audit_svc.storage.postgres import SELECT_EVENT, Database, JsonText, acquire, stored_event
+from audit_svc.storage.protocols import EventCounts, Head, RangeCounts
 from audit_svc.storage.ranges import HOUR
+from audit_svc.storage.sink_state import archive_boundary, chain_state
+from audit_svc.storage.user_counts import UserCountCache, count_users
 
-if TYPE_CHECKING:
-    from audit_svc.read.query import QuerySpec
-
-# A pool, or one connection (such as a transaction's); every read takes either.
-Database: TypeAlias = asyncpg.Pool | asyncpg.Connection
+__all__ = ["Database", "EventCounts", "PgEventReader", "acquire", "chain_state", "snapshot"]
 
 _ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-@contextlib.asynccontextmanager
-async def acquire(db: Database) -> AsyncIterator[asyncpg.Connection]:
-    """A connection from a pool, or the connection itself; driver errors mapped."""
-    if isinstance(db, asyncpg.Pool):
-        async with connection(db) as conn:
-            yield conn
-    else:
-        with map_db_errors():
-            yield db
 
 
 @contextlib.asynccontextmanager
@@ -73,6 +61,17 @@ async def query_events(conn: asyncpg.Connection, spec: QuerySpec) -> tuple[list[
     return events, len(rows) > spec.page_size
 
 
+# The predicate of each kind of filter ({column}: the filter's name; {arg}: its value).
+_PREDICATES = {
+    Match.EQUALS: "{column} = {arg}",
+    Match.TAG: "compliance_tags @> ARRAY[{arg}::text]",
+    Match.ADDRESS: "{column} = {arg}::inet",
+    Match.CONTAINS: "details @> {arg}::jsonb",
+    Match.FROM: "event_time >= {arg}",
+    Match.BEFORE: "event_time < {arg}",
+}
+
+
 def _predicates(spec: QuerySpec) -> tuple[list[str], list[Any]]:
     """Parameterised WHERE terms for the filters that are set."""
     where: list[str] = []
@@ -82,25 +81,15 @@ def _predicates(spec: QuerySpec) -> tuple[list[str], list[Any]]:
         args.append(value)
         return f"${len(args)}"
 
-    if spec.event_type and spec.event_type_prefix:
-        # A constant prefix pattern lets the planner use the text_pattern_ops index.
-        where.append(f"event_type LIKE {arg(escape_like(spec.event_type))} || '%'")
-    elif spec.event_type:
-        where.append(f"event_type = {arg(spec.event_type)}")
-    for column in ("user_id", "username", "service", "action", "result", "data_classification"):
-        value = getattr(spec, column)
-        if value:
-            where.append(f"{column} = {arg(value)}")
-    if spec.compliance_tag:
-        where.append(f"compliance_tags @> ARRAY[{arg(spec.compliance_tag)}::text]")
-    if spec.ip_address is not None:
-        where.append(f"ip_address = {arg(spec.ip_address)}::inet")
-    if spec.details_contains is not None:
-        where.append(f"details @> {arg(spec.details_contains)}::jsonb")
-    if spec.start_time is not None:
-        where.append(f"event_time >= {arg(spec.start_time)}")
-    if spec.end_time is not None:
-        where.append(f"event_time < {arg(spec.end_time)}")
+    for name, match, value in spec.filters.set_filters():
+        if match is Match.TYPE and value.endswith(".*"):
+            # A constant prefix pattern lets the planner use the text_pattern_ops index.
+            where.append(f"{name} LIKE {arg(escape_like(value[:-1]))} || '%'")
+        elif match is Match.TYPE:
+            where.append(f"{name} = {arg(value)}")
+        else:
+            value = JsonText(value) if match is Match.CONTAINS else value
+            where.append(_PREDICATES[match].format(column=name, arg=arg(value)))
     if spec.after is not None:
         time, event_id = arg(spec.after.event_time), arg(spec.after.event_id)
         where.append(f"(event_time, event_id) < ({time}, {event_id}::uuid)")
@@ -118,16 +107,6 @@ async def get_event(conn: asyncpg.Connection, event_id: uuid.UUID) -> StoredEven
     return None if row is None else stored_event(row)
 
 
-@dataclass(slots=True)
-class EventCounts:
-    """Exact event counts over a time range, per dimension and per time bucket."""
-
-    by_event_type: dict[str, int] = field(default_factory=dict)
-    by_result: dict[str, int] = field(default_factory=dict)
-    by_service: dict[str, int] = field(default_factory=dict)
-    buckets: dict[datetime, int] = field(default_factory=dict)
-
-
 # Where the counts of each source live, and the column holding their time.
 _KIND_SOURCES = {
     "hour": "SELECT hour, event_type, result, service, {sign} * count AS count "
@@ -136,17 +115,6 @@ _KIND_SOURCES = {
     "{sign} * count(*) FROM audit_events WHERE event_time >= {lo} AND event_time < {hi} "
     "GROUP BY 1, 2, 3, 4",
 }
-
-
-def union_of(sources: dict[str, str], terms: list[ranges.Term], args: list[Any]) -> str:
-    """The UNION ALL of each term's signed counts; its bounds appended to `args`."""
-    selects = []
-    for term in terms:
-        args += [term.lo, term.hi]
-        selects.append(
-            sources[term.source].format(sign=term.sign, lo=f"${len(args) - 1}", hi=f"${len(args)}")
-        )
-    return " UNION ALL ".join(selects)
 
 
 _COUNT_EVENTS = """
@@ -183,7 +151,7 @@ async def count_events(
     (`ranges.plan`), never what they are.
     """
     args: list[Any] = [bucket_width, _ORIGIN]
-    parts = union_of(_KIND_SOURCES, ranges.plan(start, end, (HOUR,), now), args)
+    parts = ranges.union_of(_KIND_SOURCES, ranges.plan(start, end, (HOUR,), now), args)
     rows = await conn.fetch(_COUNT_EVENTS.format(parts=parts), *args)
     counts = EventCounts()
     by_dimension = {
@@ -202,14 +170,6 @@ async def count_events(
 async def chain_ids(conn: asyncpg.Connection) -> list[str]:
     """Every chain's id, in order."""
     return [row["chain_id"] for row in await conn.fetch("SELECT chain_id FROM chains ORDER BY 1")]
-
-
-async def chain_state(conn: asyncpg.Connection, chain_id: str) -> tuple[int, bytes] | None:
-    """The chain's head (seq, hash) as recorded in `chains`; None for an unknown chain."""
-    row = await conn.fetchrow(
-        "SELECT head_seq, head_hash FROM chains WHERE chain_id = $1", chain_id
-    )
-    return None if row is None else (int(row["head_seq"]), bytes(row["head_hash"]))
 
 
 async def chain_tail(conn: asyncpg.Connection, chain_id: str) -> tuple[int, int]:
@@ -242,3 +202,56 @@ async def chain_range(
             return
         yield [stored_event(row) for row in rows]
         after = int(rows[-1]["seq"])
+
+
+class PgEventReader:
+    """`EventReader` on PostgreSQL: a pool, or one connection (a test's transaction).
+    `user_counts` keeps the per-user sums of finished hours between statistics calls."""
+
+    def __init__(self, db: Database, user_counts: UserCountCache | None = None) -> None:
+        self._db = db
+        self._user_counts = user_counts
+
+    async def ping(self) -> None:
+        async with acquire(self._db) as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def query_events(self, spec: QuerySpec) -> tuple[list[StoredEvent], bool]:
+        async with acquire(self._db) as conn:
+            return await query_events(conn, spec)
+
+    async def get_event(self, event_id: uuid.UUID) -> StoredEvent | None:
+        async with acquire(self._db) as conn:
+            return await get_event(conn, event_id)
+
+    async def count(
+        self, start: datetime, end: datetime, bucket_width: timedelta, top_users: int,
+        now: datetime,
+    ) -> RangeCounts:  # fmt: skip
+        async with snapshot(self._db) as conn:
+            counts = await count_events(conn, start, end, bucket_width, now)
+            top, unique = await count_users(conn, start, end, top_users, now, self._user_counts)
+        return RangeCounts(counts, top, unique)
+
+    async def chain_ids(self) -> list[str]:
+        async with acquire(self._db) as conn:
+            return await chain_ids(conn)
+
+    async def chain_state(self, chain_id: str) -> Head | None:
+        async with acquire(self._db) as conn:
+            return await chain_state(conn, chain_id)
+
+    async def chain_tail(self, chain_id: str) -> tuple[int, int]:
+        async with acquire(self._db) as conn:
+            return await chain_tail(conn, chain_id)
+
+    async def chain_range(
+        self, chain_id: str, from_seq: int, to_seq: int, batch: int = 5000
+    ) -> AsyncGenerator[list[StoredEvent], None]:
+        async with acquire(self._db) as conn:
+            async for rows in chain_range(conn, chain_id, from_seq, to_seq, batch):
+                yield rows
+
+    async def archive_boundary(self, chain_id: str) -> Head:
+        async with acquire(self._db) as conn:
+            return await archive_boundary(conn, chain_id)

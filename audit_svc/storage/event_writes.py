@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
+from audit_svc.errors import HeadMoved
 from audit_svc.integrity.chain import canonical_bytes, link
 from audit_svc.model import Event, Outcome, Receipt
-from audit_svc.storage.postgres import EVENT_COLUMNS, event_row
+from audit_svc.storage.postgres import EVENT_COLUMNS, Database, acquire, event_row, map_db_errors
+from audit_svc.storage.protocols import Head, Prepared
+
+__all__ = ["ChainLock", "Head", "HeadMoved", "PgEventStore", "Prepared", "append", "ensure_chain"]
 
 
 async def ensure_chain(conn: asyncpg.Connection, chain_id: str) -> None:
@@ -26,24 +28,6 @@ async def claim_chain(conn: asyncpg.Connection, chain_id: str) -> bool:
     return bool(
         await conn.fetchval("SELECT pg_try_advisory_lock(hashtext('chain:' || $1))", chain_id)
     )
-
-
-Head = tuple[int, bytes]  # (seq, hash) of the newest event of a chain
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A group made ready to write: rows hashed onto the head (`start`), results per
-    event, and where the head will be once the group is committed (`end`)."""
-
-    start: Head
-    end: Head
-    rows: list[tuple[Any, ...]]
-    results: list[tuple[Outcome, Receipt]]
-
-
-class HeadMoved(Exception):
-    """The chain's head is not where a prepared group starts; prepare it again."""
 
 
 async def read_head(conn: asyncpg.Connection, chain_id: str, *, lock: bool = False) -> Head:
@@ -161,3 +145,58 @@ async def _count(conn: asyncpg.Connection, chain_id: str, after: int, last: int)
     """Add the events with seq in (after, last] to the exact hourly (and daily, per
     user) rollups, in the same transaction."""
     await conn.execute(_ROLLUPS, chain_id, after, last)
+
+
+class PgEventStore:
+    """`EventStore` on PostgreSQL: each call takes a connection of `db` (a pool, or
+    one connection), with driver errors mapped."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def read_head(self, chain_id: str) -> Head:
+        async with acquire(self._db) as conn:
+            return await read_head(conn, chain_id)
+
+    async def stored_receipts(self, events: Sequence[Event]) -> dict[uuid.UUID, Receipt]:
+        async with acquire(self._db) as conn:
+            return await stored_receipts(conn, events)
+
+    def prepare(
+        self, chain_id: str, head: Head, events: Sequence[Event], stored: dict[uuid.UUID, Receipt]
+    ) -> Prepared:
+        return prepare(chain_id, head, events, stored)
+
+    async def write(self, chain_id: str, prepared: Prepared) -> None:
+        async with acquire(self._db) as conn:
+            await write(conn, chain_id, prepared)
+
+    async def append(self, chain_id: str, events: Sequence[Event]) -> list[tuple[Outcome, Receipt]]:
+        async with acquire(self._db) as conn:
+            return await append(conn, chain_id, events)
+
+
+class ChainLock:
+    """A dedicated session that holds a chain's advisory lock for the process's life:
+    the replica that holds it is the chain's only writer."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    @classmethod
+    async def connect(cls, dsn: str) -> ChainLock:
+        with map_db_errors():
+            return cls(await asyncpg.connect(dsn))
+
+    async def claim(self, wanted: Sequence[str]) -> str | None:
+        """The first of `wanted` whose lock was free, now held (its head row made on
+        first use); None when every one is held by another replica."""
+        with map_db_errors():
+            for chain_id in wanted:
+                if await claim_chain(self._conn, chain_id):
+                    await ensure_chain(self._conn, chain_id)
+                    return chain_id
+        return None
+
+    async def close(self) -> None:
+        await self._conn.close()

@@ -6,12 +6,12 @@ import contextlib
 import ipaddress
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeAlias
 
 import asyncpg
 
-from audit_svc.errors import Unavailable
+from audit_svc.errors import DuplicateEventId, StorageError, Unavailable
 from audit_svc.integrity.chain import details_json
 from audit_svc.model import Event, Receipt, StoredEvent
 from meshkit import pg
@@ -114,9 +114,27 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     transaction left open."""
 
 
-def map_db_errors() -> contextlib.AbstractContextManager[None]:
-    """Turn driver and network failures into the domain's `Unavailable`."""
-    return pg.map_db_errors(Unavailable)
+# A pool, or one connection (such as a transaction's); every adapter takes either.
+Database: TypeAlias = asyncpg.Pool | asyncpg.Connection
+EVENT_ID_KEY = "audit_events_event_id_key"
+
+
+@contextlib.contextmanager
+def map_db_errors() -> Iterator[None]:
+    """The storage boundary: driver errors become the domain's. Network and server
+    availability failures are `Unavailable`; a stored event id refused by its unique
+    index is `DuplicateEventId`; any other database error is `StorageError`."""
+    try:
+        with pg.map_db_errors(Unavailable):
+            yield
+    except asyncpg.exceptions.UniqueViolationError as exc:
+        if exc.constraint_name == EVENT_ID_KEY:
+            raise DuplicateEventId(
+                "an event id is already stored", metadata={"constraint": EVENT_ID_KEY}
+            ) from exc
+        raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StorageError(f"{type(exc).__name__}: {exc}") from exc
 
 
 @contextlib.asynccontextmanager
@@ -125,6 +143,17 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     with map_db_errors():
         async with pool.acquire() as conn:
             yield conn
+
+
+@contextlib.asynccontextmanager
+async def acquire(db: Database) -> AsyncIterator[asyncpg.Connection]:
+    """A connection from a pool, or the connection itself; driver errors mapped."""
+    if isinstance(db, asyncpg.Pool):
+        async with connection(db) as conn:
+            yield conn
+    else:
+        with map_db_errors():
+            yield db
 
 
 def event_row(event: Event, receipt: Receipt) -> tuple[Any, ...]:

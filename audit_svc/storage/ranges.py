@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -113,3 +113,14 @@ def _floor(t: datetime, width: timedelta) -> datetime:
 def _ceil(t: datetime, width: timedelta) -> datetime:
     floor = _floor(t, width)
     return floor if floor == t else floor + width
+
+
+def union_of(sources: dict[str, str], terms: list[Term], args: list[Any]) -> str:
+    """The UNION ALL of each term's signed counts; its bounds appended to `args`."""
+    selects = []
+    for term in terms:
+        args += [term.lo, term.hi]
+        selects.append(
+            sources[term.source].format(sign=term.sign, lo=f"${len(args) - 1}", hi=f"${len(args)}")
+        )
+    return " UNION ALL ".join(selects)

@@ -3,63 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from audit_svc.model import StoredEvent
-from audit_svc.storage.postgres import EVENT_COLUMNS, SELECT_EVENT, event_row, stored_event
+from audit_svc.storage.postgres import (
+    EVENT_COLUMNS,
+    SELECT_EVENT,
+    Database,
+    acquire,
+    event_row,
+    stored_event,
+)
+from audit_svc.storage.protocols import ArchivedRange, CheckpointRow, Head, Lag, WindowCount
+
+__all__ = ["ArchivedRange", "CheckpointRow", "Lag", "PgSinkState", "WindowCount"]
 
 WINDOW_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Lag:
-    """How far a sink is behind its chain's head."""
-
-    events: int
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class WindowCount:
-    """Events of one window and one tag combination, as of some seq."""
-
-    window: datetime
-    event_type: str
-    service: str
-    result: str
-    data_classification: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointRow:
-    """A signed checkpoint as PostgreSQL keeps it."""
-
-    chain_id: str
-    seq: int
-    hash: bytes
-    checkpoint_time: datetime
-    key_id: str
-    signature: bytes
-    object_key: str
-
-
-@dataclass(frozen=True, slots=True)
-class ArchivedRange:
-    """A seq range of a chain that lives in the archive bucket."""
-
-    chain_id: str
-    first_seq: int
-    last_seq: int
-    event_count: int
-    prev_hash: bytes
-    last_hash: bytes
-    sha256: bytes
-    object_key: str
-    version_id: str
 
 
 async def cursor(conn: asyncpg.Connection, sink: str, chain_id: str) -> int:
@@ -297,3 +258,89 @@ async def archive_boundary(conn: asyncpg.Connection, chain_id: str) -> tuple[int
         chain_id,
     )
     return (0, b"") if row is None else (int(row["last_seq"]), bytes(row["last_hash"]))
+
+
+async def chain_state(conn: asyncpg.Connection, chain_id: str) -> Head | None:
+    """The chain's head (seq, hash) as recorded in `chains`; None for an unknown chain."""
+    row = await conn.fetchrow(
+        "SELECT head_seq, head_hash FROM chains WHERE chain_id = $1", chain_id
+    )
+    return None if row is None else (int(row["head_seq"]), bytes(row["head_hash"]))
+
+
+class PgSinkState:
+    """`SinkStore` on PostgreSQL: each call takes a connection of `db` (a pool, or
+    one connection), with driver errors mapped."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def cursor(self, sink: str, chain_id: str) -> int:
+        async with acquire(self._db) as conn:
+            return await cursor(conn, sink, chain_id)
+
+    async def set_cursor(self, sink: str, chain_id: str, last_seq: int) -> None:
+        async with acquire(self._db) as conn:
+            await set_cursor(conn, sink, chain_id, last_seq)
+
+    async def lag(self, sink: str, chain_id: str) -> Lag:
+        async with acquire(self._db) as conn:
+            return await lag(conn, sink, chain_id)
+
+    async def lag_after(self, chain_id: str, seq: int) -> Lag:
+        async with acquire(self._db) as conn:
+            return await lag_after(conn, chain_id, seq)
+
+    async def head_seq(self, chain_id: str) -> int:
+        async with acquire(self._db) as conn:
+            return await head_seq(conn, chain_id)
+
+    async def chain_state(self, chain_id: str) -> Head | None:
+        async with acquire(self._db) as conn:
+            return await chain_state(conn, chain_id)
+
+    async def window_counts(
+        self, chain_id: str, after: int, upto: int, width: timedelta
+    ) -> list[WindowCount]:
+        async with acquire(self._db) as conn:
+            return await window_counts(conn, chain_id, after, upto, width)
+
+    async def last_checkpoint(self, chain_id: str) -> CheckpointRow | None:
+        async with acquire(self._db) as conn:
+            return await last_checkpoint(conn, chain_id)
+
+    async def add_checkpoint(self, cp: CheckpointRow) -> None:
+        async with acquire(self._db) as conn:
+            await add_checkpoint(conn, cp)
+
+    async def list_checkpoints(
+        self, chain_id: str, after: tuple[str, int], limit: int
+    ) -> list[CheckpointRow]:
+        async with acquire(self._db) as conn:
+            return await list_checkpoints(conn, chain_id, after, limit)
+
+    async def archived_ranges(self, chain_id: str) -> list[ArchivedRange]:
+        async with acquire(self._db) as conn:
+            return await archived_ranges(conn, chain_id)
+
+    async def archive_boundary(self, chain_id: str) -> Head:
+        async with acquire(self._db) as conn:
+            return await archive_boundary(conn, chain_id)
+
+    async def archive_candidates(
+        self, chain_id: str, after: int, cutoff: datetime, limit: int
+    ) -> list[StoredEvent]:
+        async with acquire(self._db) as conn:
+            return await archive_candidates(conn, chain_id, after, cutoff, limit)
+
+    async def record_archived(self, r: ArchivedRange) -> int:
+        async with acquire(self._db) as conn:
+            return await record_archived(conn, r)
+
+    async def drop_restored(self, chain_id: str, through: int, cutoff: datetime) -> int:
+        async with acquire(self._db) as conn:
+            return await drop_restored(conn, chain_id, through, cutoff)
+
+    async def restore_events(self, events: Sequence[StoredEvent]) -> int:
+        async with acquire(self._db) as conn:
+            return await restore_events(conn, events)

@@ -23,7 +23,6 @@ from typing import Any
 
 import asyncpg
 
-from audit_svc.storage import event_reads as reads
 from audit_svc.storage import ranges
 from audit_svc.storage.ranges import DAY, HOUR, Term
 
@@ -92,7 +91,7 @@ async def count_users(
     """The `top` accounts with most events in [start, end) (most first, ties by id),
     and the number of distinct accounts with any event there.
 
-    Run it inside one snapshot (`reads.snapshot`). `now` only steers how the counts
+    Run it inside one snapshot (`event_reads.snapshot`). `now` only steers how the counts
     are read; with a `cache`, finished buckets are summed once and reused.
     """
     terms = ranges.plan(start, end, (DAY, HOUR), now)
@@ -100,7 +99,7 @@ async def count_users(
     done = [t for t in terms if t.source != "rows" and t.hi <= finished]
     if cache is None or not done:
         args: list[Any] = [top]
-        rows = await conn.fetch(_TOP.format(parts=reads.union_of(_SOURCES, terms, args)), *args)
+        rows = await conn.fetch(_TOP.format(parts=ranges.union_of(_SOURCES, terms, args)), *args)
         distinct = int(rows[0]["distinct_users"]) if rows else 0
         return [(row["user_id"], int(row["count"])) for row in rows], distinct
 
@@ -133,7 +132,7 @@ async def _sums(conn: asyncpg.Connection, terms: list[Term]) -> dict[str, int]:
     if not terms:
         return {}
     args: list[Any] = []
-    row = await conn.fetchrow(_SUMS.format(parts=reads.union_of(_SOURCES, terms, args)), *args)
+    row = await conn.fetchrow(_SUMS.format(parts=ranges.union_of(_SOURCES, terms, args)), *args)
     if row is None or row[0] is None:
         return {}
     return dict(zip(row[0], row[1], strict=True))

@@ -18,6 +18,7 @@ from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
 from audit_svc.app import AuditApp
 from audit_svc.integrity.verify import verify_chain
+from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.postgres import create_pool
 from devstack import PostgresInfo
 from devstack.mesh import GrpcServiceInfo, audit_plan
@@ -57,7 +58,7 @@ async def verify_all(audit_db: str) -> dict[str, tuple[bool, int]]:
         chains = [r["chain_id"] for r in await pool.fetch("SELECT chain_id FROM chains")]
         out = {}
         for chain in chains:
-            result = await verify_chain(pool, chain)
+            result = await verify_chain(PgEventReader(pool), chain)
             out[chain] = (result.ok, result.events_checked)
         return out
     finally:

@@ -13,7 +13,8 @@ import pytest
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import Event
 from audit_svc.read import legacy
-from audit_svc.read.query import run_query
+from audit_svc.read.query import QueryFilters, run_query
+from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.event_writes import append, ensure_chain
 
 KEY = b"legacy-test-key"
@@ -74,10 +75,9 @@ async def test_search_by_legacy_or_v2_name_finds_the_v2_events(
     await store(audit_pool, events)
     found, token = [], ""
     while True:
-        spec = legacy.parse_search(
-            key=KEY, event_type=name, user_id="u2", limit=9, page_token=token
-        )
-        page = await run_query(audit_pool, spec, KEY)
+        filters = QueryFilters(event_type=name, user_id="u2")
+        spec = legacy.parse_search(filters, key=KEY, limit=9, page_token=token)
+        page = await run_query(PgEventReader(audit_pool), spec, KEY)
         found += [s.event.event_id for s in page.events]
         token = page.next_page_token
         if not token:
@@ -89,7 +89,7 @@ async def test_search_by_legacy_or_v2_name_finds_the_v2_events(
 
 def test_search_with_an_unknown_legacy_name_is_invalid() -> None:
     with pytest.raises(InvalidArgument) as caught:
-        legacy.parse_search(key=KEY, event_type="login")
+        legacy.parse_search(QueryFilters(event_type="login"), key=KEY)
     assert [v.field for v in caught.value.violations] == ["event_type"]
 
 
@@ -99,7 +99,7 @@ async def test_dashboard_counts_equal_a_brute_force_count(
 ) -> None:
     events = recent_events(make_event)
     await store(audit_pool, events)
-    board = await legacy.dashboard(audit_pool, time_range, NOW)
+    board = await legacy.dashboard(PgEventReader(audit_pool), time_range, NOW)
     inside = [e for e in events if NOW - timedelta(hours=hours) <= e.event_time < NOW]
     assert inside, "the data set has events in the range"
     by_type = Counter(e.event_type for e in inside)
@@ -117,5 +117,5 @@ async def test_dashboard_counts_equal_a_brute_force_count(
 
 async def test_dashboard_rejects_an_unknown_range(audit_pool: asyncpg.Pool) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        await legacy.dashboard(audit_pool, "90d", NOW)
+        await legacy.dashboard(PgEventReader(audit_pool), "90d", NOW)
     assert [v.field for v in caught.value.violations] == ["time_range"]

@@ -14,8 +14,16 @@ import pytest
 
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import Event, StoredEvent
-from audit_svc.read.query import Position, QuerySpec, encode_page_token, parse_query, run_query
+from audit_svc.read.query import (
+    Position,
+    QueryFilters,
+    QuerySpec,
+    encode_page_token,
+    parse_query,
+    run_query,
+)
 from audit_svc.storage import event_reads as reads
+from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.event_writes import append, ensure_chain
 
 KEY = b"test-page-token-key"
@@ -62,6 +70,15 @@ def varied_events(make_event: Callable[..., Event], count: int = 150) -> list[Ev
     return events
 
 
+def parse(
+    key: bytes = KEY, page_size: int = 0, limit: int = 0, page_token: str = "", **filters: Any
+) -> QuerySpec:
+    """parse_query with the filters as keywords, as a request sets them."""
+    return parse_query(
+        QueryFilters(**filters), key=key, page_size=page_size, limit=limit, page_token=page_token
+    )
+
+
 def newest_first(events: list[Event]) -> list[uuid.UUID]:
     ordered = sorted(events, key=lambda e: (e.event_time, e.event_id), reverse=True)
     return [e.event_id for e in ordered]
@@ -70,8 +87,8 @@ def newest_first(events: list[Event]) -> list[uuid.UUID]:
 async def every_page(pool: asyncpg.Pool, page_size: int, **filters: Any) -> list[list[StoredEvent]]:
     pages, token = [], ""
     while True:
-        spec = parse_query(key=KEY, page_size=page_size, page_token=token, **filters)
-        page = await run_query(pool, spec, KEY)
+        spec = parse(page_size=page_size, page_token=token, **filters)
+        page = await run_query(PgEventReader(pool), spec, KEY)
         pages.append(page.events)
         token = page.next_page_token
         if not token:
@@ -149,10 +166,10 @@ async def test_events_stored_while_paging_do_not_shift_pages(
 ) -> None:
     old = [make_event(T0 + timedelta(seconds=i)) for i in range(10)]
     await store(audit_pool, old)
-    first = await run_query(audit_pool, parse_query(key=KEY, page_size=4), KEY)
+    first = await run_query(PgEventReader(audit_pool), parse(page_size=4), KEY)
     await store(audit_pool, [make_event(T0 + timedelta(hours=1))])
-    spec = parse_query(key=KEY, page_size=100, page_token=first.next_page_token)
-    rest = await run_query(audit_pool, spec, KEY)
+    spec = parse(page_size=100, page_token=first.next_page_token)
+    rest = await run_query(PgEventReader(audit_pool), spec, KEY)
     assert [s.event.event_id for s in first.events + rest.events] == newest_first(old)
     assert rest.next_page_token == ""
 
@@ -161,22 +178,22 @@ async def test_page_size_defaults_to_50_and_limit_is_used_when_page_size_is_0(
     audit_pool: asyncpg.Pool, make_event: Callable[..., Event]
 ) -> None:
     await store(audit_pool, [make_event(T0 + timedelta(seconds=i)) for i in range(60)])
-    default = await run_query(audit_pool, parse_query(key=KEY), KEY)
-    by_limit = await run_query(audit_pool, parse_query(key=KEY, limit=10), KEY)
-    both = await run_query(audit_pool, parse_query(key=KEY, limit=10, page_size=20), KEY)
+    default = await run_query(PgEventReader(audit_pool), parse(), KEY)
+    by_limit = await run_query(PgEventReader(audit_pool), parse(limit=10), KEY)
+    both = await run_query(PgEventReader(audit_pool), parse(limit=10, page_size=20), KEY)
     assert (len(default.events), len(by_limit.events), len(both.events)) == (50, 10, 20)
-    assert parse_query(key=KEY, page_size=5000).page_size == 1000
+    assert parse(page_size=5000).page_size == 1000
 
 
 async def test_page_token_from_other_filters_or_tampered_is_refused(
     audit_pool: asyncpg.Pool, make_event: Callable[..., Event]
 ) -> None:
     await store(audit_pool, [make_event(T0 + timedelta(seconds=i)) for i in range(5)])
-    page = await run_query(audit_pool, parse_query(key=KEY, page_size=2, user_id="user123"), KEY)
+    page = await run_query(PgEventReader(audit_pool), parse(page_size=2, user_id="user123"), KEY)
     token = page.next_page_token
     assert token
     # The page size may change between pages; the filters may not.
-    parse_query(key=KEY, page_size=3, user_id="user123", page_token=token)
+    parse(page_size=3, user_id="user123", page_token=token)
     flipped = token[:10] + ("A" if token[10] != "A" else "B") + token[11:]
     attempts: list[dict[str, Any]] = [
         {"user_id": "user456", "page_token": token},
@@ -187,16 +204,16 @@ async def test_page_token_from_other_filters_or_tampered_is_refused(
     ]
     for attempt in attempts:
         with pytest.raises(InvalidArgument) as caught:
-            parse_query(key=KEY, **attempt)
+            parse(**attempt)
         assert caught.value.reason == "INVALID_PAGE_TOKEN"
         assert [v.field for v in caught.value.violations] == ["page_token"]
     with pytest.raises(InvalidArgument) as caught:
-        parse_query(key=b"another key", user_id="user123", page_token=token)
+        parse(key=b"another key", user_id="user123", page_token=token)
     assert caught.value.reason == "INVALID_PAGE_TOKEN"
 
 
 def test_page_token_is_url_safe_and_opaque() -> None:
-    spec = QuerySpec(user_id="user123")
+    spec = QuerySpec(QueryFilters(user_id="user123"))
     token = encode_page_token(Position(T0, uuid.uuid4()), spec.fingerprint(), KEY)
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
     assert "user123" not in token
@@ -225,7 +242,7 @@ def test_invalid_filters_name_each_bad_field(
     request_fields: dict[str, Any], bad_fields: list[str]
 ) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        parse_query(key=KEY, **request_fields)
+        parse(**request_fields)
     assert caught.value.reason == "INVALID_ARGUMENT"
     assert sorted(v.field for v in caught.value.violations) == sorted(bad_fields)
 

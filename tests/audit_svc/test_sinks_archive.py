@@ -23,6 +23,7 @@ from audit_svc.model import Event
 from audit_svc.ops.verify import verify_command
 from audit_svc.sinks import Archiver, object_store
 from audit_svc.storage.event_writes import append, ensure_chain
+from audit_svc.storage.sink_state import PgSinkState
 from devstack import S3Info, start_s3
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
 from tests.testkit import tls
@@ -126,7 +127,7 @@ async def test_with_s3_down_nothing_leaves_postgresql_and_writes_retry(
     try:
         # Directly: an archive attempt fails before anything is deleted.
         store = object_store(settings, settings.archive_bucket)
-        archiver = Archiver(db_pool := await _pool(audit_db), chain, store,
+        archiver = Archiver(PgSinkState(db_pool := await _pool(audit_db)), chain, store,
                             retention=timedelta(days=90), object_events=PER_OBJECT)  # fmt: skip
         with pytest.raises(Exception):  # noqa: B017 - whatever urllib3 raises for a refusal
             await archiver.step()

@@ -21,6 +21,7 @@ from audit_svc.read.statistics import (
     get_statistics,
     parse_time_range,
 )
+from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.event_writes import append, ensure_chain
 from audit_svc.storage.user_counts import UserCountCache
 
@@ -35,6 +36,12 @@ async def store_in_batches(pool: asyncpg.Pool, events: list[Event]) -> None:
             await ensure_chain(conn, chain_id)
         for i in range(0, len(events), 37):
             await append(conn, f"chain-{i // 37 % 2 + 1}", events[i : i + 37])
+
+
+async def statistics(
+    pool: asyncpg.Pool, cache: UserCountCache | None, span: TimeRange, now: datetime | None = None
+) -> Statistics:
+    return await get_statistics(PgEventReader(pool, cache), span, now)
 
 
 def spread_events(make_event: Callable[..., Event], edges: list[datetime]) -> list[Event]:
@@ -119,7 +126,7 @@ async def test_statistics_equal_a_brute_force_count(
     # Events exactly on the bounds: the start is counted, the end is not.
     events = spread_events(make_event, [span.start, span.end, span.end - timedelta(microseconds=1)])
     await store_in_batches(audit_pool, events)
-    stats = await get_statistics(audit_pool, span)
+    stats = await statistics(audit_pool, None, span)
     assert stats == brute_force(events, span)
 
 
@@ -136,10 +143,10 @@ async def test_statistics_stay_exact_whatever_the_time_now(
     await store_in_batches(audit_pool, events)
     now = span.start + (span.end - span.start) * now_at
     expected = brute_force(events, span)
-    assert await get_statistics(audit_pool, span, now) == expected
+    assert await statistics(audit_pool, None, span, now) == expected
     cache = UserCountCache()
-    assert await get_statistics(audit_pool, span, now, cache) == expected
-    assert await get_statistics(audit_pool, span, now, cache) == expected  # remembered
+    assert await statistics(audit_pool, cache, span, now) == expected
+    assert await statistics(audit_pool, cache, span, now) == expected  # remembered
 
 
 async def test_remembered_user_counts_take_in_late_events(
@@ -150,12 +157,12 @@ async def test_remembered_user_counts_take_in_late_events(
     events = spread_events(make_event, [])
     await store_in_batches(audit_pool, events)
     cache = UserCountCache()
-    assert await get_statistics(audit_pool, span, span.end, cache) == brute_force(events, span)
+    assert await statistics(audit_pool, cache, span, span.end) == brute_force(events, span)
     late = [
         make_event(span.start + timedelta(hours=20, seconds=n), user_id="late") for n in range(60)
     ]
     await store_in_batches(audit_pool, late)
-    stats = await get_statistics(audit_pool, span, span.end, cache)
+    stats = await statistics(audit_pool, cache, span, span.end)
     assert stats == brute_force(events + late, span)
     assert stats.top_users[0] == Count("late", 60)
 
@@ -164,8 +171,8 @@ async def test_buckets_are_hourly_up_to_48_hours_then_daily_with_empty_ones(
     audit_pool: asyncpg.Pool, make_event: Callable[..., Event]
 ) -> None:
     await store_in_batches(audit_pool, [make_event(DAY0 + timedelta(hours=1, minutes=30))])
-    two_days = await get_statistics(audit_pool, TimeRange(DAY0, DAY0 + timedelta(hours=48)))
-    longer = await get_statistics(audit_pool, TimeRange(DAY0, DAY0 + timedelta(hours=49)))
+    two_days = await statistics(audit_pool, None, TimeRange(DAY0, DAY0 + timedelta(hours=48)))
+    longer = await statistics(audit_pool, None, TimeRange(DAY0, DAY0 + timedelta(hours=49)))
     assert two_days.bucket_width == timedelta(hours=1)
     assert [b.count for b in two_days.buckets] == [0, 1] + [0] * 46
     assert longer.bucket_width == timedelta(days=1)

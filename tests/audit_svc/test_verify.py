@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -17,6 +18,7 @@ from audit_svc.integrity.verify import VerifyResult, verify_chain
 from audit_svc.model import Event
 from audit_svc.ops.verify import run_verify, verify_command
 from audit_svc.storage import event_reads as reads
+from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.event_writes import append, ensure_chain
 
 CHAIN = "chain-1"
@@ -42,21 +44,25 @@ async def sql(pool: asyncpg.Pool, statement: str, *args: object) -> None:
         await conn.execute(statement, *args)
 
 
+async def verify(db: asyncpg.Pool, chain_id: str, *args: Any, **kwargs: Any) -> VerifyResult:
+    return await verify_chain(PgEventReader(db), chain_id, *args, **kwargs)
+
+
 def bad(first_bad_seq: int, reason: str, checked: int, to_seq: int = HEAD) -> VerifyResult:
     return VerifyResult(False, CHAIN, 1, to_seq, checked, first_bad_seq, reason)
 
 
 async def test_clean_chain_verifies_in_batches_with_progress(chain: asyncpg.Pool) -> None:
     seen: list[tuple[int, int]] = []
-    result = await verify_chain(chain, CHAIN, progress=lambda n, total: seen.append((n, total)))
+    result = await verify(chain, CHAIN, progress=lambda n, total: seen.append((n, total)))
     assert result == VerifyResult(True, CHAIN, 1, HEAD, HEAD)
-    small = await verify_chain(chain, CHAIN, batch=7, progress=lambda n, t: seen.append((n, t)))
+    small = await verify(chain, CHAIN, batch=7, progress=lambda n, t: seen.append((n, t)))
     assert small == result
     assert seen[1:] == [(n, HEAD) for n in [7, 14, 21, 28, 35, 42, 49, 50]]
 
 
 async def test_a_middle_range_starts_from_its_stored_prev_hash(chain: asyncpg.Pool) -> None:
-    result = await verify_chain(chain, CHAIN, 10, 30)
+    result = await verify(chain, CHAIN, 10, 30)
     assert result == VerifyResult(True, CHAIN, 10, 30, 21)
 
 
@@ -66,15 +72,15 @@ async def test_an_updated_row_is_a_hash_mismatch_at_its_seq(chain: asyncpg.Pool)
         "UPDATE audit_events SET details = details || '{\"n\": 999}' WHERE chain_id=$1 AND seq=17",
         CHAIN,
     )
-    assert await verify_chain(chain, CHAIN) == bad(17, "HASH_MISMATCH", 16)
+    assert await verify(chain, CHAIN) == bad(17, "HASH_MISMATCH", 16)
     # A range after the change still verifies: it trusts its starting point.
-    assert (await verify_chain(chain, CHAIN, 18)).ok
+    assert (await verify(chain, CHAIN, 18)).ok
 
 
 async def test_a_deleted_middle_row_is_a_seq_gap(chain: asyncpg.Pool) -> None:
     await sql(chain, "DELETE FROM audit_events WHERE chain_id = $1 AND seq = 23", CHAIN)
-    assert await verify_chain(chain, CHAIN) == bad(23, "SEQ_GAP", 22)
-    assert await verify_chain(chain, CHAIN, 1, 30) == bad(23, "SEQ_GAP", 22, to_seq=30)
+    assert await verify(chain, CHAIN) == bad(23, "SEQ_GAP", 22)
+    assert await verify(chain, CHAIN, 1, 30) == bad(23, "SEQ_GAP", 22, to_seq=30)
 
 
 async def test_a_changed_prev_hash_is_named(chain: asyncpg.Pool) -> None:
@@ -83,13 +89,13 @@ async def test_a_changed_prev_hash_is_named(chain: asyncpg.Pool) -> None:
         "UPDATE audit_events SET prev_hash = sha256(prev_hash) WHERE chain_id = $1 AND seq = 31",
         CHAIN,
     )
-    assert await verify_chain(chain, CHAIN) == bad(31, "PREV_HASH_MISMATCH", 30)
+    assert await verify(chain, CHAIN) == bad(31, "PREV_HASH_MISMATCH", 30)
 
 
 async def test_deleting_the_newest_rows_is_a_head_mismatch(chain: asyncpg.Pool) -> None:
     await sql(chain, "DELETE FROM audit_events WHERE chain_id = $1 AND seq >= 48", CHAIN)
-    assert await verify_chain(chain, CHAIN) == bad(48, "HEAD_MISMATCH", 47)
-    assert (await verify_chain(chain, CHAIN, 1, 47)).ok
+    assert await verify(chain, CHAIN) == bad(48, "HEAD_MISMATCH", 47)
+    assert (await verify(chain, CHAIN, 1, 47)).ok
 
 
 async def rewrite_from(pool: asyncpg.Pool, first_seq: int) -> bytes:
@@ -118,8 +124,8 @@ async def test_a_consistent_rewrite_of_a_suffix_is_caught_at_the_head(
     await rewrite_from(chain, 30)
     # Every row is self-consistent now: only the recorded head gives it away, so the
     # bad seq reported is the head, not 30 (locating it needs the signed checkpoints).
-    assert await verify_chain(chain, CHAIN) == bad(HEAD, "HEAD_MISMATCH", HEAD)
-    assert (await verify_chain(chain, CHAIN, 1, 49)).ok
+    assert await verify(chain, CHAIN) == bad(HEAD, "HEAD_MISMATCH", HEAD)
+    assert (await verify(chain, CHAIN, 1, 49)).ok
 
 
 async def test_a_rewrite_that_also_moves_the_head_is_not_detectable_here(
@@ -128,7 +134,7 @@ async def test_a_rewrite_that_also_moves_the_head_is_not_detectable_here(
     last = await rewrite_from(chain, 30)
     await sql(chain, "UPDATE chains SET head_hash = $2 WHERE chain_id = $1", CHAIN, last)
     # Known limit: the database alone cannot prove this; the external checkpoints can.
-    assert (await verify_chain(chain, CHAIN)).ok
+    assert (await verify(chain, CHAIN)).ok
 
 
 async def test_a_row_appended_behind_the_heads_back_is_a_head_mismatch(
@@ -143,26 +149,26 @@ async def test_a_row_appended_behind_the_heads_back_is_a_head_mismatch(
         CHAIN,
         HEAD,
     )
-    assert await verify_chain(chain, CHAIN) == bad(HEAD + 1, "HEAD_MISMATCH", HEAD)
+    assert await verify(chain, CHAIN) == bad(HEAD + 1, "HEAD_MISMATCH", HEAD)
 
 
 async def test_unknown_chain_and_bad_ranges_are_refused(chain: asyncpg.Pool) -> None:
     with pytest.raises(NotFound):
-        await verify_chain(chain, "chain-9")
+        await verify(chain, "chain-9")
     for from_seq, to_seq, field in [
         (0, HEAD + 1, "to_seq"),
         (-1, 0, "from_seq"),
         (9, 5, "from_seq"),
     ]:
         with pytest.raises(InvalidArgument) as caught:
-            await verify_chain(chain, CHAIN, from_seq, to_seq)
+            await verify(chain, CHAIN, from_seq, to_seq)
         assert [v.field for v in caught.value.violations] == [field]
 
 
 async def test_an_empty_chain_verifies(audit_pool: asyncpg.Pool) -> None:
     async with audit_pool.acquire() as conn:
         await ensure_chain(conn, "chain-2")
-    assert await verify_chain(audit_pool, "chain-2") == VerifyResult(True, "chain-2", 1, 0, 0)
+    assert await verify(audit_pool, "chain-2") == VerifyResult(True, "chain-2", 1, 0, 0)
 
 
 async def test_cli_exit_codes_and_output(

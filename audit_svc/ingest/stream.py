@@ -1,0 +1,92 @@
+"""One ingest stream, pipelined: batches are read and committed while earlier acks
+are sent, acks leave in the order the batches came, and the service's event budget
+bounds what is read ahead (a reader waits for room before taking the next batch).
+A malformed batch is answered event by event, as rejections; the stream goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from audit_svc.errors import InvalidArgument
+from audit_svc.ingest.ingestor import EventBudget, Ingestor
+from audit_svc.model import EventInput, EventResult, FieldViolation, Outcome
+
+# Batches of one stream being committed at once; more wait in the transport.
+MAX_IN_FLIGHT = 64
+Received = TypeVar("Received")
+
+
+@dataclass(slots=True)
+class StreamBatch:
+    """A batch as it came off a stream; an empty `batch_id` is refused."""
+
+    batch_id: str
+    events: list[EventInput]
+
+
+@dataclass(slots=True)
+class BatchAck:
+    """The answer to one batch: one result per event, in order."""
+
+    batch_id: str
+    results: list[EventResult]
+
+
+async def ingest_stream(
+    ingestor: Ingestor,
+    received: AsyncIterable[Received],
+    to_batch: Callable[[Received], StreamBatch],
+    max_in_flight: int = MAX_IN_FLIGHT,
+) -> AsyncIterator[BatchAck]:
+    """The ack of each batch `received` (each made a `StreamBatch` by `to_batch`, the
+    transport's conversion), in order, each after its commit."""
+    in_flight: asyncio.Queue[asyncio.Task[BatchAck] | None] = asyncio.Queue(max_in_flight)
+    budget = ingestor.budget
+
+    async def read() -> None:
+        try:
+            async for message in received:
+                batch = to_batch(message)
+                size = len(batch.events)
+                await budget.take(size)
+                task = asyncio.create_task(_ack(ingestor, batch))
+                task.add_done_callback(functools.partial(_give_back, budget, size))
+                await in_flight.put(task)
+        finally:
+            await in_flight.put(None)
+
+    reader = asyncio.create_task(read())
+    try:
+        while (task := await in_flight.get()) is not None:
+            yield await task
+        await reader  # surfaces a read error, if any
+    finally:
+        reader.cancel()
+        while not in_flight.empty():
+            if (task := in_flight.get_nowait()) is not None:
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+def _give_back(budget: EventBudget, events: int, _: object) -> None:
+    budget.give(events)
+
+
+async def _ack(ingestor: Ingestor, batch: StreamBatch) -> BatchAck:
+    try:
+        if not batch.batch_id:
+            raise InvalidArgument([FieldViolation("batch_id", "is required")])
+        results = await ingestor.ingest(batch.events)
+    except InvalidArgument as exc:
+        results = [
+            EventResult(i, raw.event_id, Outcome.REJECTED, None, exc.reason, exc.violations)
+            for i, raw in enumerate(batch.events)
+        ]
+    return BatchAck(batch.batch_id, results)

@@ -1,0 +1,206 @@
+"""What the domain asks of storage, as small Protocols, and the plain records they
+pass. The domain (ingest/, read/, integrity/, sinks/) is written against these; the
+PostgreSQL adapters (`storage.postgres.PgEventStore`, `PgEventReader`, `PgSinkState`)
+implement them, and translate driver errors into the domain's (`DuplicateEventId`,
+`Unavailable`, `StorageError`) in one context manager (`postgres.map_db_errors`).
+
+No driver and no SQL here, so importing this module never imports asyncpg.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from audit_svc.model import Event, Outcome, Receipt, StoredEvent
+from audit_svc.read.filters import QuerySpec
+
+Head = tuple[int, bytes]  # (seq, hash) of the newest event of a chain
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A group made ready to write: rows hashed onto the head (`start`), results per
+    event, and where the head will be once the group is committed (`end`)."""
+
+    start: Head
+    end: Head
+    rows: list[tuple[Any, ...]]
+    results: list[tuple[Outcome, Receipt]]
+
+
+@dataclass(slots=True)
+class EventCounts:
+    """Exact event counts over a time range, per dimension and per time bucket."""
+
+    by_event_type: dict[str, int] = field(default_factory=dict)
+    by_result: dict[str, int] = field(default_factory=dict)
+    by_service: dict[str, int] = field(default_factory=dict)
+    buckets: dict[datetime, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RangeCounts:
+    """What one statistics answer reads, from one snapshot: the event counts, the top
+    users (most events first) and how many distinct users had any event."""
+
+    events: EventCounts
+    top_users: list[tuple[str, int]]
+    unique_users: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far a sink is behind its chain's head."""
+
+    events: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCount:
+    """Events of one window and one tag combination, as of some seq."""
+
+    window: datetime
+    event_type: str
+    service: str
+    result: str
+    data_classification: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    """A signed checkpoint as PostgreSQL keeps it."""
+
+    chain_id: str
+    seq: int
+    hash: bytes
+    checkpoint_time: datetime
+    key_id: str
+    signature: bytes
+    object_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedRange:
+    """A seq range of a chain that lives in the archive bucket."""
+
+    chain_id: str
+    first_seq: int
+    last_seq: int
+    event_count: int
+    prev_hash: bytes
+    last_hash: bytes
+    sha256: bytes
+    object_key: str
+    version_id: str
+
+
+class EventStore(Protocol):
+    """The write path of one chain: its head, the receipts of ids already stored, and
+    group commits (see `audit_svc.ingest.appender`)."""
+
+    async def read_head(self, chain_id: str) -> Head:
+        """The chain's head as committed."""
+        ...
+
+    async def stored_receipts(self, events: Sequence[Event]) -> dict[uuid.UUID, Receipt]:
+        """The receipts of those of `events` whose ids are already stored (any chain)."""
+        ...
+
+    def prepare(
+        self, chain_id: str, head: Head, events: Sequence[Event], stored: dict[uuid.UUID, Receipt]
+    ) -> Prepared:
+        """Seqs, hashes and rows of `events` from `head` on; no I/O."""
+        ...
+
+    async def write(self, chain_id: str, prepared: Prepared) -> None:
+        """Commit a prepared group if the head is still where it starts (else
+        `HeadMoved`); `DuplicateEventId` if one of its ids was stored meanwhile."""
+        ...
+
+    async def append(self, chain_id: str, events: Sequence[Event]) -> list[tuple[Outcome, Receipt]]:
+        """Lock the head, look the ids up, write: the one-step form of the above."""
+        ...
+
+
+class EventReader(Protocol):
+    """The read path: pages, single events, counts, and chain ranges."""
+
+    async def ping(self) -> None:
+        """Return when the database answers; `Unavailable`/`StorageError` when not."""
+        ...
+
+    async def query_events(self, spec: QuerySpec) -> tuple[list[StoredEvent], bool]:
+        """One page matching `spec`, newest first, and whether more follow."""
+        ...
+
+    async def get_event(self, event_id: uuid.UUID) -> StoredEvent | None:
+        """The event with this id, or None."""
+        ...
+
+    async def count(
+        self,
+        start: datetime,
+        end: datetime,
+        bucket_width: timedelta,
+        top_users: int,
+        now: datetime,
+    ) -> RangeCounts:
+        """Exact counts of start <= event_time < end, read in one snapshot; `now`
+        only changes how they are read."""
+        ...
+
+    async def chain_ids(self) -> list[str]:
+        """Every chain's id, in order."""
+        ...
+
+    async def chain_state(self, chain_id: str) -> Head | None:
+        """The chain's recorded head; None for an unknown chain."""
+        ...
+
+    async def chain_tail(self, chain_id: str) -> tuple[int, int]:
+        """The recorded head seq and the highest stored seq, in one snapshot."""
+        ...
+
+    def chain_range(
+        self, chain_id: str, from_seq: int, to_seq: int, batch: int = 5000
+    ) -> AsyncGenerator[list[StoredEvent], None]:
+        """The stored events from_seq..to_seq in seq order, `batch` at a time."""
+        ...
+
+    async def archive_boundary(self, chain_id: str) -> Head:
+        """The last archived seq of the chain and its hash; (0, b'') when none."""
+        ...
+
+
+class SinkStore(Protocol):
+    """What the sinks keep and read: cursors, lag, window counts, checkpoints, and
+    the archived ranges."""
+
+    async def cursor(self, sink: str, chain_id: str) -> int: ...
+    async def set_cursor(self, sink: str, chain_id: str, last_seq: int) -> None: ...
+    async def lag(self, sink: str, chain_id: str) -> Lag: ...
+    async def lag_after(self, chain_id: str, seq: int) -> Lag: ...
+    async def head_seq(self, chain_id: str) -> int: ...
+    async def chain_state(self, chain_id: str) -> Head | None: ...
+    async def window_counts(
+        self, chain_id: str, after: int, upto: int, width: timedelta
+    ) -> list[WindowCount]: ...
+    async def last_checkpoint(self, chain_id: str) -> CheckpointRow | None: ...
+    async def add_checkpoint(self, cp: CheckpointRow) -> None: ...
+    async def list_checkpoints(
+        self, chain_id: str, after: tuple[str, int], limit: int
+    ) -> list[CheckpointRow]: ...
+    async def archived_ranges(self, chain_id: str) -> list[ArchivedRange]: ...
+    async def archive_boundary(self, chain_id: str) -> Head: ...
+    async def archive_candidates(
+        self, chain_id: str, after: int, cutoff: datetime, limit: int
+    ) -> list[StoredEvent]: ...
+    async def record_archived(self, r: ArchivedRange) -> int: ...
+    async def drop_restored(self, chain_id: str, through: int, cutoff: datetime) -> int: ...
+    async def restore_events(self, events: Sequence[StoredEvent]) -> int: ...
