@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
 from audit_client.errors import SettingsError
+from meshkit.settings import env_values, mask_url
 from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 
 PREFIX = "AUDIT_CLIENT_"
@@ -83,7 +83,7 @@ class ClientSettings:
         shown = []
         for f in fields(self):
             value = getattr(self, f.name)
-            shown.append(f"{f.name}={_mask(value) if f.name in _SECRETS else repr(value)}")
+            shown.append(f"{f.name}={repr(mask_url(value) if f.name in _SECRETS else value)}")
         return f"ClientSettings({', '.join(shown)})"
 
     @property
@@ -94,22 +94,7 @@ class ClientSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientSettings:
         """Read and validate; raise `SettingsError` listing every bad variable."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for f in fields(cls):
-            name = PREFIX + f.name.upper()
-            if f.name in overrides:
-                values[f.name] = overrides.pop(f.name)
-            elif name in env:
-                parse: Callable[[str], Any] = _PARSERS[type(f.default)]
-                try:
-                    values[f.name] = parse(env[name])
-                except ValueError:
-                    problems.append(
-                        f"{name}={env[name]!r} is not a valid {type(f.default).__name__}"
-                    )
-        problems += [f"unknown setting {name!r}" for name in overrides]
+        values, problems = env_values(cls, PREFIX, environ, overrides)
         try:
             settings = cls(**values)
         except SettingsError as exc:
@@ -161,22 +146,4 @@ class ClientSettings:
         return out
 
 
-def _mask(value: str) -> str:
-    """A URL keeps everything but its password."""
-    parts = urlsplit(value)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return repr(parts._replace(netloc=netloc).geturl())
-    return repr(value)
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(text)
-
-
-_PARSERS: dict[type, Callable[[str], Any]] = {str: str, int: int, float: float, bool: _bool}
 _SECRETS = frozenset({"redis_url"})

@@ -13,10 +13,9 @@ from audit.v1 import audit_service_pb2 as v1_pb
 from audit.v1 import audit_service_pb2_grpc as v1_grpc
 from audit.v2 import audit_service_pb2 as v2_pb
 from audit.v2 import audit_service_pb2_grpc as v2_grpc
-from audit_svc.api.rpc_errors import interceptor
 from audit_svc.api.servicer import AuditServicer
 from audit_svc.api.servicer_v1 import AuditLogServicer
-from audit_svc.errors import Unavailable
+from audit_svc.errors import DOMAIN, Unavailable
 from audit_svc.ingest.appender import Appender
 from audit_svc.ingest.ingestor import Ingestor
 from audit_svc.read.live_tail import LiveTail
@@ -28,6 +27,7 @@ from audit_svc.storage.event_writes import ChainLock, PgEventStore
 from audit_svc.storage.postgres import create_pool
 from audit_svc.storage.sink_state import PgSinkState
 from audit_svc.storage.user_counts import UserCountCache
+from meshkit.rpc import ErrorInterceptor
 from meshkit.server import ServiceApp, new_server
 from meshkit.tls import server_credentials, warn_plaintext
 
@@ -50,7 +50,6 @@ class AuditApp(ServiceApp):
         self.port = 0
         self.chain_id = ""
         super().__init__()
-        self._tasks: asyncio.TaskGroup | None = None
         self.appender: Appender | None = None
         self.sinks: Sinks | None = None
         self.server: grpc.aio.Server | None = None
@@ -92,7 +91,7 @@ class AuditApp(ServiceApp):
         if files is None:
             warn_plaintext("the audit-service", "AUDIT_TLS")
         server, self.port = new_server(
-            interceptor(),
+            ErrorInterceptor(DOMAIN),
             SERVICE_NAMES,
             self.health,
             s.grpc_listen,
@@ -105,10 +104,8 @@ class AuditApp(ServiceApp):
         v1_grpc.add_AuditLogServiceServicer_to_server(AuditLogServicer(reader), server)
         self.server = server
 
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        self._appender_task = self._tasks.create_task(self.appender.run(), name="appender")
-        self._sinks_task = self._tasks.create_task(self.sinks.run(), name="sinks")
+        self._appender_task = await self.start_task(self.appender.run(), name="appender")
+        self._sinks_task = await self.start_task(self.sinks.run(), name="sinks")
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -144,8 +141,6 @@ class AuditApp(ServiceApp):
                 _, pending = await asyncio.wait({self._sinks_task}, timeout=SINK_STOP_SECONDS)
                 for task in pending:
                     task.cancel()
-            if self._tasks is not None:
-                await self._tasks.__aexit__(None, None, None)
         finally:
             await self._stack.aclose()
         log.info("audit-service stopped")

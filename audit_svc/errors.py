@@ -1,48 +1,50 @@
-"""Typed domain errors. The transport turns each into a google.rpc.Status in one place
-(`audit_svc.api.rpc_errors`); domain code raises these and never imports grpc."""
+"""Typed domain errors, each with its gRPC code: `meshkit.rpc` turns them into a
+google.rpc.Status in one place; domain code raises these and never imports grpc."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+
+from google.rpc import code_pb2
 
 from audit_svc.model import FieldViolation
+from meshkit.errors import MeshError
 
 DOMAIN = "audit.auditmesh.dev"
 
 
-class AuditError(Exception):
+class AuditError(MeshError):
     """Base of the errors a caller may see; `reason` is UPPER_SNAKE_CASE."""
 
-    reason = "INTERNAL"
-
-    def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.metadata = dict(metadata or {})
+    domain = DOMAIN
 
 
 class InvalidArgument(AuditError):
     """The request is malformed; `violations` names each bad field."""
 
+    code = code_pb2.INVALID_ARGUMENT
     reason = "INVALID_ARGUMENT"
 
     def __init__(
         self, violations: Sequence[FieldViolation], *, reason: str = "INVALID_ARGUMENT"
     ) -> None:
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
-        self.violations = tuple(violations)
-        self.reason = reason
+        super().__init__(
+            "; ".join(f"{v.field}: {v.description}" for v in violations), reason=reason
+        )
+        self.violations: tuple[FieldViolation, ...] = tuple(violations)
 
 
 class NotFound(AuditError):
     """The thing asked for does not exist."""
 
+    code = code_pb2.NOT_FOUND
     reason = "NOT_FOUND"
 
 
 class Unavailable(AuditError):
     """A dependency (the database) cannot be reached now; retrying later may work."""
 
+    code = code_pb2.UNAVAILABLE
     reason = "UNAVAILABLE"
 
 
@@ -56,12 +58,14 @@ class DuplicateEventId(AuditError):
     """An event id is already stored: the unique index refused a write. The appender
     answers such events as duplicates; it reaches a caller only if that keeps failing."""
 
+    code = code_pb2.ABORTED
     reason = "DUPLICATE_EVENT_ID"
 
 
 class FellBehind(AuditError):
     """A live-tail subscriber could not keep up and was disconnected."""
 
+    code = code_pb2.RESOURCE_EXHAUSTED
     reason = "WATCHER_FELL_BEHIND"
 
 

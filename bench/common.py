@@ -10,7 +10,6 @@ import shlex
 import statistics
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from typing import Any
 import asyncpg
 import grpc
 
-from audit.v2 import event_pb2
 from audit_svc.ops.migrate import upgrade
 from devstack import PostgresInfo, create_database, start_postgres
 from devstack.certs import files_of
@@ -33,17 +31,6 @@ from devstack.settings import DEFAULT_PG_BINDIR
 from devstack.stack import ComponentContext
 from meshkit.tls import TlsFiles, aio_channel
 
-EVENT_TYPES = [
-    ("auth.login_success", "login_success", "success"),
-    ("auth.login_failed", "login_failed", "failure"),
-    ("auth.logout", "logout", "success"),
-    ("auth.token_refresh", "token_refresh", "success"),
-    ("user.user_updated", "user_updated", "success"),
-    ("mfa.mfa_verified", "mfa_verified", "success"),
-    ("permission.role_assigned", "role_assigned", "success"),
-    ("security.rate_limit_exceeded", "rate_limit_exceeded", "denied"),
-]
-
 
 def command_line(module: str) -> str:
     """The command that reproduces this run."""
@@ -52,29 +39,6 @@ def command_line(module: str) -> str:
 
 def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def wire_events(count: int, users: int = 1000) -> list[event_pb2.AuditEvent]:
-    """Guide-shaped events over `users` accounts and the common types."""
-    out = []
-    for i in range(count):
-        event_type, action, result = EVENT_TYPES[i % len(EVENT_TYPES)]
-        event = event_pb2.AuditEvent(
-            event_id=str(uuid.uuid4()),
-            event_type=event_type,
-            user_id=f"user{i % users}",
-            username=f"name{i % users}",
-            ip_address=f"10.0.{i % 250}.{i % 200}",
-            user_agent="Mozilla/5.0 (bench)",
-            service="user-service",
-            action=action,
-            result=result,
-            compliance_tags=["SOX", "GDPR"] if i % 3 == 0 else ["GDPR"],
-            data_classification="internal",
-        )
-        event.details.update({"mfa_used": i % 2 == 0, "session_id": f"sess_{i}"})
-        out.append(event)
-    return out
 
 
 @dataclass

@@ -32,7 +32,8 @@ from google.protobuf import json_format
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
-from bench.common import Dial, Report, bench_postgres, dial, percentiles, wire_events
+from bench.common import Dial, Report, bench_postgres, dial, percentiles
+from devstack.events import wire_events
 from devstack.mesh import GrpcServiceInfo, certs_env, probe_http
 from devstack.ports import free_port
 from devstack.process import ProcessSpec

@@ -39,10 +39,11 @@ from audit_client import ClientSettings
 from audit_client.ids import new_id
 from audit_svc.storage.postgres import EVENT_COLUMNS, create_pool
 from bench.baselines import http_driver
-from bench.common import Bench, Report, bench_postgres, count_events, dial, wire_events
+from bench.common import Bench, Report, bench_postgres, count_events, dial
 from bench.procstat import cpu_seconds, peak_rss_mb, postmaster_pid, tree_cpu_seconds
 from bench.producers import run_producers
 from devstack import start_redis
+from devstack.events import wire_events
 
 TARGET_RATE = 60_000
 TARGET_VS_BASELINE = 15.0
@@ -188,14 +189,6 @@ def raw_copy(bench: Bench, pg_pid: int, events: list[event_pb2.AuditEvent], batc
     )
 
 
-def guide_events(count: int) -> list[event_pb2.AuditEvent]:
-    """wire_events with UUIDv7 ids, as the client stamps them (index locality alike)."""
-    events = wire_events(count)
-    for event in events:
-        event.event_id = str(new_id())
-    return events
-
-
 @contextmanager
 def _machinery(folder: Path) -> Iterator[tuple[Bench, int, str]]:
     with bench_postgres(folder) as bench, start_redis(folder / "redis") as redis:
@@ -208,8 +201,8 @@ def run_all(
     batch = ClientSettings().max_batch_events
     with _machinery(folder) as (bench, pg_pid, redis_url):
         runs = [ours(bench, pg_pid, n, events, redis_url) for n in producers]
-        runs.append(baseline(bench, pg_pid, guide_events(baseline_events), conc))
-        runs.append(raw_copy(bench, pg_pid, guide_events(events), batch))
+        runs.append(baseline(bench, pg_pid, wire_events(baseline_events, new_id=new_id), conc))
+        runs.append(raw_copy(bench, pg_pid, wire_events(events, new_id=new_id), batch))
     return runs
 
 

@@ -14,20 +14,18 @@ import argparse
 import asyncio
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from audit.v2 import audit_service_pb2 as pb
-from bench.common import Dial, Report, bench_postgres, count_events, dial, wire_events
+from bench.common import Dial, Report, bench_postgres, count_events, dial
 from bench.procstat import cpu_seconds, postmaster_pid, tree_cpu_seconds
+from devstack.events import wire_events
 
 BATCH = 500
 
 
 def requests(count: int) -> list[bytes]:
     events = wire_events(count)
-    for event in events:
-        event.event_id = str(uuid.uuid4())
     return [
         pb.StreamIngestRequest(batch_id=str(i), events=events[i : i + BATCH]).SerializeToString()
         for i in range(0, count, BATCH)

@@ -20,7 +20,8 @@ from multiprocessing.synchronize import Barrier
 from threading import BrokenBarrierError
 
 from audit_client import AuditClient, ClientSettings
-from bench.common import Dial, wire_events
+from bench.common import Dial
+from devstack.events import wire_events
 
 DONE_TIMEOUT = 600.0
 

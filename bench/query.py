@@ -45,7 +45,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
-from bench.common import EVENT_TYPES, Bench, Dial, Report, bench_postgres, dial, percentiles
+from bench.common import Bench, Dial, Report, bench_postgres, dial, percentiles
+from devstack.events import EVENT_TYPES
 
 USERS = 10_000
 WARM_UP = 10

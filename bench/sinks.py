@@ -24,8 +24,9 @@ from pathlib import Path
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
-from bench.common import Bench, Dial, Report, bench_postgres, count_events, dial, wire_events
+from bench.common import Bench, Dial, Report, bench_postgres, count_events, dial
 from devstack import start_influx, start_s3
+from devstack.events import wire_events
 
 BATCH = 500
 

@@ -26,6 +26,7 @@ from gateway.settings import Settings
 from gateway.streaming import Closing
 from gateway.transcoder import Transcoder
 from gateway.upstream import Upstream
+from meshkit.server import ServiceApp
 from meshkit.tls import warn_plaintext
 
 log = logging.getLogger(__name__)
@@ -81,27 +82,18 @@ class _Server(uvicorn.Server):
         yield
 
 
-class Gateway:
+class Gateway(ServiceApp):
     """The running gateway; `ports` maps listener name to the port it listens on."""
 
     def __init__(self, settings: Settings, mesh: config.MeshConfig | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.plan = plan(settings, mesh)
         self.ports: dict[str, int] = {}
         self.closing: Closing = asyncio.Event()
-        self._upstreams: list[Upstream] = []
         self._servers: list[_Server] = []
-        self._tasks: asyncio.TaskGroup | None = None
         self._serving: list[asyncio.Task[None]] = []
         self._stopped = False
-
-    async def __aenter__(self) -> Gateway:
-        try:
-            await self._start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -119,19 +111,19 @@ class Gateway:
             warn_plaintext("the gateway's upstream links", "GATEWAY_TLS")
         sockets = self._bind()
         printer = Printer(self.plan.mesh.transcoding, self.plan.descriptors.pool)
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        for listener in self.plan.mesh.listeners:
-            try:
-                app = self._app(listener, printer)
-            except BaseException:
-                for unused in sockets.values():
-                    unused.close()
-                raise
+        try:  # every app (and its upstream) before the first server runs
+            apps = [
+                (listener, self._app(listener, printer)) for listener in self.plan.mesh.listeners
+            ]
+        except BaseException:
+            for unused in sockets.values():
+                unused.close()
+            raise
+        for listener, app in apps:
             server = _Server(self._config(app))
             self._servers.append(server)
             serving = server.serve(sockets=[sockets.pop(listener.name)])
-            self._serving.append(self._tasks.create_task(serving, name=f"http-{listener.name}"))
+            self._serving.append(await self.start_task(serving, name=f"http-{listener.name}"))
             log.info(
                 "listener %s on %s:%d -> %s (%s)",
                 listener.name,
@@ -151,7 +143,7 @@ class Gateway:
         upstream = Upstream(
             listener.display_name, listener.upstream, s.channels_per_upstream, s.tls_files
         )
-        self._upstreams.append(upstream)
+        self._stack.push_async_callback(upstream.close)  # after the servers have stopped
         built = self.plan.routes[listener.name]
         spec = openapi.document(listener, built, self.plan.descriptors, mesh.transcoding)
         transcoder = Transcoder(
@@ -202,12 +194,7 @@ class Gateway:
         self.closing.set()
         for server in self._servers:
             server.should_exit = True
-        try:
-            if self._tasks is not None:
-                await self._tasks.__aexit__(None, None, None)
-        finally:
-            for upstream in self._upstreams:
-                await upstream.close()
+        await self._stack.aclose()  # the servers drain, then the channels close
         log.info("gateway stopped")
 
 

@@ -1,16 +1,19 @@
-"""PostgreSQL driver failures that mean "not reachable now", for the storage
-boundary of every service (encode/httpx's map_httpcore_exceptions pattern)."""
+"""What the storage boundary of every service shares: driver failures that mean "not
+reachable now" (encode/httpx's map_httpcore_exceptions pattern), and the pool."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import asyncpg
 
+Unavailable = Callable[[str], Exception]
+
 
 @contextlib.contextmanager
-def map_db_errors(unavailable: Callable[[str], Exception]) -> Iterator[None]:
+def map_db_errors(unavailable: Unavailable) -> Iterator[None]:
     """Re-raise connection-level driver errors as `unavailable(reason)`, the calling
     service's own domain error; every other error passes through unchanged."""
     try:
@@ -30,3 +33,25 @@ def map_db_errors(unavailable: Callable[[str], Exception]) -> Iterator[None]:
         if "closed" in str(exc) or "connection" in str(exc):
             raise unavailable("database connection lost") from exc
         raise
+
+
+async def create_pool(
+    dsn: str, unavailable: Unavailable, *, min_size: int = 2, max_size: int = 10, **options: Any
+) -> asyncpg.Pool:
+    """A connection pool (asyncpg's `options` as given); an unreachable database is
+    `unavailable(reason)`, the calling service's own domain error."""
+    with map_db_errors(unavailable):
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, **options
+        )
+    return pool
+
+
+@contextlib.asynccontextmanager
+async def connection(
+    pool: asyncpg.Pool, map_errors: Callable[[], contextlib.AbstractContextManager[None]]
+) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection; errors of the block and of acquiring mapped by `map_errors`."""
+    with map_errors():
+        async with pool.acquire() as conn:
+            yield conn

@@ -1,9 +1,10 @@
 """Every gRPC error a caller sees, as a google.rpc.Status, built in one place.
 
-A service gives `ErrorInterceptor` a function that turns its domain errors into a
-status (or None for an exception it does not know); unknown exceptions are logged
-once and answered INTERNAL with a generic message. The interceptor also puts the
-request id, method and peer of each call into the logging context.
+Every service's domain errors are `meshkit.errors.MeshError`s, each carrying its gRPC
+code, reason and domain: `to_status` is the one table from them to statuses, used by
+the `ErrorInterceptor` of every service. Unknown exceptions are logged once and
+answered INTERNAL with a generic message. The interceptor also puts the request id,
+method and peer of each call into the logging context.
 """
 
 from __future__ import annotations
@@ -20,10 +21,27 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from meshkit import logs
+from meshkit.errors import MeshError
 
 log = logging.getLogger(__name__)
 
 ToStatus = Callable[[Exception], status_pb2.Status | None]
+
+
+def to_status(exc: Exception) -> status_pb2.Status | None:
+    """The rich status of a domain error (ErrorInfo; BadRequest for its violations;
+    its extra details); None for any other exception."""
+    if not isinstance(exc, MeshError):
+        return None
+    return rich_status(
+        exc.code,
+        exc.message,
+        reason=exc.reason,
+        domain=exc.domain,
+        metadata=exc.metadata,
+        violations=[(v.field, v.description) for v in exc.violations],
+        extra=exc.extra_details(),
+    )
 
 
 def rich_status(
@@ -58,7 +76,7 @@ def _pack(message: Message) -> any_pb2.Any:
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Wraps every handler: call context for logs, and errors as rich statuses."""
 
-    def __init__(self, to_status: ToStatus, domain: str) -> None:
+    def __init__(self, domain: str, to_status: ToStatus = to_status) -> None:
         self._to_status = to_status
         self._internal = rich_status(
             code_pb2.INTERNAL,

@@ -7,16 +7,17 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def new_server(
@@ -65,12 +66,26 @@ async def serve_until_signal(app: AbstractAsyncContextManager[Any]) -> None:
 
 class ServiceApp:
     """The lifecycle every service's app shares: `async with App(settings) as app:`
-    runs `_start`, which registers what it opens on `self._stack`; if `_start` fails,
-    what it opened is closed again; leaving the block runs `_stop` (graceful shutdown,
-    ending with `self._stack.aclose()`)."""
+    runs `_start`, which registers what it opens on `self._stack` and starts its
+    background workers with `start_task`; if `_start` fails, the workers are cancelled
+    and what it opened is closed again; leaving the block runs `_stop` (graceful
+    shutdown: tell the workers to end, then `self._stack.aclose()`, which waits for
+    them and closes the rest in reverse)."""
 
     def __init__(self) -> None:
         self._stack = contextlib.AsyncExitStack()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._workers: list[asyncio.Task[Any]] = []
+
+    async def start_task(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        """Run `coro` in the app's one TaskGroup, entered through the exit stack on
+        first use: it is left, waiting for every worker, before anything opened
+        earlier is closed; a worker that fails cancels the app's task."""
+        if self._tasks is None:
+            self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
+        task = self._tasks.create_task(coro, name=name)
+        self._workers.append(task)
+        return task
 
     async def _start(self) -> None:
         raise NotImplementedError
@@ -82,6 +97,8 @@ class ServiceApp:
         try:
             await self._start()
         except BaseException:
+            for task in self._workers:
+                task.cancel()
             await self._stack.aclose()
             raise
         return self

@@ -36,12 +36,30 @@ def read_env(
     problems of the built object. Raises `SettingsError` listing every problem, with
     `what` (e.g. "audit-service") in its first line.
     """
+    values, problems = env_values(cls, prefix, environ, overrides)
+    settings = cls(**values)
+    if validate is not None:
+        problems += validate(settings)
+    if problems:
+        raise SettingsError(f"invalid {what} settings:\n  " + "\n  ".join(problems))
+    return settings
+
+
+def env_values(
+    cls: type[Any],
+    prefix: str,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The constructor arguments of the dataclass `cls` that `environ` (os.environ by
+    default) or `overrides` set, each variable parsed by the type of its field's
+    default, and the problems found (unparsable values, unknown overrides)."""
     env = os.environ if environ is None else environ
     given = dict(overrides or {})
     values: dict[str, Any] = {}
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cls)}
     problems = [f"unknown setting {name!r}" for name in given if name not in names]
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         name = prefix + f.name.upper()
         if f.name in given:
             values[f.name] = given[f.name]
@@ -51,12 +69,7 @@ def read_env(
                 values[f.name] = _PARSERS.get(kind, kind)(env[name])
             except ValueError:
                 problems.append(f"{name}={env[name]!r} is not a valid {kind.__name__}")
-    settings = cls(**{k: v for k, v in values.items() if k in names})
-    if validate is not None:
-        problems += validate(settings)
-    if problems:
-        raise SettingsError(f"invalid {what} settings:\n  " + "\n  ".join(problems))
-    return settings
+    return values, problems
 
 
 def log_problems(prefix: str, level: str, fmt: str) -> list[str]:

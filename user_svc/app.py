@@ -12,13 +12,14 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2
 
 from audit_client import AuditClient, ClientSettings
+from meshkit.rpc import ErrorInterceptor
 from meshkit.server import ServiceApp, new_server
 from meshkit.tls import server_credentials, warn_plaintext
 from user.v1 import user_service_pb2 as pb
 from user.v1 import user_service_pb2_grpc as pb_grpc
 from user_svc import __version__
+from user_svc.errors import DOMAIN
 from user_svc.keys import load_keys
-from user_svc.rpc_errors import interceptor
 from user_svc.service import Services, build_services
 from user_svc.servicer import UserServicer
 from user_svc.settings import Settings
@@ -70,7 +71,6 @@ class UserApp(ServiceApp):
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         super().__init__()
-        self._tasks: asyncio.TaskGroup | None = None
         self._janitor: asyncio.Task[None] | None = None
 
     async def _start(self) -> None:
@@ -95,7 +95,7 @@ class UserApp(ServiceApp):
         if files is None:
             warn_plaintext("the user-service", "USER_TLS")
         server, self.port = new_server(
-            interceptor(),
+            ErrorInterceptor(DOMAIN),
             (SERVICE_NAME,),
             self.health,
             s.grpc_listen,
@@ -109,9 +109,7 @@ class UserApp(ServiceApp):
         pb_grpc.add_UserServiceServicer_to_server(servicer, server)
         self.server = server
 
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        self._janitor = self._tasks.create_task(self._clean_up(), name="janitor")
+        self._janitor = await self.start_task(self._clean_up(), name="janitor")
         await server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -150,8 +148,6 @@ class UserApp(ServiceApp):
                 await self.server.stop(self.settings.shutdown_grace_seconds)
             if self._janitor is not None:
                 self._janitor.cancel()
-            if self._tasks is not None:
-                await self._tasks.__aexit__(None, None, None)
             if self.audit is not None:
                 await self.audit.flush(timeout=self.settings.shutdown_grace_seconds)
         except TimeoutError:

@@ -1,53 +1,48 @@
-"""Typed domain errors. The transport turns each into a google.rpc.Status in one place
-(`user_svc.rpc_errors`); domain code raises these and never imports grpc."""
+"""Typed domain errors, each with its gRPC code: `meshkit.rpc` turns them into a
+google.rpc.Status in one place; domain code raises these and never imports grpc."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
+from google.protobuf import duration_pb2
+from google.protobuf.message import Message
+from google.rpc import code_pb2, error_details_pb2
+
+from meshkit.errors import MeshError
 from user_svc.model import FieldViolation
 
 DOMAIN = "user.auditmesh.dev"
 
 
-class UserError(Exception):
+class UserError(MeshError):
     """Base of the errors a caller may see; `reason` is UPPER_SNAKE_CASE."""
 
-    reason = "INTERNAL"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        if reason is not None:
-            self.reason = reason
-        self.metadata = dict(metadata or {})
+    domain = DOMAIN
 
 
 class InvalidArgument(UserError):
     """The request is malformed; `violations` names each bad field."""
 
+    code = code_pb2.INVALID_ARGUMENT
     reason = "INVALID_ARGUMENT"
 
     def __init__(self, violations: Sequence[FieldViolation]) -> None:
         super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
-        self.violations = tuple(violations)
+        self.violations: tuple[FieldViolation, ...] = tuple(violations)
 
 
 class NotFound(UserError):
     """The account (or the role) asked for does not exist."""
 
+    code = code_pb2.NOT_FOUND
     reason = "NOT_FOUND"
 
 
 class AlreadyExists(UserError):
     """The user name or email is taken."""
 
+    code = code_pb2.ALREADY_EXISTS
     reason = "ALREADY_EXISTS"
 
 
@@ -56,28 +51,40 @@ class Unauthenticated(UserError):
     INVALID_MFA_CODE, ACCOUNT_LOCKED, MISSING_TOKEN, INVALID_TOKEN, SESSION_ENDED,
     INVALID_REFRESH_TOKEN, INVALID_RESET_TOKEN."""
 
+    code = code_pb2.UNAUTHENTICATED
     reason = "UNAUTHENTICATED"
 
 
 class PermissionDenied(UserError):
     """Signed in, but not allowed: ROLE_REQUIRED or NOT_ACCOUNT_OWNER."""
 
+    code = code_pb2.PERMISSION_DENIED
     reason = "PERMISSION_DENIED"
 
 
 class FailedPrecondition(UserError):
     """The account is not in a state that allows the call (MFA_NOT_ENABLED, LAST_ADMIN...)."""
 
+    code = code_pb2.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
 
 
 class RateLimited(UserError):
     """Too many calls; `metadata` names the limit and when to retry."""
 
+    code = code_pb2.RESOURCE_EXHAUSTED
     reason = "RATE_LIMITED"
+
+    def extra_details(self) -> list[Message]:
+        """A RetryInfo saying when to try again, when the limit says so."""
+        after = self.metadata.get("retry_after_seconds")
+        if not after:
+            return []
+        return [error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(after)))]
 
 
 class Unavailable(UserError):
     """A dependency (the database, or the audit trail under fail_closed) is down."""
 
+    code = code_pb2.UNAVAILABLE
     reason = "UNAVAILABLE"

@@ -94,17 +94,16 @@ def _inet_decode(data: bytes) -> Any:
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections speak jsonb as Python objects."""
-    with map_db_errors():
-        pool: asyncpg.Pool = await asyncpg.create_pool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            init=init_connection,
-            reset=_keep_session,
-            # Filters such as `LIKE $1 || '%'` need the value to pick the right index.
-            server_settings={"plan_cache_mode": "force_custom_plan"},
-        )
-    return pool
+    return await pg.create_pool(
+        dsn,
+        Unavailable,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        reset=_keep_session,
+        # Filters such as `LIKE $1 || '%'` need the value to pick the right index.
+        server_settings={"plan_cache_mode": "force_custom_plan"},
+    )
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -137,12 +136,9 @@ def map_db_errors() -> Iterator[None]:
         raise StorageError(f"{type(exc).__name__}: {exc}") from exc
 
 
-@contextlib.asynccontextmanager
-async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+def connection(pool: asyncpg.Pool) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
     """A pooled connection, with driver errors mapped."""
-    with map_db_errors():
-        async with pool.acquire() as conn:
-            yield conn
+    return pg.connection(pool, map_db_errors)
 
 
 @contextlib.asynccontextmanager

@@ -17,11 +17,11 @@ from audit.v2 import event_pb2
 from audit_client import ClientSettings
 from audit_svc.settings import Settings
 from devstack import PostgresInfo, RedisInfo, RunningService, free_port, start_redis
+from devstack.events import guide_event
 from devstack.mesh import GrpcServiceInfo, audit_plan
 from devstack.service import start_service
 from devstack.stack import ComponentContext
 from tests.testkit import tls
-from tests.testkit.events import guide_event
 
 MakeSettings = Callable[..., ClientSettings]
 """The `client_settings` fixture: target plus any changed setting -> ClientSettings."""

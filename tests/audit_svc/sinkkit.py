@@ -17,8 +17,8 @@ from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
 from audit_svc.settings import Settings
-from bench.common import wire_events
 from devstack import InfluxInfo, S3Info, export_series
+from devstack.events import wire_events
 from tests.testkit import tls
 
 

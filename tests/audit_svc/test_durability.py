@@ -21,12 +21,12 @@ from audit_svc.integrity.verify import verify_chain
 from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.postgres import create_pool
 from devstack import PostgresInfo
+from devstack.events import guide_event
 from devstack.mesh import GrpcServiceInfo, audit_plan
 from devstack.ports import free_port
 from devstack.service import RunningService, start_service
 from devstack.stack import ComponentContext
 from tests.testkit import tls
-from tests.testkit.events import guide_event
 
 
 def batch(batch_id: str, size: int) -> pb.StreamIngestRequest:

@@ -20,8 +20,8 @@ from audit_svc.integrity.chain import canonical_bytes, link
 from audit_svc.model import Event
 from audit_svc.storage import event_writes as writes
 from audit_svc.storage.postgres import SELECT_EVENT, create_pool, stored_event
+from devstack.events import guide_event
 from tests.testkit import tls
-from tests.testkit.events import guide_event
 from tests.testkit.grpc_status import reason_and_fields
 
 

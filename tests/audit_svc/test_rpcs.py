@@ -19,8 +19,8 @@ from audit.v1 import audit_service_pb2_grpc as v1_grpc
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
+from devstack.events import GUIDE_EVENT, guide_event
 from tests.testkit import tls
-from tests.testkit.events import GUIDE_EVENT, guide_event
 from tests.testkit.grpc_status import reason_and_fields
 
 

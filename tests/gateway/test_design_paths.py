@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
+from devstack.events import GUIDE_EVENT
 from tests.gateway.harness import Mesh
 from tests.gateway.rest import error_of
-from tests.testkit.events import GUIDE_EVENT
 
 
 async def post_events(mesh: Mesh) -> list[str]:

@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from devstack import free_port
+from devstack.events import GUIDE_EVENT
 from gateway import Listener, MeshConfig, Transcoding
 from tests.gateway.harness import MAIN_DESCRIPTORS, Everything, EverythingFactory, running_gateway
 from tests.gateway.harness import client as http_client
 from tests.gateway.rest import error_of
-from tests.testkit.events import GUIDE_EVENT
 
 # grpc-gateway's HTTPStatusFromCode.
 HTTP_OF_CODE = {

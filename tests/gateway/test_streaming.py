@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 
 from audit_svc.app import AuditApp
+from devstack.events import GUIDE_EVENT
 from gateway import Listener, MeshConfig, Transcoding
 from gateway.descriptors import Descriptors
 from tests.gateway.harness import Everything, EverythingFactory, Mesh, client, running_gateway
 from tests.gateway.rest import error_of
 from tests.gateway.servers import EVERYTHING, EverythingServer
-from tests.testkit.events import GUIDE_EVENT
 
 WAIT = 30.0  # upper bound for anything to arrive; never a timing assertion
 

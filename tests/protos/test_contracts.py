@@ -15,24 +15,10 @@ from google.protobuf import descriptor_pb2, json_format
 from audit.v1 import audit_service_pb2 as v1
 from audit.v2 import audit_service_pb2 as v2
 from audit.v2 import event_pb2
+from devstack.events import GUIDE_EVENT
 
 ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTOR_SET = ROOT / "gen" / "auditmesh.binpb"
-
-# The event exactly as DESIGN.md and the integration guide show it.
-GUIDE_EVENT = {
-    "event_type": "auth.login_success",
-    "user_id": "user123",
-    "username": "johndoe",
-    "ip_address": "192.168.1.100",
-    "user_agent": "Mozilla/5.0...",
-    "service": "user-service",
-    "action": "login_success",
-    "result": "success",
-    "details": {"mfa_used": False, "session_id": "sess_123"},
-    "compliance_tags": ["SOX", "GDPR"],
-    "data_classification": "internal",
-}
 
 
 def http_rules() -> dict[str, tuple[http_pb2.HttpRule, descriptor_pb2.DescriptorProto]]:

@@ -32,9 +32,7 @@ CREDENTIAL_COLUMNS = (
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """A connection pool; unreachable databases become `Unavailable`."""
-    with map_db_errors():
-        pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
-    return pool
+    return await pg.create_pool(dsn, Unavailable, min_size=min_size, max_size=max_size)
 
 
 def map_db_errors() -> contextlib.AbstractContextManager[None]:
@@ -42,12 +40,9 @@ def map_db_errors() -> contextlib.AbstractContextManager[None]:
     return pg.map_db_errors(Unavailable)
 
 
-@contextlib.asynccontextmanager
-async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+def connection(pool: asyncpg.Pool) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
     """A pooled connection, with driver errors mapped."""
-    with map_db_errors():
-        async with pool.acquire() as conn:
-            yield conn
+    return pg.connection(pool, map_db_errors)
 
 
 @contextlib.asynccontextmanager
