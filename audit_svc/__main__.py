@@ -9,6 +9,7 @@ import gc
 import logging
 import sys
 
+from audit_svc.access import PolicyError
 from audit_svc.app import AuditApp
 from audit_svc.errors import Unavailable
 from audit_svc.ops.migrate import upgrade
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(50_000, 20, 20)
     try:
         asyncio.run(serve_until_signal(AuditApp(settings)))
-    except (OSError, Unavailable, SigningKeyError) as exc:
+    except (OSError, Unavailable, SigningKeyError, PolicyError) as exc:
         log.error("audit-service cannot start: %s", exc)
         return 1
     return 0

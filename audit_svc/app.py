@@ -13,6 +13,10 @@ from audit.v1 import audit_service_pb2 as v1_pb
 from audit.v1 import audit_service_pb2_grpc as v1_grpc
 from audit.v2 import audit_service_pb2 as v2_pb
 from audit.v2 import audit_service_pb2_grpc as v2_grpc
+from audit_svc.access import load_policy
+from audit_svc.access.authn import DEV_MODE_BANNER, Authenticator
+from audit_svc.access.policy import DEFAULT_PATH as DEFAULT_POLICY
+from audit_svc.access.tokens import JwtVerifier
 from audit_svc.api.servicer import AuditServicer
 from audit_svc.api.servicer_v1 import AuditLogServicer
 from audit_svc.errors import DOMAIN, Unavailable
@@ -72,8 +76,17 @@ class AuditApp(ServiceApp):
             max_group_events=s.max_group_events,
             max_queue_events=s.max_queue_events,
         )
+        policy = load_policy(s.policy_file or DEFAULT_POLICY)
+        tokens = (
+            JwtVerifier(s.token_public_key_file, audience=s.token_audience, issuer=s.token_issuer)
+            if s.token_public_key_file
+            else None
+        )
+        self.authenticator = Authenticator(policy, tokens, dev_mode=s.dev_mode)
+        if s.dev_mode:
+            log.warning(DEV_MODE_BANNER)
         skew = timedelta(seconds=s.max_clock_skew_seconds)
-        self.ingestor = ingestor = Ingestor(self.appender, max_clock_skew=skew)
+        self.ingestor = ingestor = Ingestor(self.appender, policy, max_clock_skew=skew)
         self.sinks = Sinks.open(s, sink_state, self.chain_id)
         self._stack.push_async_callback(self.sinks.release)
         reader = Reader(
@@ -99,7 +112,7 @@ class AuditApp(ServiceApp):
             server_credentials(files) if files else None,
         )
         v2_grpc.add_AuditServiceServicer_to_server(
-            AuditServicer(ingestor, reader, self.tail), server
+            AuditServicer(ingestor, reader, self.tail, self.authenticator), server
         )
         v1_grpc.add_AuditLogServiceServicer_to_server(AuditLogServicer(reader), server)
         self.server = server

@@ -3,7 +3,7 @@ google.rpc.Status in one place; domain code raises these and never imports grpc.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from google.rpc import code_pb2
 
@@ -76,3 +76,29 @@ class StorageError(Exception):
 
 class HeadMoved(Exception):
     """The chain's head is not where a prepared group starts; prepare it again."""
+
+
+class Unauthenticated(AuditError):
+    """The caller has no identity we accept (no certificate, or a bad token)."""
+
+    code = code_pb2.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(AuditError):
+    """The caller is known but may not do this; `reason` says why (MISSING_ROLE,
+    SERVICE_MISMATCH...), `violations` which field when an event's is at fault."""
+
+    code = code_pb2.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        violations: Sequence[FieldViolation] = (),
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.violations = tuple(violations)

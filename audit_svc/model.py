@@ -67,6 +67,8 @@ class Event:
     # `details` as canonical JSON text (audit_svc.integrity.chain.details_json), when already
     # computed; validation fills it so the chain and the COPY don't encode it again.
     details_json: str = field(default="", compare=False, repr=False)
+    # Who wrote it: the authenticated principal (a SPIFFE id...), set by the ingestor.
+    principal: str = ""
 
 
 @dataclass(slots=True)
@@ -105,3 +107,5 @@ class EventResult:
     receipt: Receipt | None = None
     reason: str = ""
     violations: tuple[FieldViolation, ...] = ()
+    # Rejected by the access policy (PERMISSION_DENIED), not for being invalid.
+    denied: bool = False

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from meshkit import SettingsError, log_problems, mask_url, read_env
@@ -27,6 +29,16 @@ class Settings:
     tls_ca_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # Who may write and read (audit_svc/access/policy.py); empty: audit_svc/policy.toml.
+    policy_file: str = ""
+    # Bearer tokens of the user-service: its public key (PEM, Ed25519 or P-256), and
+    # the audience and issuer a token must name. Without the key, tokens are refused.
+    token_public_key_file: str = ""
+    token_audience: str = "auditmesh"
+    token_issuer: str = "user-service"
+    # What `make up` runs, loopback only: callers on loopback without credentials may
+    # read and write, as the anonymous principal (a banner at start and in Health).
+    dev_mode: bool = False
     # Chain this replica appends to; empty takes the first free one of chain-1, chain-2...
     chain_id: str = ""
     pool_min_size: int = 2
@@ -118,6 +130,12 @@ class Settings:
         host, _, port = self.grpc_listen.rpartition(":")
         if not host or not port.isdigit():
             out.append(f"{PREFIX}GRPC_LISTEN must be host:port, got {self.grpc_listen!r}")
+        elif self.dev_mode and not _loopback(host):
+            out.append(f"{PREFIX}DEV_MODE is for loopback only; {PREFIX}GRPC_LISTEN is {host}")
+        for name in ("POLICY_FILE", "TOKEN_PUBLIC_KEY_FILE"):
+            path = getattr(self, name.lower())
+            if path and not Path(path).is_file():
+                out.append(f"{PREFIX}{name}={path!r} is not a readable file")
         if not 1 <= self.pool_min_size <= self.pool_max_size:
             out.append(f"{PREFIX}POOL_MIN_SIZE must be between 1 and {PREFIX}POOL_MAX_SIZE")
         if self.max_group_events < 1 or self.max_queue_events < self.max_group_events:
@@ -145,6 +163,15 @@ class Settings:
         }
         out += [f"{PREFIX}{name} must be >= 0" for name, value in not_negative.items() if value < 0]
         return out
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 _PROCESS_KEY = secrets.token_bytes(32)

@@ -128,6 +128,9 @@ def audit_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
         "AUDIT_DATABASE_URL": pg.dsn,
         "AUDIT_GRPC_LISTEN": info.url,
         **certs_env("AUDIT_TLS", certs, "audit-service"),
+        # Loopback only (the service refuses it elsewhere): anonymous local callers,
+        # so the integration guide's curl lines work as written.
+        "AUDIT_DEV_MODE": "true",
         "AUDIT_SIGNING_KEY_FILE": str(data_dir / "checkpoint-signing-key.pem"),
         **_sink_env(ctx.infos),
     }

@@ -9,6 +9,7 @@ from typing import Any
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
+from google.rpc import code_pb2
 
 from audit.v2 import audit_service_pb2, event_pb2
 from audit_svc.errors import InvalidArgument
@@ -178,6 +179,7 @@ def _fill_result(out: event_pb2.EventResult, result: EventResult) -> None:
         _fill_receipt(out.receipt, result.receipt)
     if result.reason:
         out.reason = result.reason
+        out.code = code_pb2.PERMISSION_DENIED if result.denied else code_pb2.INVALID_ARGUMENT
     for v in result.violations:
         out.field_violations.add(field=v.field, description=v.description)
 
@@ -223,6 +225,8 @@ def _fill_event(out: event_pb2.AuditEvent, stored: StoredEvent) -> None:
     set_timestamp(out.event_time, e.event_time)
     set_timestamp(out.receive_time, e.receive_time)
     _fill_receipt(out.receipt, r)
+    if e.principal:
+        out.principal = e.principal
     if e.details:
         out.details.update(e.details)
 

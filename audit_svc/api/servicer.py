@@ -10,7 +10,9 @@ from google.protobuf import duration_pb2
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
+from audit_svc.access.authn import Authenticator
 from audit_svc.api import convert
+from audit_svc.api.identity import principal_of
 from audit_svc.errors import InvalidArgument
 from audit_svc.ingest.ingestor import Ingestor
 from audit_svc.ingest.stream import ingest_stream
@@ -24,21 +26,27 @@ Context: TypeAlias = grpc.aio.ServicerContext
 class AuditServicer(pb_grpc.AuditServiceServicer):
     """audit.v2.AuditService."""
 
-    def __init__(self, ingestor: Ingestor, reader: Reader, tail: LiveTail) -> None:
+    def __init__(
+        self, ingestor: Ingestor, reader: Reader, tail: LiveTail, authenticator: Authenticator
+    ) -> None:
         self._ingestor = ingestor
         self._reader = reader
         self._tail = tail
+        self._authenticator = authenticator
 
     async def Ingest(self, request: pb.IngestRequest, context: Context) -> pb.IngestResponse:
+        principal = principal_of(self._authenticator, context)
         if not request.HasField("event"):
             raise InvalidArgument([FieldViolation("event", "is required")])
-        result = await self._ingestor.ingest_one(convert.event_input(request.event))
+        result = await self._ingestor.ingest_one(convert.event_input(request.event), principal)
         return pb.IngestResponse(result=convert.result_pb(result))
 
     async def IngestBatch(
         self, request: pb.IngestBatchRequest, context: Context
     ) -> pb.IngestBatchResponse:
-        results = await self._ingestor.ingest([convert.event_input(e) for e in request.events])
+        principal = principal_of(self._authenticator, context)
+        inputs = [convert.event_input(e) for e in request.events]
+        results = await self._ingestor.ingest(inputs, principal)
         response = pb.IngestBatchResponse()
         convert.add_results(response.results, results)
         return response
@@ -46,7 +54,9 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     async def StreamIngest(
         self, request_iterator: AsyncIterator[pb.StreamIngestRequest], context: Context
     ) -> AsyncIterator[pb.StreamIngestResponse]:
-        async for ack in ingest_stream(self._ingestor, request_iterator, convert.stream_batch):
+        principal = principal_of(self._authenticator, context)
+        batches = ingest_stream(self._ingestor, principal, request_iterator, convert.stream_batch)
+        async for ack in batches:
             response = pb.StreamIngestResponse(batch_id=ack.batch_id)
             convert.add_results(response.results, ack.results)
             yield response

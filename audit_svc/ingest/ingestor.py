@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from audit_svc.errors import InvalidArgument
+from audit_svc.access import Policy, Principal
+from audit_svc.errors import InvalidArgument, PermissionDenied
 from audit_svc.ingest.appender import Appender
 from audit_svc.ingest.validation import Invalid, validate, validate_batch_size
 from audit_svc.model import EventInput, EventResult, Outcome
@@ -41,30 +42,43 @@ class Ingestor:
     def __init__(
         self,
         appender: Appender,
+        policy: Policy,
         *,
         max_clock_skew: timedelta,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._appender = appender
+        self._policy = policy
         self._skew = max_clock_skew
         self._clock = clock
         # Bounded as the appender's queue is: nothing read ahead waits beyond it.
         self.budget = EventBudget(appender.max_queue_events)
 
-    async def ingest(self, inputs: Sequence[EventInput]) -> list[EventResult]:
-        """Store the valid events; one result per input, in order, after the commit.
+    async def ingest(self, inputs: Sequence[EventInput], principal: Principal) -> list[EventResult]:
+        """Store the valid events, each recording `principal`; one result per input, in
+        order, after the commit.
 
-        A batch over the size limit is refused as a whole (INVALID_ARGUMENT); inside a
-        batch, each invalid event is rejected by index and the rest are stored.
+        A batch over the size limit is refused as a whole (INVALID_ARGUMENT), and so is
+        any batch of a principal the policy lets write nothing (PERMISSION_DENIED);
+        inside a batch, each invalid event, and each event outside the principal's
+        grant (SERVICE_MISMATCH, EVENT_TYPE_MISMATCH), is rejected by index and the
+        rest are stored.
         """
         if problems := validate_batch_size(len(inputs)):
             raise InvalidArgument(problems, reason="BATCH_TOO_LARGE")
+        grant = self._policy.writer_grant(principal)
+        if grant is None:
+            raise PermissionDenied(
+                f"{principal.name} may not write audit events (audit_svc/policy.toml)",
+                reason="NOT_A_WRITER",
+                metadata={"principal": principal.name},
+            )
         now = self._clock()
         results: dict[int, EventResult] = {}
         valid = []
         for index, raw in enumerate(inputs):
             try:
-                valid.append((index, validate(raw, now, self._skew)))
+                event = validate(raw, now, self._skew)
             except Invalid as exc:
                 results[index] = EventResult(
                     index,
@@ -74,14 +88,27 @@ class Ingestor:
                     "INVALID_EVENT",
                     tuple(exc.violations),
                 )
+                continue
+            if denied := grant.violation(event.service, event.event_type):
+                reason, violation = denied
+                results[index] = EventResult(
+                    index, raw.event_id, Outcome.REJECTED, None, reason, (violation,), denied=True
+                )
+                continue
+            event.principal = principal.name
+            valid.append((index, event))
         outcomes = await self._appender.submit([event for _, event in valid])
         for (index, event), (outcome, receipt) in zip(valid, outcomes, strict=True):
             results[index] = EventResult(index, str(event.event_id), outcome, receipt)
         return [results[i] for i in range(len(inputs))]
 
-    async def ingest_one(self, raw: EventInput) -> EventResult:
-        """Store one event; an invalid one is an INVALID_ARGUMENT error, not a result."""
-        (result,) = await self.ingest([raw])
+    async def ingest_one(self, raw: EventInput, principal: Principal) -> EventResult:
+        """Store one event; an invalid one is an INVALID_ARGUMENT error, one outside
+        the principal's grant PERMISSION_DENIED, not a result."""
+        (result,) = await self.ingest([raw], principal)
+        if result.outcome is Outcome.REJECTED and result.denied:
+            message = "; ".join(f"{v.field}: {v.description}" for v in result.violations)
+            raise PermissionDenied(message, reason=result.reason, violations=result.violations)
         if result.outcome is Outcome.REJECTED:
             raise InvalidArgument(result.violations, reason=result.reason)
         return result

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from audit_svc.access import Principal
 from audit_svc.errors import InvalidArgument
 from audit_svc.ingest.ingestor import EventBudget, Ingestor
 from audit_svc.model import EventInput, EventResult, FieldViolation, Outcome
@@ -40,12 +41,13 @@ class BatchAck:
 
 async def ingest_stream(
     ingestor: Ingestor,
+    principal: Principal,
     received: AsyncIterable[Received],
     to_batch: Callable[[Received], StreamBatch],
     max_in_flight: int = MAX_IN_FLIGHT,
 ) -> AsyncIterator[BatchAck]:
-    """The ack of each batch `received` (each made a `StreamBatch` by `to_batch`, the
-    transport's conversion), in order, each after its commit."""
+    """The ack of each batch `received` from `principal` (each made a `StreamBatch` by
+    `to_batch`, the transport's conversion), in order, each after its commit."""
     in_flight: asyncio.Queue[asyncio.Task[BatchAck] | None] = asyncio.Queue(max_in_flight)
     budget = ingestor.budget
 
@@ -55,7 +57,7 @@ async def ingest_stream(
                 batch = to_batch(message)
                 size = len(batch.events)
                 await budget.take(size)
-                task = asyncio.create_task(_ack(ingestor, batch))
+                task = asyncio.create_task(_ack(ingestor, principal, batch))
                 task.add_done_callback(functools.partial(_give_back, budget, size))
                 await in_flight.put(task)
         finally:
@@ -79,11 +81,11 @@ def _give_back(budget: EventBudget, events: int, _: object) -> None:
     budget.give(events)
 
 
-async def _ack(ingestor: Ingestor, batch: StreamBatch) -> BatchAck:
+async def _ack(ingestor: Ingestor, principal: Principal, batch: StreamBatch) -> BatchAck:
     try:
         if not batch.batch_id:
             raise InvalidArgument([FieldViolation("batch_id", "is required")])
-        results = await ingestor.ingest(batch.events)
+        results = await ingestor.ingest(batch.events, principal)
     except InvalidArgument as exc:
         results = [
             EventResult(i, raw.event_id, Outcome.REJECTED, None, exc.reason, exc.violations)

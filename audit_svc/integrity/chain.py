@@ -10,9 +10,11 @@ The canonical form is a stored contract: it is the JSON document
                sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 with every number in `details` as a float and times as RFC 3339 UTC with
-microseconds. `canonical_bytes` writes that text field by field (it is on the ingest
-path for every event); tests/audit_svc/test_chain.py holds the `json.dumps`
-definition above and checks that both agree.
+microseconds. `principal` (who wrote the event) is a key only when recorded, so the
+bytes of events stored before it existed are unchanged. `canonical_bytes` writes that
+text field by field (it is on the ingest path for every event);
+tests/audit_svc/test_chain.py holds the `json.dumps` definition above and checks that
+both agree.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def canonical_bytes(event: Event, chain_id: str, seq: int) -> bytes:
             '","event_time":"', time_text(event.event_time),
             '","event_type":', _s(event.event_type),
             ',"ip_address":', _s(ip),
+            # Events stored before principals were recorded have none: their bytes stay.
+            (',"principal":' + _s(event.principal)) if event.principal else "",
             ',"receive_time":"', time_text(event.receive_time),
             '","result":', _s(event.result),
             ',"seq":', str(seq),

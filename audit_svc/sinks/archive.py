@@ -87,6 +87,7 @@ def _doc(s: StoredEvent) -> dict[str, Any]:
         "receive_time": e.receive_time.astimezone(UTC).isoformat(timespec="microseconds"),
         "prev_hash": r.prev_hash.hex(),
         "hash": r.hash.hex(),
+        "principal": e.principal,
     }
 
 
@@ -106,6 +107,7 @@ def _stored(d: dict[str, Any]) -> StoredEvent:
         data_classification=d["data_classification"],
         event_time=datetime.fromisoformat(d["event_time"]),
         receive_time=datetime.fromisoformat(d["receive_time"]),
+        principal=d.get("principal", ""),  # objects archived before it was recorded
     )
     receipt = Receipt(d["chain_id"], int(d["seq"]), bytes.fromhex(d["hash"]),
                       bytes.fromhex(d["prev_hash"]))  # fmt: skip

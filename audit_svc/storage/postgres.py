@@ -38,6 +38,7 @@ EVENT_COLUMNS = (
     "receive_time",
     "prev_hash",
     "hash",
+    "principal",
 )
 SELECT_EVENT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM audit_events"
 
@@ -173,6 +174,7 @@ def event_row(event: Event, receipt: Receipt) -> tuple[Any, ...]:
         event.receive_time,
         receipt.prev_hash,
         receipt.hash,
+        event.principal,
     )
 
 
@@ -193,6 +195,7 @@ def stored_event(row: asyncpg.Record) -> StoredEvent:
         data_classification=row["data_classification"],
         event_time=row["event_time"],
         receive_time=row["receive_time"],
+        principal=row["principal"],
     )
     receipt = Receipt(
         chain_id=row["chain_id"],

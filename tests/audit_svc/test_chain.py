@@ -51,6 +51,8 @@ def contract(event: Event, chain_id: str, seq: int) -> bytes:
         "event_time": time(event.event_time),
         "receive_time": time(event.receive_time),
     }
+    if event.principal:  # recorded since revision 0006; absent before, as first shipped
+        doc["principal"] = event.principal
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -95,6 +97,7 @@ def random_event(rng: random.Random) -> Event:
         data_classification="internal",
         event_time=t.astimezone(zone),
         receive_time=t + timedelta(microseconds=rng.randrange(10**7)),
+        principal=rng.choice(["", "spiffe://auditmesh.local/user-service", *TEXTS]),
     )
 
 

@@ -26,8 +26,10 @@ from tests.testkit import tls
 
 @pytest.fixture
 async def audit_app(audit_db: str) -> AsyncIterator[AuditApp]:
-    """A real audit-service on a free port, over a fresh empty database."""
-    settings = tls.audit_settings(database_url=audit_db, grpc_listen="127.0.0.1:0")
+    """A real audit-service on a free port, over a fresh empty database, in dev mode
+    (anonymous REST callers on loopback, as `make up`); tests/gateway/test_auth.py
+    covers it without."""
+    settings = tls.audit_settings(database_url=audit_db, grpc_listen="127.0.0.1:0", dev_mode=True)
     async with AuditApp(settings) as app:
         yield app
 

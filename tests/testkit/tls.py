@@ -53,10 +53,14 @@ def channel(
     return aio_channel(target, tls)
 
 
+TEST_POLICY = Path(__file__).with_name("policy.toml")
+
+
 def audit_settings(**values: Any) -> AuditSettings:
     """The audit-service's settings for a test: its own certificate of the session's
-    CA, plus `values`."""
-    return AuditSettings.from_env({}, **{**settings_of("audit-service"), **values})
+    CA, the test policy (tests/testkit/policy.toml), plus `values`."""
+    base = {**settings_of("audit-service"), "policy_file": str(TEST_POLICY)}
+    return AuditSettings.from_env({}, **{**base, **values})
 
 
 def server_credentials_of(identity: str) -> grpc.ServerCredentials:

@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.rpc import code_pb2 as google_dot_rpc_dot_code__pb2
 from google.rpc import error_details_pb2 as google_dot_rpc_dot_error__details__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61udit/v2/event.proto\x12\x08\x61udit.v2\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\"\xbe\x03\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x18\n\nevent_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x12\n\nip_address\x18\x05 \x01(\t\x12\x12\n\nuser_agent\x18\x06 \x01(\t\x12\x15\n\x07service\x18\x07 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x61\x63tion\x18\x08 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06result\x18\t \x01(\tB\x04\xe2\x41\x01\x02\x12(\n\x07\x64\x65tails\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0f\x63ompliance_tags\x18\x0b \x03(\t\x12!\n\x13\x64\x61ta_classification\x18\x0c \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\nevent_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x0creceive_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12(\n\x07receipt\x18\x0f \x01(\x0b\x32\x11.audit.v2.ReceiptB\x04\xe2\x41\x01\x03\"I\n\x07Receipt\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x11\n\tprev_hash\x18\x04 \x01(\t\"\xc7\x01\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\"\n\x07outcome\x18\x03 \x01(\x0e\x32\x11.audit.v2.Outcome\x12\"\n\x07receipt\x18\x04 \x01(\x0b\x32\x11.audit.v2.Receipt\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12?\n\x10\x66ield_violations\x18\x06 \x03(\x0b\x32%.google.rpc.BadRequest.FieldViolation*c\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_STORED\x10\x01\x12\x15\n\x11OUTCOME_DUPLICATE\x10\x02\x12\x14\n\x10OUTCOME_REJECTED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61udit/v2/event.proto\x12\x08\x61udit.v2\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15google/rpc/code.proto\x1a\x1egoogle/rpc/error_details.proto\"\xd7\x03\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x18\n\nevent_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x12\n\nip_address\x18\x05 \x01(\t\x12\x12\n\nuser_agent\x18\x06 \x01(\t\x12\x15\n\x07service\x18\x07 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x61\x63tion\x18\x08 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06result\x18\t \x01(\tB\x04\xe2\x41\x01\x02\x12(\n\x07\x64\x65tails\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0f\x63ompliance_tags\x18\x0b \x03(\t\x12!\n\x13\x64\x61ta_classification\x18\x0c \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\nevent_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x0creceive_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12(\n\x07receipt\x18\x0f \x01(\x0b\x32\x11.audit.v2.ReceiptB\x04\xe2\x41\x01\x03\x12\x17\n\tprincipal\x18\x10 \x01(\tB\x04\xe2\x41\x01\x03\"I\n\x07Receipt\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x11\n\tprev_hash\x18\x04 \x01(\t\"\xe7\x01\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\"\n\x07outcome\x18\x03 \x01(\x0e\x32\x11.audit.v2.Outcome\x12\"\n\x07receipt\x18\x04 \x01(\x0b\x32\x11.audit.v2.Receipt\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12?\n\x10\x66ield_violations\x18\x06 \x03(\x0b\x32%.google.rpc.BadRequest.FieldViolation\x12\x1e\n\x04\x63ode\x18\x07 \x01(\x0e\x32\x10.google.rpc.Code*c\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_STORED\x10\x01\x12\x15\n\x11OUTCOME_DUPLICATE\x10\x02\x12\x14\n\x10OUTCOME_REJECTED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,12 +50,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITEVENT'].fields_by_name['receive_time']._serialized_options = b'\342A\001\003'
   _globals['_AUDITEVENT'].fields_by_name['receipt']._loaded_options = None
   _globals['_AUDITEVENT'].fields_by_name['receipt']._serialized_options = b'\342A\001\003'
-  _globals['_OUTCOME']._serialized_start=888
-  _globals['_OUTCOME']._serialized_end=987
-  _globals['_AUDITEVENT']._serialized_start=163
-  _globals['_AUDITEVENT']._serialized_end=609
-  _globals['_RECEIPT']._serialized_start=611
-  _globals['_RECEIPT']._serialized_end=684
-  _globals['_EVENTRESULT']._serialized_start=687
-  _globals['_EVENTRESULT']._serialized_end=886
+  _globals['_AUDITEVENT'].fields_by_name['principal']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['principal']._serialized_options = b'\342A\001\003'
+  _globals['_OUTCOME']._serialized_start=968
+  _globals['_OUTCOME']._serialized_end=1067
+  _globals['_AUDITEVENT']._serialized_start=186
+  _globals['_AUDITEVENT']._serialized_end=657
+  _globals['_RECEIPT']._serialized_start=659
+  _globals['_RECEIPT']._serialized_end=732
+  _globals['_EVENTRESULT']._serialized_start=735
+  _globals['_EVENTRESULT']._serialized_end=966
 # @@protoc_insertion_point(module_scope)
