@@ -33,7 +33,7 @@ breaking: setup  ## buf breaking against the main branch
 test: setup gen-check lint  ## everything CI checks, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-up: setup  ## start the mesh on the documented ports (data in .run/)
+up: setup  ## start the mesh and Prometheus on the documented ports, supervised (data in .run/)
 	$(PY) -m devstack up
 
 down:  ## stop everything `make up` started
@@ -51,6 +51,7 @@ verify: setup  ## recompute every hash chain of the audit database and report th
 bench: setup  ## benchmarks; each prints its figures and the command that made them
 	$(PY) -m bench.ingest
 	$(PY) -m bench.ingest_cpu
+	$(PY) -m bench.metrics_cost
 	$(PY) -m bench.sinks
 	$(PY) -m bench.query
 	$(PY) -m bench.gateway

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from audit.v2 import event_pb2
+from audit_client import metrics
 from audit_client.batcher import Batcher
 from audit_client.breaker import BreakerState, CircuitBreaker
 from audit_client.counters import ClientStats, Counters
@@ -113,6 +114,7 @@ class AuditClient:
             ack_timeout=s.ack_timeout_seconds,
         )
         self._runner = asyncio.create_task(self._run(), name="audit-client")
+        metrics.track(self)
 
     async def _run(self) -> None:
         workers: dict[str, Callable[[], Awaitable[None]]] = {
@@ -242,6 +244,7 @@ class AuditClient:
         await self._spooler.release()
         await self._spool.aclose()
         await self._transport.aclose()
+        metrics.untrack(self)
         log.info("audit client closed: %s", self.stats().as_dict())
 
     def stats(self) -> ClientStats:

@@ -18,6 +18,7 @@ from audit_client.breaker import BreakerState, CircuitBreaker
 from audit_client.counters import Counters
 from audit_client.errors import TransportError
 from audit_client.ids import new_id
+from audit_client.metrics import ACK_SECONDS
 from audit_client.outbox import Outbox, wait_until
 from audit_client.replay import Replayer, ReplayItem
 from audit_client.transport import IngestStream, Transport
@@ -194,6 +195,7 @@ class Dispatcher:
                 expected = self._in_flight[0].request.batch_id if self._in_flight else "none"
                 raise TransportError(f"ack for batch {ack.batch_id!r}, expected {expected!r}")
             sent = self._in_flight.popleft()
+            ACK_SECONDS.observe(self._clock() - sent.sent_at)
             self._count(ack)
             self._breaker.record_success()
             if sent.batch is not None:

@@ -13,6 +13,7 @@ from audit.v1 import audit_service_pb2 as v1_pb
 from audit.v1 import audit_service_pb2_grpc as v1_grpc
 from audit.v2 import audit_service_pb2 as v2_pb
 from audit.v2 import audit_service_pb2_grpc as v2_grpc
+from audit_svc import metrics
 from audit_svc.access import load_policy
 from audit_svc.access.authn import DEV_MODE_BANNER, Authenticator
 from audit_svc.access.policy import DEFAULT_PATH as DEFAULT_POLICY
@@ -31,6 +32,7 @@ from audit_svc.storage.event_writes import ChainLock, PgEventStore
 from audit_svc.storage.postgres import create_pool
 from audit_svc.storage.sink_state import PgSinkState
 from audit_svc.storage.user_counts import UserCountCache
+from meshkit.metrics import MetricsEndpoint, MetricsInterceptor
 from meshkit.rpc import ErrorInterceptor
 from meshkit.server import ServiceApp, new_server
 from meshkit.tls import server_credentials, warn_plaintext
@@ -59,6 +61,8 @@ class AuditApp(ServiceApp):
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.tail = LiveTail()
+        self.metrics_port = 0
+        self._refresher: asyncio.Task[None] | None = None
 
     async def _start(self) -> None:
         s = self.settings
@@ -104,7 +108,7 @@ class AuditApp(ServiceApp):
         if files is None:
             warn_plaintext("the audit-service", "AUDIT_TLS")
         server, self.port = new_server(
-            ErrorInterceptor(DOMAIN),
+            [MetricsInterceptor(), ErrorInterceptor(DOMAIN)],
             SERVICE_NAMES,
             self.health,
             s.grpc_listen,
@@ -116,13 +120,28 @@ class AuditApp(ServiceApp):
         )
         v1_grpc.add_AuditLogServiceServicer_to_server(AuditLogServicer(reader), server)
         self.server = server
+        state = self._serve_metrics(sink_state) if s.metrics_listen else None
 
         self._appender_task = await self.start_task(self.appender.run(), name="appender")
         self._sinks_task = await self.start_task(self.sinks.run(), name="sinks")
+        if state is not None:
+            refresher = metrics.refresh(state, s.metrics_refresh_seconds)
+            self._refresher = await self.start_task(refresher, name="metrics")
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("audit-service serving on port %d, chain %s", self.port, self.chain_id)
+
+    def _serve_metrics(self, store: PgSinkState) -> metrics.ServiceState:
+        """/metrics on AUDIT_METRICS_LISTEN, with this app's state, until stop."""
+        assert self.appender is not None and self.sinks is not None
+        endpoint = MetricsEndpoint(self.settings.metrics_listen, "AUDIT_METRICS_LISTEN")
+        self._stack.callback(endpoint.close)
+        self.metrics_port = endpoint.port
+        state = metrics.ServiceState(store, self.appender, self.sinks)
+        metrics.track(state)
+        self._stack.callback(metrics.untrack, state)
+        return state
 
     async def _claim_chain(self, lock: ChainLock) -> str:
         wanted = (
@@ -148,6 +167,8 @@ class AuditApp(ServiceApp):
                 await self.server.stop(grace)
             if self.appender is not None:
                 await self.appender.close()
+            if self._refresher is not None:
+                self._refresher.cancel()
             if self.sinks is not None:
                 await self.sinks.close()  # cursors are in PostgreSQL: nothing to flush
                 # A step stuck on an unreachable sink is abandoned; it resumes next start.

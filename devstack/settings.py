@@ -20,6 +20,10 @@ PORT_VARIABLES: Mapping[str, tuple[str, int]] = {
     "user": ("MESH_USER_GRPC_PORT", 50051),
     "gateway": ("MESH_AUDIT_REST_PORT", 8002),
     "user_rest": ("MESH_USER_REST_PORT", 8001),
+    "user_metrics": ("MESH_USER_METRICS_PORT", 9461),
+    "audit_metrics": ("MESH_AUDIT_METRICS_PORT", 9462),
+    "gateway_metrics": ("MESH_GATEWAY_METRICS_PORT", 9463),
+    "prometheus": ("MESH_PROMETHEUS_PORT", 9090),
 }
 """Component name -> (environment variable, default port), as in the integration guide."""
 

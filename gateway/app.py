@@ -26,6 +26,7 @@ from gateway.settings import Settings
 from gateway.streaming import Closing
 from gateway.transcoder import Transcoder
 from gateway.upstream import Upstream
+from meshkit.metrics import MetricsEndpoint
 from meshkit.server import ServiceApp
 from meshkit.tls import warn_plaintext
 
@@ -94,6 +95,7 @@ class Gateway(ServiceApp):
         self._servers: list[_Server] = []
         self._serving: list[asyncio.Task[None]] = []
         self._stopped = False
+        self.metrics_port = 0
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -110,6 +112,15 @@ class Gateway(ServiceApp):
         if self.settings.tls_files is None:
             warn_plaintext("the gateway's upstream links", "GATEWAY_TLS")
         sockets = self._bind()
+        if self.settings.metrics_listen:
+            try:
+                endpoint = MetricsEndpoint(self.settings.metrics_listen, "GATEWAY_METRICS_LISTEN")
+            except OSError:
+                for unused in sockets.values():
+                    unused.close()
+                raise
+            self._stack.callback(endpoint.close)
+            self.metrics_port = endpoint.port
         printer = Printer(self.plan.mesh.transcoding, self.plan.descriptors.pool)
         try:  # every app (and its upstream) before the first server runs
             apps = [

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.config import DEFAULT_PATH
 from meshkit import SettingsError, log_problems, read_env
+from meshkit.metrics import listen_problems
 from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 
 PREFIX = "GATEWAY_"
@@ -50,6 +51,8 @@ class Settings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     shutdown_grace_seconds: float = 10.0
+    # Prometheus /metrics on host:port (port 0: a free one); empty = no endpoint.
+    metrics_listen: str = ""
     log_level: str = "INFO"
     log_format: str = "json"
 
@@ -106,6 +109,7 @@ class Settings:
         out += log_problems(PREFIX, self.log_level, self.log_format)
         files = TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
         out += tls_problems(PREFIX, self.tls, files)
+        out += listen_problems(f"{PREFIX}METRICS_LISTEN", self.metrics_listen)
         return out
 
 

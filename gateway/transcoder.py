@@ -11,11 +11,11 @@ from google.rpc import code_pb2, status_pb2
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway import binding, errors, streaming
+from gateway import binding, errors, metrics, streaming
 from gateway.config import Transcoding
 from gateway.jsonout import Printer, choose_framing
 from gateway.logs import request_id as request_id_var
-from gateway.matcher import PathMatcher
+from gateway.matcher import Match, PathMatcher
 from gateway.routes import Route
 from gateway.upstream import CallInfo, Upstream, call_info
 
@@ -60,6 +60,8 @@ class Transcoder:
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         status = 500
         responded = False
+        match = self._matcher.lookup(method, path)
+        route = match.route.operation_id if match is not None else metrics.UNMATCHED
 
         async def tracked(message: Message) -> None:
             nonlocal responded
@@ -67,7 +69,9 @@ class Transcoder:
             await send(message)
 
         try:
-            status = await self._dispatch(scope, receive, tracked, headers, info, method, path)
+            status = await self._dispatch(
+                scope, receive, tracked, headers, info, method, path, match
+            )
         except ClientGone:
             status = 499
         except Exception:
@@ -75,13 +79,11 @@ class Transcoder:
             if not responded:
                 status = await self._status(send, _INTERNAL, info.request_id)
         finally:
-            log.info(
-                "%s %s -> %d in %.1f ms",
-                method,
-                path,
-                status,
-                (time.perf_counter() - began) * 1000,
-            )
+            seconds = time.perf_counter() - began
+            listener = self._upstream.name
+            metrics.REQUESTS.labels(listener, route, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(listener, route).observe(seconds)
+            log.info("%s %s -> %d in %.1f ms", method, path, status, seconds * 1000)
             request_id_var.reset(token)
 
     async def _dispatch(
@@ -93,8 +95,8 @@ class Transcoder:
         info: CallInfo,
         method: str,
         path: str,
+        match: Match[Route] | None,
     ) -> int:
-        match = self._matcher.lookup(method, path)
         if match is None:
             return await self._error(send, errors.no_route(method, path, self._allowed(path)), info)
         route = match.route
@@ -113,12 +115,16 @@ class Transcoder:
             )
             tail = streaming.Tail(call, framing, self._printer, self._closing)
             return await tail.serve(receive, send, info.request_id, self._failure)
+        began = time.perf_counter()
         try:
             response = await self._upstream.unary(route.grpc_path, route.response_class)(
                 request, metadata=info.metadata, timeout=info.timeout
             )
         except grpc.aio.AioRpcError as exc:
             return await self._status(send, self._failure(exc), info.request_id)
+        finally:
+            upstream = metrics.UPSTREAM_SECONDS.labels(self._upstream.name, route.grpc_path)
+            upstream.observe(time.perf_counter() - began)
         return await self._json(send, 200, self._printer.dumps(response), info.request_id)
 
     def _allowed(self, path: str) -> list[str]:

@@ -100,10 +100,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return None
-        if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def unary(inner: Unary) -> Unary:
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 _set_context(details, context)
                 try:
                     return await inner(request, context)
@@ -112,13 +111,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 except Exception as exc:
                     await self._abort(context, exc)
 
-            kind = "unary_unary" if handler.unary_unary else "stream_unary"
-        else:
-            inner = handler.unary_stream or handler.stream_stream
+            return call
 
-            async def streaming(
-                request: Any, context: grpc.aio.ServicerContext
-            ) -> AsyncIterator[Any]:
+        def streaming(inner: Streaming) -> Streaming:
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 _set_context(details, context)
                 try:
                     async for response in inner(request, context):
@@ -128,13 +124,35 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 except Exception as exc:
                     await self._abort(context, exc)
 
-            kind = "unary_stream" if handler.unary_stream else "stream_stream"
-        factory = getattr(grpc, f"{kind}_rpc_method_handler")
-        return factory(
-            unary if kind.endswith("unary") else streaming,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return call
+
+        return rewrap(handler, unary, streaming)
+
+
+Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Streaming = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+
+
+def rewrap(
+    handler: grpc.RpcMethodHandler,
+    unary: Callable[[Unary], Unary],
+    streaming: Callable[[Streaming], Streaming],
+) -> grpc.RpcMethodHandler:
+    """The same kind of handler as `handler`, its behaviour wrapped by `unary` (for
+    unary responses) or `streaming` (for streamed responses): what an interceptor
+    returns."""
+    if handler.unary_unary or handler.stream_unary:
+        kind = "unary_unary" if handler.unary_unary else "stream_unary"
+        wrapped: Any = unary(handler.unary_unary or handler.stream_unary)
+    else:
+        kind = "unary_stream" if handler.unary_stream else "stream_stream"
+        wrapped = streaming(handler.unary_stream or handler.stream_stream)
+    factory = getattr(grpc, f"{kind}_rpc_method_handler")
+    return factory(
+        wrapped,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _set_context(details: grpc.HandlerCallDetails, context: grpc.aio.ServicerContext) -> None:

@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 
 def new_server(
-    interceptor: grpc.aio.ServerInterceptor,
+    interceptors: Sequence[grpc.aio.ServerInterceptor],
     service_names: Sequence[str],
     health_servicer: health.aio.HealthServicer,
     listen: str,
@@ -33,7 +33,7 @@ def new_server(
     `credentials` (meshkit.tls.server_credentials), plaintext when None. A taken port
     is an OSError naming `listen_variable`."""
     # so_reuseport off: a second process on a taken port must fail, not share it.
-    server = grpc.aio.server(interceptors=[interceptor], options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(interceptors=list(interceptors), options=[("grpc.so_reuseport", 0)])
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server

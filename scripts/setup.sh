@@ -16,6 +16,7 @@ missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # prometheus + promtool
 "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # Go and x/mod: the independent verifier of checkpoints and proofs (tests/audit_svc/gotlog).
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
@@ -40,7 +41,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   done
   # Debian starts the packaged servers as system services; the mesh runs its
   # own instances on its own ports, so stop the packaged ones where possible.
-  for svc in postgresql redis-server victoria-metrics; do
+  for svc in postgresql redis-server victoria-metrics prometheus; do
     $SUDO service "$svc" stop >/dev/null 2>&1 || true
   done
 fi

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2
 
 from audit_client import AuditClient, ClientSettings
+from meshkit.metrics import MetricsEndpoint, MetricsInterceptor
 from meshkit.rpc import ErrorInterceptor
 from meshkit.server import ServiceApp, new_server
 from meshkit.tls import server_credentials, warn_plaintext
@@ -67,6 +68,7 @@ class UserApp(ServiceApp):
         self.settings = settings
         self.audit_settings = audit_settings or audit_client_settings(settings)
         self.port = 0
+        self.metrics_port = 0
         self.audit: AuditClient | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
@@ -95,7 +97,7 @@ class UserApp(ServiceApp):
         if files is None:
             warn_plaintext("the user-service", "USER_TLS")
         server, self.port = new_server(
-            ErrorInterceptor(DOMAIN),
+            [MetricsInterceptor(), ErrorInterceptor(DOMAIN)],
             (SERVICE_NAME,),
             self.health,
             s.grpc_listen,
@@ -108,6 +110,10 @@ class UserApp(ServiceApp):
         )
         pb_grpc.add_UserServiceServicer_to_server(servicer, server)
         self.server = server
+        if s.metrics_listen:
+            endpoint = MetricsEndpoint(s.metrics_listen, "USER_METRICS_LISTEN")
+            self._stack.callback(endpoint.close)
+            self.metrics_port = endpoint.port
 
         self._janitor = await self.start_task(self._clean_up(), name="janitor")
         await server.start()

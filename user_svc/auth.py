@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from user_svc import ids, totp
+from user_svc import ids, metrics, totp
 from user_svc.audit import DENIED, FAILURE, SUCCESS, Auditor
 from user_svc.errors import Unauthenticated
 from user_svc.model import Caller, Credentials, SignIn, TokenPair
@@ -144,6 +144,7 @@ class Auth:
                         "session_id": session_id,
                     },
                 )
+        metrics.LOGINS.labels("success").inc()
         return SignIn(tokens=tokens, user=dataclasses.replace(user, locked=False))
 
     async def _issue(
@@ -181,6 +182,7 @@ class Auth:
             seconds = self._s.lockout_seconds
             until = now + timedelta(seconds=seconds) if seconds else None
             await users.set_lock(conn, user.user_id, locked=True, until=until)
+            metrics.LOCKOUTS.inc()
             await users.set_failures(conn, user.user_id, 0, now)
             details: dict[str, Any] = {
                 "reason": "too many failed sign-ins",
@@ -200,6 +202,7 @@ class Auth:
     async def _failed_event(
         self, caller: Caller, user_id: str, username: str, reason: str, mfa_used: bool
     ) -> None:
+        metrics.LOGINS.labels(reason).inc()
         await self._audit.record(
             "auth.login_failed",
             FAILURE,

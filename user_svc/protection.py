@@ -26,6 +26,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from user_svc import metrics
 from user_svc.audit import DENIED, FAILURE, Auditor
 from user_svc.errors import RateLimited, Unavailable
 from user_svc.model import Caller, Credentials
@@ -80,6 +81,7 @@ class Protection:
                         "rpc": caller.method.rsplit("/", 1)[-1],
                     },
                 )
+            metrics.RATE_LIMITED.labels(name).inc()
             raise RateLimited(
                 "too many calls; try again later",
                 metadata={"limit": name, "retry_after_seconds": str(s.rate_limit_window_seconds)},

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from meshkit import SettingsError, log_problems, mask_url, read_env
+from meshkit.metrics import listen_problems
 from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 
 PREFIX = "USER_"
@@ -30,6 +31,8 @@ class Settings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     audit_tls: str = "required"
+    # Prometheus /metrics on host:port (port 0: a free one); empty = no endpoint.
+    metrics_listen: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key this service writes (rate limits, failure windows, outbox).
     redis_prefix: str = "user-service:"
@@ -130,6 +133,7 @@ class Settings:
                 f"{line} (they are also the audit client's, {p}AUDIT_TLS={self.audit_tls})"
                 for line in tls_problems(p, self.audit_tls, self.identity_files, "TLS")
             ]
+        out += listen_problems(f"{p}METRICS_LISTEN", self.metrics_listen)
         if not self.database_url.startswith(("postgresql://", "postgres://")):
             out.append(f"{p}DATABASE_URL must start with postgresql://")
         for name, value in (("GRPC_LISTEN", self.grpc_listen), ("AUDIT_TARGET", self.audit_target)):

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from audit_svc import metrics
 from audit_svc.errors import DuplicateEventId, ShuttingDown
 from audit_svc.model import Event, Outcome, Receipt, StoredEvent
 from audit_svc.storage.protocols import EventStore, Head, Prepared
@@ -65,6 +66,7 @@ class Appender:
         self._listeners: list[Listener] = []
         self.committed_events = 0
         self.commits = 0
+        self.head_seq = 0  # seq of the last committed event (for metrics)
         self._check_duplicates_until = 0.0
         self._head: Head | None = None  # where the next prepared group starts
 
@@ -170,7 +172,8 @@ class Appender:
         return prepared
 
     async def _write(self, prepared: Prepared) -> None:
-        await self._store.write(self.chain_id, prepared)
+        with metrics.COMMIT_SECONDS.time():
+            await self._store.write(self.chain_id, prepared)
 
     async def _settle(self, w: _Write) -> bool:
         """Wait for a group's write and answer its batches; True if it was written as
@@ -210,6 +213,11 @@ class Appender:
             if not batch.future.done():
                 batch.future.set_result(mine)
         self.committed_events += len(new)
+        metrics.GROUP_EVENTS.observe(start)
+        metrics.STORED.inc(len(new))
+        metrics.DUPLICATE.inc(start - len(new))
+        if new:
+            self.head_seq = max(self.head_seq, new[-1].receipt.seq)
         await self._release(w.group)
         await self._notify(new)
         return as_prepared

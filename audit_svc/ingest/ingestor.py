@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
+from audit_svc import metrics
 from audit_svc.access import Policy, Principal
 from audit_svc.errors import InvalidArgument, PermissionDenied
 from audit_svc.ingest.appender import Appender
@@ -65,9 +66,11 @@ class Ingestor:
         rest are stored.
         """
         if problems := validate_batch_size(len(inputs)):
+            metrics.count_batch(len(inputs), refused=True)
             raise InvalidArgument(problems, reason="BATCH_TOO_LARGE")
         grant = self._policy.writer_grant(principal)
         if grant is None:
+            metrics.count_batch(len(inputs), refused=True)
             raise PermissionDenied(
                 f"{principal.name} may not write audit events (audit_svc/policy.toml)",
                 reason="NOT_A_WRITER",
@@ -97,7 +100,12 @@ class Ingestor:
                 continue
             event.principal = principal.name
             valid.append((index, event))
-        outcomes = await self._appender.submit([event for _, event in valid])
+        try:
+            outcomes = await self._appender.submit([event for _, event in valid])
+        except Exception:
+            metrics.count_failed(len(valid))
+            raise
+        metrics.count_batch(len(inputs) - len(valid))
         for (index, event), (outcome, receipt) in zip(valid, outcomes, strict=True):
             results[index] = EventResult(index, str(event.event_id), outcome, receipt)
         return [results[i] for i in range(len(inputs))]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from audit_svc import __version__
+from audit_svc import __version__, metrics
 from audit_svc.errors import AuditError, InvalidArgument, NotFound, StorageError, Unavailable
 from audit_svc.ingest.appender import Appender
 from audit_svc.integrity import checkpoint_reads as integrity
@@ -113,10 +113,14 @@ class Reader:
                     self._sinks.checkpoint_store, self._sinks.signer, chain, from_seq
                 )
             except BadCheckpoint:  # a forged or damaged object in the bucket
+                metrics.VERIFY_FAILED.inc()
                 return VerifyResult(False, chain, from_seq, to_seq, 0, 0, CHECKPOINT_INVALID)
             except Exception as exc:  # S3 unreachable: say so rather than pass silently
+                metrics.VERIFY_ERROR.inc()
                 raise Unavailable(f"the checkpoint bucket cannot be read: {exc}") from exc
-        return await verify_chain(self._events, chain, from_seq, to_seq, checkpoints=marks)
+        result = await verify_chain(self._events, chain, from_seq, to_seq, checkpoints=marks)
+        (metrics.VERIFY_OK if result.ok else metrics.VERIFY_FAILED).inc()
+        return result
 
     async def list_checkpoints(
         self, chain_id: str, page_size: int, page_token: str

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -44,7 +45,7 @@ from devstack import (
     wait_for_series,
 )
 from devstack.binaries import require_binary
-from devstack.mesh import mesh_components
+from devstack.cli import components_of
 from devstack.redis_server import redis_plan
 from devstack.service import ServicePlan
 from devstack.settings import PORT_VARIABLES
@@ -241,9 +242,9 @@ def test_cli_up_is_detached_idempotent_and_down_stops_it(tmp_path: Path) -> None
         **{variable: str(ports[name]) for name, (variable, _) in PORT_VARIABLES.items()},
     }
 
-    def devstack(command: str) -> subprocess.CompletedProcess[str]:
+    def devstack(*command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "devstack", command],
+            [sys.executable, "-m", "devstack", *command],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -260,22 +261,69 @@ def test_cli_up_is_detached_idempotent_and_down_stops_it(tmp_path: Path) -> None
         assert f"redis     redis://127.0.0.1:{ports['redis']}/0" in lines
         assert any(line.startswith(f"audit     127.0.0.1:{ports['audit']} ") for line in lines)
 
-        state = Settings.from_env(env).state_file
+        assert f"prometheus http://127.0.0.1:{ports['prometheus']} " in up.stdout
+
+        settings = Settings.from_env(env)
+        state = settings.state_file
         assert state.exists()
         status = devstack("status")
         assert status.returncode == 0, status.stdout
-        pids = [int(line.rsplit("pid ", 1)[1].rstrip("]")) for line in status.stdout.splitlines()]
-        assert len(pids) == len(infra_components() + mesh_components())
-        assert all(start_time(pid) is not None for pid in pids)
+        assert "supervisor running" in status.stdout
+        pids = _pids(status.stdout)
+        assert len(pids) == len(components_of(settings))
+        assert all(start_time(pid) is not None for pid in pids.values())
 
         again = devstack("up")
         assert again.returncode == 0
         assert again.stdout.startswith("already up")
+
+        # A service that dies is started again by the supervisor, on the same port.
+        killed = pids["audit"]
+        os.kill(killed, signal.SIGKILL)
+        revived = _wait_for_status(devstack, lambda now: now.get("audit", killed) != killed)
+        assert revived["user"] == pids["user"]
+        log = (settings.run_dir / "supervisor" / "supervisor.log").read_text()
+        assert f"audit (pid {killed}) died" in log
+
+        # `restart NAME` stops one component and starts it again.
+        restarted = devstack("restart")
+        assert restarted.returncode == 2  # names no component
+        restarted = devstack("restart", "user")
+        assert restarted.returncode == 0, restarted.stderr
+        after = _pids(devstack("status").stdout)
+        assert after["user"] != pids["user"] and start_time(pids["user"]) is None
+        pids = after
     finally:
         down = devstack("down")
 
     assert down.returncode == 0, down.stderr
-    assert all(start_time(pid) is None for pid in pids)
+    assert all(start_time(pid) is None for pid in pids.values())
     assert not state.exists()
     assert devstack("down").stdout.strip() == "nothing was running"
     assert devstack("status").returncode == 1
+
+
+def _pids(status: str) -> dict[str, int]:
+    """Component -> pid, from `devstack status` lines that end in [pid N]."""
+    return {
+        line.split()[0]: int(line.rsplit("pid ", 1)[1].rstrip("]"))
+        for line in status.splitlines()
+        if "[pid " in line
+    }
+
+
+def _wait_for_status(
+    devstack: Callable[..., subprocess.CompletedProcess[str]],
+    until: Callable[[dict[str, int]], bool],
+    timeout: float = 60.0,
+) -> dict[str, int]:
+    """Poll `devstack status` until every component answers and `until(pids)` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = devstack("status")
+        pids = _pids(status.stdout)
+        if status.returncode == 0 and until(pids):
+            return pids
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"status never got there:\n{status.stdout}")
+        time.sleep(0.5)

@@ -1,0 +1,28 @@
+"""The gateway's Prometheus metrics (served on GATEWAY_METRICS_LISTEN): requests by
+listener, route and HTTP status, and the latency of the upstream gRPC calls."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from meshkit.metrics import LATENCY_BUCKETS
+
+REQUESTS = Counter(
+    "auditmesh_gateway_requests_total",
+    "REST requests answered, by listener, route (the gRPC method's operation id, "
+    "or `unmatched`) and HTTP status.",
+    ["listener", "route", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "auditmesh_gateway_request_seconds",
+    "Time to answer a REST request (streams: the stream's life).",
+    ["listener", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_SECONDS = Histogram(
+    "auditmesh_gateway_upstream_seconds",
+    "Latency of the unary gRPC call behind a REST request, by listener and gRPC method.",
+    ["listener", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+UNMATCHED = "unmatched"
