@@ -1,5 +1,5 @@
-"""`python -m audit_svc [serve|migrate|verify|archive|restore]`: run the audit-service
-or its tools."""
+"""`python -m audit_svc [serve|migrate|verify|archive|restore|witness|export|audit]`: run
+the audit-service or its tools."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument(
         "--public-key", default="", help="PEM file to check checkpoint signatures with"
     )
+    verify.add_argument(
+        "--database-only", action="store_true",
+        help="without S3 settings, accept a check of the rows against themselves (exit 0)",
+    )  # fmt: skip
     archive = sub.add_parser("archive", help="archive events older than the hot retention, once")
     archive.add_argument("--chain", default="", help="chain id (default: every chain)")
     restore = sub.add_parser("restore", help="bring an archived range back for querying")
@@ -43,7 +47,43 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument(
         "--release", action="store_true", help="delete restored rows again instead"
     )
+    witness = sub.add_parser("witness", help="run a C2SP tlog-witness (WITNESS_* settings)")
+    witness.add_argument(
+        "--print-key", action="store_true", help="print the witness's verifier key and exit"
+    )
+    export = sub.add_parser("export", help="write an auditor's bundle of a chain's range")
+    export.add_argument("bundle", help="folder to write the bundle into")
+    export.add_argument("--chain", default="", help="chain id (needed when there are several)")
+    export.add_argument("--from", dest="from_seq", type=int, default=1, help="first seq")
+    export.add_argument("--to", dest="to_seq", type=int, default=0, help="last seq (0: the head)")
+    export.add_argument(
+        "--trusted-size", type=int, action="append", default=[],
+        help="add a consistency proof from this tree size (the auditor's last checkpoint)",
+    )  # fmt: skip
+    export.add_argument("--public-key", default="", help="PEM file to check checkpoints with")
+    audit = sub.add_parser("audit", help="verify a bundle offline; prints a JSON report")
+    audit.add_argument("bundle", help="the bundle folder")
+    audit.add_argument("--public-key", required=True, help="the log's key: PEM or verifier key")
+    audit.add_argument(
+        "--witness-key", action="append", default=[], help="a witness's verifier key (repeat)"
+    )
+    audit.add_argument(
+        "--quorum", type=int, default=None, help="cosignatures needed (default: every witness)"
+    )
+    audit.add_argument(
+        "--trusted-checkpoint", default="", help="your last trusted checkpoint note (a file)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "audit":  # no settings: an auditor has no database
+        from audit_svc.ops.export import run_audit
+
+        return run_audit(
+            args.bundle, args.public_key, args.witness_key, args.quorum, args.trusted_checkpoint
+        )
+    if args.command == "witness":
+        from audit_svc.ops.witness import run_witness
+
+        return run_witness(args.print_key)
 
     try:
         # The tools talk to PostgreSQL and S3 only: no certificate needed for them.
@@ -61,9 +101,16 @@ def main(argv: list[str] | None = None) -> int:
 
         code: int = run_verify(
             settings.database_url, args.chain, args.from_seq, args.to_seq,
-            settings=settings, public_key_file=args.public_key,
+            settings=settings, public_key_file=args.public_key, database_only=args.database_only,
         )  # fmt: skip
         return code
+    if args.command == "export":
+        from audit_svc.ops.export import run_export
+
+        return run_export(
+            settings, args.bundle, args.chain, args.from_seq, args.to_seq,
+            tuple(args.trusted_size), args.public_key,
+        )  # fmt: skip
     if args.command in ("archive", "restore"):
         from audit_svc.ops import archive as commands
 

@@ -29,6 +29,7 @@ from audit_svc.settings import Settings
 from audit_svc.sinks import Sinks
 from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.event_writes import ChainLock, PgEventStore
+from audit_svc.storage.merkle_tiles import PgTreeStore
 from audit_svc.storage.postgres import create_pool
 from audit_svc.storage.sink_state import PgSinkState
 from audit_svc.storage.user_counts import UserCountCache
@@ -74,8 +75,11 @@ class AuditApp(ServiceApp):
         self.chain_id = await self._claim_chain(lock)
 
         sink_state = PgSinkState(pool)
+        events = PgEventStore(pool, merkle=s.merkle_tree)
+        tree = PgTreeStore(pool) if s.merkle_tree else None
+        await events.catch_up_tree(self.chain_id)  # rows stored while the tree was off
         self.appender = Appender(
-            PgEventStore(pool),
+            events,
             self.chain_id,
             max_group_events=s.max_group_events,
             max_queue_events=s.max_queue_events,
@@ -91,7 +95,7 @@ class AuditApp(ServiceApp):
             log.warning(DEV_MODE_BANNER)
         skew = timedelta(seconds=s.max_clock_skew_seconds)
         self.ingestor = ingestor = Ingestor(self.appender, policy, max_clock_skew=skew)
-        self.sinks = Sinks.open(s, sink_state, self.chain_id)
+        self.sinks = Sinks.open(s, sink_state, self.chain_id, tree)
         self._stack.push_async_callback(self.sinks.release)
         reader = Reader(
             PgEventReader(pool, UserCountCache()),
@@ -100,6 +104,7 @@ class AuditApp(ServiceApp):
             page_token_key=s.page_token_secret,
             sinks=self.sinks if self.sinks.runners else None,
             checkpoint_bucket=s.checkpoint_bucket,
+            tree=tree,
         )
         self.appender.add_listener(self.tail.publish)
         self.appender.add_listener(self.sinks.nudge)  # sinks read from their cursors

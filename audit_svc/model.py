@@ -73,12 +73,15 @@ class Event:
 
 @dataclass(slots=True)
 class Receipt:
-    """Where an event sits in its hash chain."""
+    """Where an event sits in its hash chain and its Merkle tree (leaf seq - 1)."""
 
     chain_id: str
     seq: int
     hash: bytes
     prev_hash: bytes
+    # A tree size that includes the event: the tree's size when its group was
+    # committed (0 when not known, e.g. read back: then `seq` is the smallest such).
+    tree_size: int = 0
 
 
 @dataclass(slots=True)

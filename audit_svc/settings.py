@@ -83,9 +83,17 @@ class Settings:
     archive_bucket: str = "audit-archive"
     object_lock_mode: str = "COMPLIANCE"
     object_lock_days: int = 365
-    # A signed checkpoint of the head every N events or T seconds (if any new event).
+    # A signed checkpoint of the head every N events or T seconds (if any new event):
+    # the events after the last checkpoint are the ones a truncation could hide.
     checkpoint_every_events: int = 10_000
-    checkpoint_interval_seconds: float = 60.0
+    checkpoint_interval_seconds: float = 1.0
+    # Extend each chain's Merkle tree (RFC 9162) in every group commit; checkpoints
+    # are then C2SP notes of its root. Off only to measure what it costs.
+    merkle_tree: bool = True
+    # The checkpoint key's name in C2SP notes; a chain's origin is <this>/<chain id>.
+    log_origin: str = "auditmesh.local"
+    # tlog-witness base URLs (comma-separated) each new checkpoint is sent to.
+    witness_urls: str = ""
     # Ed25519 private seed, base64; when empty, the PEM file below (made if missing).
     signing_key: str = field(default="", repr=False)
     signing_key_file: str = ".run/audit/checkpoint-signing-key.pem"
@@ -111,6 +119,10 @@ class Settings:
         if self.tls == PLAINTEXT:
             return None
         return TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+
+    @property
+    def witnesses(self) -> tuple[str, ...]:
+        return tuple(u.strip().rstrip("/") for u in self.witness_urls.split(",") if u.strip())
 
     @property
     def s3_enabled(self) -> bool:
@@ -150,6 +162,10 @@ class Settings:
             out.append(f"{PREFIX}INFLUX_URL must start with http:// or https://")
         if self.s3_endpoint and "://" in self.s3_endpoint:
             out.append(f"{PREFIX}S3_ENDPOINT is host:port (no scheme; see S3_SECURE)")
+        if not self.log_origin or "+" in self.log_origin or " " in self.log_origin:
+            out.append(f"{PREFIX}LOG_ORIGIN must be non-empty, without spaces or '+'")
+        if any(not u.startswith(("http://", "https://")) for u in self.witnesses):
+            out.append(f"{PREFIX}WITNESS_URLS must be http:// or https:// URLs")
         if self.object_lock_mode not in ("COMPLIANCE", "GOVERNANCE"):
             out.append(f"{PREFIX}OBJECT_LOCK_MODE must be COMPLIANCE or GOVERNANCE")
         positive = {

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -158,7 +160,27 @@ def supervise(settings: Settings) -> int:
     return supervisor.run_until_signal(settings, components_of(settings))
 
 
-COMMANDS = {"up": up, "down": down, "status": status, "certs": certs, "supervise": supervise}
+def verify(settings: Settings, extra: Sequence[str] = ()) -> int:
+    """`python -m audit_svc verify` with the settings `make up` gave the audit-service
+    (its PostgreSQL and its checkpoint bucket), so truncation is caught."""
+    from devstack.mesh import TOOL_ENV, read_tool_env
+
+    env = read_tool_env(settings.run_dir / "audit" / TOOL_ENV)
+    if not env:
+        print(f"note: no {TOOL_ENV} of a running stack; using this shell's AUDIT_* settings",
+              file=sys.stderr)  # fmt: skip
+    argv = [sys.executable, "-m", "audit_svc", "verify", *extra]
+    return subprocess.run(argv, env={**os.environ, **env}, check=False).returncode
+
+
+COMMANDS = {
+    "up": up,
+    "down": down,
+    "status": status,
+    "certs": certs,
+    "supervise": supervise,
+    "verify": verify,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,7 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("component", nargs="?", help="for restart: the component's name")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     parser.add_argument("--new-ca", action="store_true", help="certs: replace the CA too")
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["verify"]:  # its own arguments go to `python -m audit_svc verify`
+        return verify(Settings.from_env(), given[1:])
+    args = parser.parse_args(given)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -125,6 +125,24 @@ def _sink_env(infos: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
+TOOL_ENV = "tool.env"  # the service's settings, for `make verify` and the other tools
+
+
+def write_tool_env(path: Path, env: Mapping[str, str]) -> None:
+    """Keep the audit-service's settings (S3 keys included: mode 0600) so its tools
+    (`python -m devstack verify`) check against the same bucket as the service."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.writelines(f"{k}={v}\n" for k, v in sorted(env.items()))
+
+
+def read_tool_env(path: Path) -> dict[str, str]:
+    """What `write_tool_env` wrote; empty when the stack was never up."""
+    if not path.exists():
+        return {}
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
 def audit_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcServiceInfo]:
     """`python -m audit_svc` on `ctx.port`, over the stack's PostgreSQL (migrated first),
     with its sinks on the stack's InfluxDB and S3 when they are among `ctx.infos`, and
@@ -149,6 +167,7 @@ def audit_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[Grpc
 
     def prepare() -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
+        write_tool_env(data_dir / TOOL_ENV, env)
         _migrate("audit_svc", env)
 
     spec = ProcessSpec(

@@ -21,6 +21,7 @@ from gateway.upstream import CallInfo, Upstream, call_info
 
 log = logging.getLogger(__name__)
 JSON = b"application/json"
+HTTP_BODY = "google.api.HttpBody"
 _INTERNAL = status_pb2.Status(
     code=code_pb2.INTERNAL, message="internal error in the gateway; see its log"
 )
@@ -125,6 +126,9 @@ class Transcoder:
         finally:
             upstream = metrics.UPSTREAM_SECONDS.labels(self._upstream.name, route.grpc_path)
             upstream.observe(time.perf_counter() - began)
+        if response.DESCRIPTOR.full_name == HTTP_BODY:  # raw bytes, as Envoy sends them
+            content_type = response.content_type.encode() or b"application/octet-stream"
+            return await self._json(send, 200, response.data, info.request_id, content_type)
         return await self._json(send, 200, self._printer.dumps(response), info.request_id)
 
     def _allowed(self, path: str) -> list[str]:
@@ -169,13 +173,15 @@ class Transcoder:
         body = self._printer.dumps_status(status)
         return await self._json(send, errors.http_status(status.code), body, request_id)
 
-    async def _json(self, send: Send, status: int, body: bytes, request_id: str) -> int:
+    async def _json(
+        self, send: Send, status: int, body: bytes, request_id: str, content_type: bytes = b""
+    ) -> int:
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
-                    (b"content-type", JSON),
+                    (b"content-type", content_type or JSON),
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", request_id.encode()),
                 ],

@@ -206,6 +206,8 @@ def _fill_receipt(out: event_pb2.Receipt, receipt: Receipt) -> None:
     out.seq = receipt.seq
     out.hash = receipt.hash.hex()
     out.prev_hash = receipt.prev_hash.hex()
+    out.leaf_index = receipt.seq - 1
+    out.tree_size = receipt.tree_size or receipt.seq
 
 
 def _fill_event(out: event_pb2.AuditEvent, stored: StoredEvent) -> None:
@@ -248,4 +250,6 @@ def checkpoint_pb(row: CheckpointRow) -> audit_service_pb2.Checkpoint:
         key_id=row.key_id,
         signature=row.signature,
         object_key=row.object_key,
+        root_hash=row.root_hash,
+        note=row.note + row.cosignatures if row.note else "",
     )

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import grpc
+from google.api import httpbody_pb2
 from google.protobuf import duration_pb2
 
 from audit.v2 import audit_service_pb2 as pb
@@ -159,4 +160,31 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             key_id=key.key_id,
             public_key_pem=key.public_key_pem,
             checkpoint_bucket=key.checkpoint_bucket,
+        )
+
+    async def GetCheckpoint(
+        self, request: pb.GetCheckpointRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        text = await self._reader.checkpoint_note(request.chain_id)
+        return httpbody_pb2.HttpBody(content_type="text/plain; charset=utf-8", data=text.encode())
+
+    async def GetInclusionProof(
+        self, request: pb.GetInclusionProofRequest, context: Context
+    ) -> pb.GetInclusionProofResponse:
+        p = await self._reader.inclusion_proof(
+            request.chain_id, request.event_id, request.seq, request.tree_size
+        )
+        return pb.GetInclusionProofResponse(
+            chain_id=p.chain_id, leaf_index=p.leaf_index, tree_size=p.tree_size,
+            root_hash=p.root_hash, leaf_hash=p.leaf_hash, hashes=p.hashes, checkpoint=p.checkpoint,
+        )  # fmt: skip
+
+    async def GetConsistencyProof(
+        self, request: pb.GetConsistencyProofRequest, context: Context
+    ) -> pb.GetConsistencyProofResponse:
+        p = await self._reader.consistency_proof(
+            request.chain_id, request.old_size, request.new_size
+        )
+        return pb.GetConsistencyProofResponse(
+            chain_id=p.chain_id, old_size=p.old_size, new_size=p.new_size, hashes=p.hashes
         )

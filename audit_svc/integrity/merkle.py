@@ -256,3 +256,43 @@ class CompactRange:
 
     def root(self) -> bytes:
         return fold(self.edge) if self.edge else EMPTY_ROOT
+
+
+Range = tuple[int, int]  # leaves [lo, hi)
+
+
+def cover_plan(lo: int, hi: int, size: int) -> list[Range]:
+    """The ranges outside leaves [lo, hi) whose roots, with those leaves, give the
+    root of the tree of `size`: what a bundle of a slice of the log must carry to
+    tie its leaves to a checkpoint (`root_from` uses them)."""
+    out: list[Range] = []
+
+    def walk(a: int, b: int) -> None:
+        if b <= lo or a >= hi:
+            out.append((a, b))
+        elif b - a > 1:
+            k = _split(b - a)
+            walk(a, a + k)
+            walk(a + k, b)
+
+    if size:
+        walk(0, size)
+    return out
+
+
+def root_from(lo: int, size: int, leaves: Sequence[bytes], ranges: Mapping[Range, bytes]) -> bytes:
+    """The root of the tree of `size` from the leaf hashes of [lo, lo + len(leaves))
+    and the roots of the ranges of `cover_plan`; KeyError if one is missing."""
+    hi = lo + len(leaves)
+
+    def walk(a: int, b: int) -> bytes:
+        if b <= lo or a >= hi:
+            return ranges[(a, b)]
+        if b - a == 1:
+            return leaves[a - lo]
+        if a >= lo and b <= hi and b - a & (b - a - 1) == 0:
+            return perfect_root(leaves[a - lo : b - lo])
+        k = _split(b - a)
+        return node_hash(walk(a, a + k), walk(a + k, b))
+
+    return walk(0, size) if size else EMPTY_ROOT

@@ -246,6 +246,17 @@ class Checkpoint:
         return cls(origin, int(size), root_hash, tuple(lines[3:-1]))
 
 
+def signer_name(note: Note, public_key: Ed25519PublicKey) -> str | None:
+    """The name under which `public_key` validly signed the note, or None. The key
+    ID binds the name to the key, so a bare public key is enough to check."""
+    raw = _raw(public_key)
+    for s in note.signatures:
+        if key_id(s.name, ALG_ED25519, raw) == s.key_id:
+            if NoteVerifier(s.name, public_key).verify(note.text, s.signature):
+                return s.name
+    return None
+
+
 def open_checkpoint(data: bytes, verifier: NoteVerifier) -> tuple[Note, Checkpoint]:
     """A signed checkpoint whose log signature verifies; NoteError otherwise."""
     note = parse(data)

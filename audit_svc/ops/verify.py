@@ -1,12 +1,15 @@
 """`python -m audit_svc verify`: verify a chain range from a terminal or a cron job.
 
-With S3 configured (AUDIT_S3_ENDPOINT), each chain is also compared with its signed
-checkpoints in the object-locked bucket, and its archived objects are recomputed and
-must meet the live rows; `--public-key` checks signatures with a published key.
+Each chain is compared with its signed checkpoints in the object-locked bucket (S3
+settings as the service has them: `make verify` passes `make up`'s), and its archived
+objects are recomputed and must meet the live rows; `--public-key` checks signatures
+with a published key. Without S3 settings the rows can only be checked against
+themselves, which cannot catch deleted newest events or a consistent rewrite: that is
+said loudly, and the exit code is 2 unless `--database-only` asks for just that.
 
 Exit codes: 0 the range verifies (on every chain, when none is named), 1 it does not
 (the first bad seq and the reason are printed), 2 it could not be verified (unknown
-chain, bad range, database unreachable).
+chain, bad range, database unreachable, no S3 settings without --database-only).
 Progress goes to stderr as a bar with events/s, redrawn a few times a second, when
 stderr is a terminal; as a line every few seconds when it is not but the range is long.
 A final summary line is always written to stderr and the result to stdout.
@@ -101,6 +104,7 @@ async def verify_command(
     err: TextIO | None = None,
     settings: Settings | None = None,
     public_key_file: str = "",
+    database_only: bool = False,
 ) -> int:
     """Verify the range of one chain (every chain when `chain_id` is empty) against the
     database at `database_url`, and against the bucket's checkpoints and archive when
@@ -157,7 +161,18 @@ async def verify_command(
         return EXIT_ERROR
     if not chains:
         err.write("no chains to verify: nothing has been stored yet\n")
+    if key is None and not database_only:
+        err.write(NO_BUCKET_WARNING)
+        code = code or EXIT_ERROR  # a mismatch found in the rows stays 1
     return code
+
+
+NO_BUCKET_WARNING = """\
+WARNING: no S3 settings (AUDIT_S3_ENDPOINT): the rows were checked against themselves
+only. Deleted newest events, or a chain rewritten with recomputed hashes, CANNOT be
+detected this way. Give the service's S3 settings (`make verify` does, after `make up`)
+to compare with the signed checkpoints, or pass --database-only to accept this check.
+"""
 
 
 def run_verify(
@@ -167,6 +182,7 @@ def run_verify(
     to_seq: int = 0,
     settings: Settings | None = None,
     public_key_file: str = "",
+    database_only: bool = False,
 ) -> int:
     """Entry point of `python -m audit_svc verify`: runs the check, returns the exit code.
 
@@ -179,5 +195,6 @@ def run_verify(
             to_seq,
             settings=settings,
             public_key_file=public_key_file,
+            database_only=database_only,
         )  # fmt: skip
     )

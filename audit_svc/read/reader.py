@@ -13,12 +13,13 @@ from audit_svc import __version__, metrics
 from audit_svc.errors import AuditError, InvalidArgument, NotFound, StorageError, Unavailable
 from audit_svc.ingest.appender import Appender
 from audit_svc.integrity import checkpoint_reads as integrity
+from audit_svc.integrity import proofs
 from audit_svc.integrity.verify import CHECKPOINT_INVALID, VerifyResult, verify_chain
 from audit_svc.model import FieldViolation, StoredEvent
 from audit_svc.read import legacy, statistics
 from audit_svc.read.query import QueryFilters, QueryPage, parse_query, run_query
 from audit_svc.sinks import BadCheckpoint, Sinks, SinkState, bucket_checkpoints
-from audit_svc.storage.protocols import EventReader, SinkStore
+from audit_svc.storage.protocols import EventReader, SinkStore, TreeStore
 
 DB_CHECK_TIMEOUT = 2.0
 
@@ -57,8 +58,10 @@ class Reader:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sinks: Sinks | None = None,
         checkpoint_bucket: str = "",
+        tree: TreeStore | None = None,
     ) -> None:
         self._sinks = sinks
+        self._tree = tree
         self._checkpoint_bucket = checkpoint_bucket
         self._events = events
         self._sink_state = sink_state
@@ -131,6 +134,33 @@ class Reader:
 
     def public_key(self) -> integrity.PublicKey:
         return integrity.public_key(self._sinks, self._checkpoint_bucket)
+
+    def _merkle(self) -> TreeStore:
+        if self._tree is None:
+            raise NotFound(
+                "the Merkle tree is off on this replica (AUDIT_MERKLE_TREE=false)",
+                metadata={"setting": "AUDIT_MERKLE_TREE"},
+            )
+        return self._tree
+
+    async def checkpoint_note(self, chain_id: str) -> str:
+        """The chain's newest signed checkpoint (this replica's chain when empty)."""
+        chain = chain_id or self._appender.chain_id
+        return await proofs.latest_checkpoint(self._merkle(), chain)
+
+    async def inclusion_proof(
+        self, chain_id: str, event_id: str, seq: int, tree_size: int
+    ) -> proofs.InclusionProof:
+        chain = chain_id or self._appender.chain_id
+        return await proofs.inclusion_proof(
+            self._merkle(), chain, event_id=event_id, seq=seq, tree_size=tree_size
+        )
+
+    async def consistency_proof(
+        self, chain_id: str, old_size: int, new_size: int
+    ) -> proofs.ConsistencyProof:
+        chain = chain_id or self._appender.chain_id
+        return await proofs.consistency_proof(self._merkle(), chain, old_size, new_size)
 
     async def health(self) -> HealthReport:
         database = await self._check_database()

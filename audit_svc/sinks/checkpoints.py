@@ -1,15 +1,28 @@
-"""Signed checkpoints: every N events or T seconds, the chain's head (chain, seq, hash,
-time) signed with Ed25519, written as an object to the object-locked checkpoint bucket,
-then recorded in PostgreSQL.
+"""Signed checkpoints: every N events or T seconds of activity, the chain's Merkle tree
+(size, root) and head hash signed with Ed25519, written as an object to the
+object-locked checkpoint bucket, then recorded in PostgreSQL.
 
 The bucket copy is the one that counts: someone who controls the database can rewrite
 rows, hashes, the head and the `checkpoints` table, but cannot change or delete a
 locked object version, nor sign a new one. Verification reads the bucket.
 
-Object `checkpoints/<chain>/<seq, 20 digits>.json`:
+Object `checkpoints/<chain>/<seq, 20 digits>.note`: a C2SP tlog-checkpoint signed as a
+C2SP signed-note (audit_svc.integrity.note), which Go's sumdb/note verifies:
+
+    <origin, e.g. auditmesh.local/chain-1>
+    <tree size = seq>
+    <base64 Merkle root>
+    chain-hash <hex hash of the event at seq>
+    time <checkpoint time, RFC 3339>
+
+    — <key name> <base64(key ID || signature)>
+
+The extension lines tie the note to the hash chain (so every check made with the older
+form still works). Older objects, `<seq>.json`, hold the hash chain head only:
     {"checkpoint": {"v":1,"chain_id":..,"seq":..,"hash":<hex>,"checkpoint_time":<RFC 3339>},
      "key_id": <16 hex>, "signature": <base64 of Ed25519 over canonical(checkpoint)>}
-canonical(x) = JSON with sorted keys, no spaces, UTF-8.
+canonical(x) = JSON with sorted keys, no spaces, UTF-8. Those are still read; with the
+Merkle tree off (AUDIT_MERKLE_TREE=false) they are still written.
 """
 
 from __future__ import annotations
@@ -18,13 +31,15 @@ import base64
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from audit_svc.integrity import note as notes
 from audit_svc.integrity.signer import Signer, Verifier
 from audit_svc.sinks.objects import ObjectStore
-from audit_svc.storage.protocols import CheckpointRow, SinkStore
+from audit_svc.storage.protocols import CheckpointRow, SinkStore, TreeStore
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +55,46 @@ class Checkpoint:
     seq: int
     hash: bytes
     checkpoint_time: datetime
+    # The C2SP form: the Merkle root at size `seq` and the signed note; empty for
+    # the older JSON objects.
+    root_hash: bytes = b""
+    note: bytes = b""
 
 
-def object_key(chain_id: str, seq: int) -> str:
-    return f"{PREFIX}{chain_id}/{seq:020d}.json"
+def object_key(chain_id: str, seq: int, suffix: str = ".note") -> str:
+    return f"{PREFIX}{chain_id}/{seq:020d}{suffix}"
+
+
+def origin_of(key_name: str, chain_id: str) -> str:
+    """A chain's log origin: the key name (AUDIT_LOG_ORIGIN) and the chain id."""
+    return f"{key_name}/{chain_id}"
+
+
+def checkpoint_body(
+    origin: str, size: int, root_hash: bytes, head_hash: bytes, at: datetime
+) -> notes.Checkpoint:
+    """The tlog-checkpoint of a chain's tree, with its hash-chain extension lines."""
+    stamp = at.astimezone(UTC).isoformat(timespec="microseconds")
+    return notes.Checkpoint(
+        origin, size, root_hash, (f"chain-hash {head_hash.hex()}", f"time {stamp}")
+    )
+
+
+def read_note(key: str, data: bytes, verifier: Verifier) -> Checkpoint:
+    """A C2SP checkpoint object; BadCheckpoint unless the log key signed it."""
+    try:
+        note = notes.parse(data)
+        body = notes.Checkpoint.parse(note.text)
+        ext = dict(line.split(" ", 1) for line in body.extensions)
+        cp = Checkpoint(
+            body.origin.rsplit("/", 1)[-1], body.size, bytes.fromhex(ext["chain-hash"]),
+            datetime.fromisoformat(ext["time"]), body.root_hash, data,
+        )  # fmt: skip
+    except (notes.NoteError, ValueError, KeyError) as exc:
+        raise BadCheckpoint(key, f"malformed: {exc}") from None
+    if notes.signer_name(note, verifier.public_key) is None:
+        raise BadCheckpoint(key, "signature does not verify with the published key")
+    return cp
 
 
 def signed_bytes(chain_id: str, seq: int, digest: bytes, at: datetime) -> bytes:
@@ -70,6 +121,9 @@ def encode(row: CheckpointRow) -> bytes:
     return json.dumps(doc, sort_keys=True, indent=1).encode()
 
 
+AfterCheckpoint = Callable[[CheckpointRow], Awaitable[None]]
+
+
 class BadCheckpoint(ValueError):
     """An object in the checkpoint bucket that is not a validly signed checkpoint."""
 
@@ -80,6 +134,8 @@ class BadCheckpoint(ValueError):
 
 def decode(key: str, data: bytes, verifier: Verifier) -> Checkpoint:
     """The checkpoint in an object; BadCheckpoint if malformed or the signature fails."""
+    if key.endswith(".note"):
+        return read_note(key, data, verifier)
     try:
         doc: dict[str, Any] = json.loads(data)
         body = doc["checkpoint"]
@@ -106,7 +162,8 @@ async def load_checkpoints(
     after = object_key(chain_id, from_seq - 1) if from_seq > 1 else ""
     found = []
     for key in await store.keys(f"{PREFIX}{chain_id}/", start_after=after):
-        found.append(decode(key, await store.get(key), verifier))
+        if key.endswith((".note", ".json")):  # not the `.cosigned` copies
+            found.append(decode(key, await store.get(key), verifier))
     return sorted(found, key=lambda c: c.seq)
 
 
@@ -124,8 +181,14 @@ class Checkpointer:
         *,
         every_events: int,
         interval_seconds: float,
+        key_name: str = "auditmesh.local",
+        tree: TreeStore | None = None,
     ) -> None:
         self._state = state
+        self._tree = tree  # None: the Merkle tree is off, checkpoints are the JSON form
+        self.origin = origin_of(key_name, chain_id)
+        self._note_signer = notes.NoteSigner(key_name, signer.private_key)
+        self.after_checkpoint: list[AfterCheckpoint] = []
         self.chain_id = chain_id
         self._store = store
         self._signer = signer
@@ -150,19 +213,32 @@ class Checkpointer:
         return False
 
     async def checkpoint(self, seq: int, digest: bytes) -> CheckpointRow:
-        """Sign (seq, hash), write it to the bucket, then record it in PostgreSQL."""
+        """Sign the tree at size `seq` (head hash `digest`), write it to the bucket,
+        record it in PostgreSQL, then hand it to `after_checkpoint` (the witnesses)."""
         at = datetime.now(UTC)
-        row = CheckpointRow(
-            self.chain_id,
-            seq,
-            digest,
-            at,
-            self._signer.key_id,
-            self._signer.sign(signed_bytes(self.chain_id, seq, digest, at)),
-            object_key(self.chain_id, seq),
-        )
-        await self._store.put(row.object_key, encode(row), "application/json")
+        if self._tree is not None:
+            root_hash = await self._tree.root_at(self.chain_id, seq)
+            body = checkpoint_body(self.origin, seq, root_hash, digest, at)
+            note = notes.sign(body.text(), self._note_signer)
+            row = CheckpointRow(
+                self.chain_id, seq, digest, at, self._signer.key_id,
+                note.signatures[0].signature, object_key(self.chain_id, seq), root_hash,
+                note.render().decode(),
+            )  # fmt: skip
+            await self._store.put(row.object_key, row.note.encode(), "text/plain; charset=utf-8")
+        else:
+            row = CheckpointRow(
+                self.chain_id, seq, digest, at, self._signer.key_id,
+                self._signer.sign(signed_bytes(self.chain_id, seq, digest, at)),
+                object_key(self.chain_id, seq, ".json"),
+            )  # fmt: skip
+            await self._store.put(row.object_key, encode(row), "application/json")
         await self._state.add_checkpoint(row)
         self._last_time = time.monotonic()
         log.info("checkpoint %s seq %d written to %s", self.chain_id, seq, row.object_key)
+        for hook in self.after_checkpoint:
+            try:
+                await hook(row)
+            except Exception:
+                log.exception("after-checkpoint step failed for %s seq %d", self.chain_id, seq)
         return row

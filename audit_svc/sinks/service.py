@@ -21,7 +21,8 @@ from audit_svc.sinks.influx import NAME as INFLUX
 from audit_svc.sinks.influx import InfluxSink
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.sinks.runner import SinkRunner, Step
-from audit_svc.storage.protocols import Lag, SinkStore
+from audit_svc.sinks.witnesses import Witnesses
+from audit_svc.storage.protocols import Lag, SinkStore, TreeStore
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,18 @@ class Sinks:
         self.runners: dict[str, SinkRunner] = {}
         self.influx: InfluxSink | None = None
         self.checkpointer: cps.Checkpointer | None = None
+        self.witnesses: Witnesses | None = None
         self.archiver: Archiver | None = None
         self.signer: Signer | None = None
         self.checkpoint_store: ObjectStore | None = None
         self.archive_store: ObjectStore | None = None
 
     @classmethod
-    def open(cls, s: Settings, state: SinkStore, chain_id: str) -> Sinks:
+    def open(
+        cls, s: Settings, state: SinkStore, chain_id: str, tree: TreeStore | None = None
+    ) -> Sinks:
+        """The enabled sinks; `tree` (None when the Merkle tree is off) makes
+        checkpoints C2SP notes of its root, sent to the witnesses."""
         sinks = cls(state, chain_id)
 
         def runner(name: str, step: Step, poll: float) -> None:
@@ -87,8 +93,12 @@ class Sinks:
                 state, chain_id, sinks.checkpoint_store, sinks.signer,
                 every_events=s.checkpoint_every_events,
                 interval_seconds=s.checkpoint_interval_seconds,
+                key_name=s.log_origin, tree=tree,
             )  # fmt: skip
             runner(cps.Checkpointer.NAME, sinks.checkpointer.step, s.sink_poll_seconds)
+            if s.witnesses and tree is not None:
+                sinks.witnesses = Witnesses(s.witnesses, tree, chain_id, sinks.checkpoint_store)
+                sinks.checkpointer.after_checkpoint.append(sinks.witnesses.send)
             sinks.archiver = Archiver(
                 state, chain_id, sinks.archive_store,
                 retention=timedelta(days=s.hot_retention_days),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import asyncpg
 
 from audit_svc.errors import HeadMoved
 from audit_svc.integrity.chain import canonical_bytes, link
+from audit_svc.integrity.merkle import CompactRange, leaf_hash
+from audit_svc.integrity.tiles import TileAppends
 from audit_svc.model import Event, Outcome, Receipt
+from audit_svc.storage import merkle_tiles
 from audit_svc.storage.postgres import EVENT_COLUMNS, Database, acquire, event_row, map_db_errors
 from audit_svc.storage.protocols import Head, Prepared
 
@@ -41,29 +45,67 @@ async def read_head(conn: asyncpg.Connection, chain_id: str, *, lock: bool = Fal
     return int(row["head_seq"]), bytes(row["head_hash"])
 
 
+# The Merkle tree's right edge at recent heads, by (chain, seq, hash): the hash chain
+# makes the key name one tree, so the cache is right whichever database it came from.
+_TREES: OrderedDict[tuple[str, int, bytes], CompactRange] = OrderedDict()
+_TREES_KEPT = 16
+
+
+def _remember(chain_id: str, head: Head, tree: CompactRange) -> None:
+    _TREES[(chain_id, *head)] = tree
+    _TREES.move_to_end((chain_id, *head))
+    while len(_TREES) > _TREES_KEPT:
+        _TREES.popitem(last=False)
+
+
+async def read_tree(conn: asyncpg.Connection, chain_id: str, head: Head) -> None:
+    """Load the tree's edge at `head` from the tiles, so `prepare` can extend it."""
+    if (chain_id, *head) not in _TREES:
+        _remember(chain_id, head, await merkle_tiles.compact_range(conn, chain_id, head[0]))
+
+
 def prepare(
-    chain_id: str, head: Head, events: Sequence[Event], stored: dict[uuid.UUID, Receipt]
+    chain_id: str,
+    head: Head,
+    events: Sequence[Event],
+    stored: dict[uuid.UUID, Receipt],
+    *,
+    merkle: bool = True,
 ) -> Prepared:
     """Assign seqs and hashes from `head` on. An event whose id is in `stored` (ids
     already written, with their receipts) or earlier in `events` is a duplicate and
-    gets the original receipt. Pure computation: the ingest path's Python per event."""
+    gets the original receipt. With `merkle`, the leaf hashes too, and the tiles they
+    add when the tree at `head` is cached. Pure computation: the ingest path's Python
+    per event."""
     seq, prev = head
     known = dict(stored)
+    size_after = seq + len({e.event_id for e in events}.difference(stored))
     results: list[tuple[Outcome, Receipt]] = []
     rows = []
+    leaves: list[bytes] | None = [] if merkle else None
     for event in events:
         original = known.get(event.event_id)
         if original is not None:
             results.append((Outcome.DUPLICATE, original))
             continue
         seq += 1
-        digest = link(prev, canonical_bytes(event, chain_id, seq))
-        receipt = Receipt(chain_id, seq, digest, prev)
+        data = canonical_bytes(event, chain_id, seq)
+        digest = link(prev, data)
+        if leaves is not None:
+            leaves.append(leaf_hash(data))
+        receipt = Receipt(chain_id, seq, digest, prev, size_after)
         known[event.event_id] = receipt
         rows.append(event_row(event, receipt))
         results.append((Outcome.STORED, receipt))
         prev = digest
-    return Prepared(head, (seq, prev), rows, results)
+    group = Prepared(head, (seq, prev), rows, results, leaves)
+    tree = _TREES.get((chain_id, *head))
+    if leaves and tree is not None:
+        tree = tree.copy()
+        group.tiles = TileAppends()
+        tree.extend(leaves, group.tiles.add)
+        _remember(chain_id, group.end, tree)
+    return group
 
 
 async def write(conn: asyncpg.Connection, chain_id: str, group: Prepared) -> None:
@@ -81,17 +123,31 @@ async def write(conn: asyncpg.Connection, chain_id: str, group: Prepared) -> Non
         if moved is None:
             raise HeadMoved(f"chain {chain_id} is no longer at seq {group.start[0]}")
         await conn.copy_records_to_table("audit_events", records=group.rows, columns=EVENT_COLUMNS)
+        await _grow_tree(conn, chain_id, group)
         await _count(conn, chain_id, group.start[0], group.end[0])
 
 
+async def _grow_tree(conn: asyncpg.Connection, chain_id: str, group: Prepared) -> None:
+    """Add the group's leaves to the tiles, in the transaction that moved the head."""
+    if not group.leaves:
+        return
+    if group.tiles is None:  # the tree at `start` was not cached: read its edge
+        tree = await merkle_tiles.compact_range(conn, chain_id, group.start[0])
+        group.tiles = TileAppends()
+        tree.extend(group.leaves, group.tiles.add)
+        _remember(chain_id, group.end, tree)
+    await merkle_tiles.append_tiles(conn, chain_id, group.tiles)
+
+
 async def append(
-    conn: asyncpg.Connection, chain_id: str, events: Sequence[Event]
+    conn: asyncpg.Connection, chain_id: str, events: Sequence[Event], *, merkle: bool = True
 ) -> list[tuple[Outcome, Receipt]]:
     """Store new events at the chain's head in one transaction, looking their ids up
     first; report duplicates. The one-step form of read_head, prepare and write."""
     async with conn.transaction():
         stored = await stored_receipts(conn, events)
-        group = prepare(chain_id, await read_head(conn, chain_id, lock=True), events, stored)
+        head = await read_head(conn, chain_id, lock=True)
+        group = prepare(chain_id, head, events, stored, merkle=merkle)
         await write(conn, chain_id, group)  # a nested transaction: a savepoint
     return group.results
 
@@ -151,12 +207,23 @@ class PgEventStore:
     """`EventStore` on PostgreSQL: each call takes a connection of `db` (a pool, or
     one connection), with driver errors mapped."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, merkle: bool = True) -> None:
         self._db = db
+        self._merkle = merkle  # extend the chain's Merkle tree in each commit
 
     async def read_head(self, chain_id: str) -> Head:
         async with acquire(self._db) as conn:
-            return await read_head(conn, chain_id)
+            head = await read_head(conn, chain_id)
+            if self._merkle:
+                await read_tree(conn, chain_id, head)
+            return head
+
+    async def catch_up_tree(self, chain_id: str) -> int:
+        """Build the tree of rows stored before it existed (or while it was off)."""
+        if not self._merkle:
+            return 0
+        async with acquire(self._db) as conn:
+            return await merkle_tiles.catch_up(conn, chain_id)
 
     async def stored_receipts(self, events: Sequence[Event]) -> dict[uuid.UUID, Receipt]:
         async with acquire(self._db) as conn:
@@ -165,7 +232,7 @@ class PgEventStore:
     def prepare(
         self, chain_id: str, head: Head, events: Sequence[Event], stored: dict[uuid.UUID, Receipt]
     ) -> Prepared:
-        return prepare(chain_id, head, events, stored)
+        return prepare(chain_id, head, events, stored, merkle=self._merkle)
 
     async def write(self, chain_id: str, prepared: Prepared) -> None:
         async with acquire(self._db) as conn:
@@ -173,7 +240,7 @@ class PgEventStore:
 
     async def append(self, chain_id: str, events: Sequence[Event]) -> list[tuple[Outcome, Receipt]]:
         async with acquire(self._db) as conn:
-            return await append(conn, chain_id, events)
+            return await append(conn, chain_id, events, merkle=self._merkle)
 
 
 class ChainLock:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from audit_svc.integrity.merkle import Node
+from audit_svc.integrity.tiles import TileAppends
 from audit_svc.model import Event, Outcome, Receipt, StoredEvent
 from audit_svc.read.filters import QuerySpec
 
@@ -30,6 +32,10 @@ class Prepared:
     end: Head
     rows: list[tuple[Any, ...]]
     results: list[tuple[Outcome, Receipt]]
+    # The Merkle leaf hashes of the new rows (None: the tree is off), and what they
+    # add to the tiles when the tree at `start` was known (else `write` works it out).
+    leaves: list[bytes] | None = None
+    tiles: TileAppends | None = None
 
 
 @dataclass(slots=True)
@@ -83,6 +89,11 @@ class CheckpointRow:
     key_id: str
     signature: bytes
     object_key: str
+    # The C2SP form (audit_svc.integrity.note): the tree root it signs at size `seq`,
+    # the signed note, and the witnesses' cosignature lines; empty for older ones.
+    root_hash: bytes = b""
+    note: str = ""
+    cosignatures: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,3 +215,28 @@ class SinkStore(Protocol):
     async def record_archived(self, r: ArchivedRange) -> int: ...
     async def drop_restored(self, chain_id: str, through: int, cutoff: datetime) -> int: ...
     async def restore_events(self, events: Sequence[StoredEvent]) -> int: ...
+
+
+class TreeStore(Protocol):
+    """A chain's Merkle tree as stored (audit_svc.integrity.tiles) and its C2SP
+    checkpoints: what proofs, checkpoints and witnesses read."""
+
+    async def head_seq(self, chain_id: str) -> int | None:
+        """The committed tree size (the head's seq); None for an unknown chain."""
+        ...
+
+    async def event_seq(self, chain_id: str, event_id: uuid.UUID) -> int | None:
+        """The seq of an event in the chain, or None."""
+        ...
+
+    async def node_hashes(self, chain_id: str, nodes: set[Node]) -> dict[Node, bytes]:
+        """The hashes of complete nodes (tiles.MissingTile if one is not stored)."""
+        ...
+
+    async def root_at(self, chain_id: str, size: int) -> bytes:
+        """The tree's root at `size` leaves."""
+        ...
+
+    async def checkpoint_at(self, chain_id: str, size: int) -> CheckpointRow | None: ...
+    async def last_note(self, chain_id: str) -> CheckpointRow | None: ...
+    async def add_cosignatures(self, chain_id: str, size: int, lines: str) -> None: ...

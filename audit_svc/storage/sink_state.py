@@ -129,15 +129,37 @@ async def add_checkpoint(conn: asyncpg.Connection, cp: CheckpointRow) -> None:
     """Record a checkpoint already written to the bucket."""
     await conn.execute(
         "INSERT INTO checkpoints (chain_id, seq, hash, checkpoint_time, key_id, signature, "
-        "object_key) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (chain_id, seq) DO NOTHING",
-        cp.chain_id,
-        cp.seq,
-        cp.hash,
-        cp.checkpoint_time,
-        cp.key_id,
-        cp.signature,
-        cp.object_key,
+        "object_key, root_hash, note, cosignatures) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+        "$8, $9, $10) ON CONFLICT (chain_id, seq) DO NOTHING",
+        cp.chain_id, cp.seq, cp.hash, cp.checkpoint_time, cp.key_id, cp.signature,
+        cp.object_key, cp.root_hash or None, cp.note or None, cp.cosignatures,
+    )  # fmt: skip
+
+
+async def add_cosignatures(conn: asyncpg.Connection, chain_id: str, seq: int, lines: str) -> None:
+    """Keep witnesses' cosignature lines with the checkpoint they sign."""
+    await conn.execute(
+        "UPDATE checkpoints SET cosignatures = cosignatures || $3 WHERE chain_id = $1 AND seq = $2",
+        chain_id, seq, lines,
+    )  # fmt: skip
+
+
+async def checkpoint_at(conn: asyncpg.Connection, chain_id: str, seq: int) -> CheckpointRow | None:
+    """The chain's checkpoint of tree size `seq`, or None."""
+    row = await conn.fetchrow(
+        "SELECT * FROM checkpoints WHERE chain_id = $1 AND seq = $2", chain_id, seq
     )
+    return None if row is None else _checkpoint(row)
+
+
+async def last_note(conn: asyncpg.Connection, chain_id: str) -> CheckpointRow | None:
+    """The newest checkpoint of the chain in the C2SP form, or None."""
+    row = await conn.fetchrow(
+        "SELECT * FROM checkpoints WHERE chain_id = $1 AND note IS NOT NULL "
+        "ORDER BY seq DESC LIMIT 1",
+        chain_id,
+    )
+    return None if row is None else _checkpoint(row)
 
 
 async def list_checkpoints(
@@ -159,6 +181,7 @@ def _checkpoint(row: asyncpg.Record) -> CheckpointRow:
     return CheckpointRow(
         row["chain_id"], int(row["seq"]), bytes(row["hash"]), row["checkpoint_time"],
         row["key_id"], bytes(row["signature"]), row["object_key"],
+        bytes(row["root_hash"] or b""), row["note"] or "", row["cosignatures"] or "",
     )  # fmt: skip
 
 

@@ -93,3 +93,16 @@ def test_a_compact_range_resumes_from_stored_nodes() -> None:
     tree = merkle.CompactRange.at(50, nodes)
     tree.extend(hashes[50:])
     assert tree.root() == merkle.root(hashes)
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "size"), [(0, 10, 10), (3, 10, 17), (0, 5, 64), (7, 9, 9), (0, 0, 5), (16, 33, 33)]
+)  # noqa: E501
+def test_a_slice_of_leaves_and_its_cover_give_the_root(lo: int, hi: int, size: int) -> None:
+    hashes = [merkle.leaf_hash(b"%d" % i) for i in range(size)]
+    ranges = {(a, b): merkle.root(hashes[a:b]) for a, b in merkle.cover_plan(lo, hi, size)}
+    assert all(b <= lo or a >= hi for a, b in ranges)
+    assert merkle.root_from(lo, size, hashes[lo:hi], ranges) == merkle.root(hashes)
+    nodes = nodes_of(hashes)
+    for a, b in ranges:  # what the server sends: each range's nodes folded
+        assert merkle.fold([nodes[n] for n in merkle.range_nodes(a, b)]) == ranges[(a, b)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
+from audit_svc.integrity import note as notes
 from audit_svc.integrity.chain import GENESIS, canonical_bytes, link
 from audit_svc.ops.verify import verify_command
 from audit_svc.settings import Settings
@@ -165,13 +165,13 @@ async def test_checkpoint_objects_are_locked(running: Running, s3: S3Info) -> No
     (obj,) = [
         o
         for o in client.list_objects(bucket, prefix="checkpoints/", recursive=True)
-        if o.object_name.endswith(f"{EVENTS:020d}.json")
+        if o.object_name.endswith(f"{EVENTS:020d}.note")
     ]
     stat = client.stat_object(bucket, obj.object_name)
     with pytest.raises(S3Error):
         client.remove_object(bucket, obj.object_name, version_id=stat.version_id)
-    doc = json.loads(client.get_object(bucket, obj.object_name).read())
-    assert doc["checkpoint"]["seq"] == EVENTS
+    signed = notes.parse(client.get_object(bucket, obj.object_name).read())
+    assert notes.Checkpoint.parse(signed.text).size == EVENTS
 
 
 async def test_without_s3_there_is_no_key_and_bad_pages_are_refused(

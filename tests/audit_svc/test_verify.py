@@ -174,11 +174,17 @@ async def test_an_empty_chain_verifies(audit_pool: asyncpg.Pool) -> None:
 async def test_cli_exit_codes_and_output(
     chain: asyncpg.Pool, audit_db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert await asyncio.to_thread(run_verify, audit_db, CHAIN) == 0
+    assert await asyncio.to_thread(run_verify, audit_db, CHAIN, database_only=True) == 0
     out, err = capsys.readouterr()
     assert out.startswith(f"OK chain {CHAIN} seq 1..{HEAD}")
     # A short range on a non-terminal: no progress bar, only the final line.
     assert err.count("\n") == 1 and f"checked {HEAD} events" in err
+
+    # Without S3 settings and without --database-only: the check runs, and says
+    # loudly that it cannot detect truncation, with a non-zero exit.
+    assert await verify_command(audit_db, CHAIN) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith(f"OK chain {CHAIN}") and "CANNOT be" in err
 
     await sql(chain, "UPDATE audit_events SET result = 'failure' WHERE seq = 12")
     assert await verify_command(audit_db, CHAIN) == 1
@@ -198,7 +204,7 @@ async def test_cli_without_a_chain_verifies_every_chain(
 ) -> None:
     async with chain.acquire() as conn:
         await ensure_chain(conn, "chain-2")
-    assert await verify_command(audit_db) == 0
+    assert await verify_command(audit_db, database_only=True) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == [
         f"OK chain {CHAIN} seq 1..{HEAD}",

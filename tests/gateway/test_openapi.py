@@ -46,6 +46,8 @@ async def test_audit_document(mesh: Mesh) -> None:
         "/api/v2/events/{event_id}", "/api/v2/events/statistics", "/api/v2/events/health",
         "/api/v2/events/watch", "/api/v2/integrity/verify", "/api/v2/integrity/checkpoints",
         "/api/v2/integrity/public-key", "/api/v1/audit/logs", "/api/v1/audit/statistics/dashboard",
+        "/api/v2/integrity/checkpoint", "/api/v2/integrity/inclusion-proof",
+        "/api/v2/integrity/consistency-proof",
     }  # fmt: skip
 
     query = paths["/api/v2/events/query"]["get"]

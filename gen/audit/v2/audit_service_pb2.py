@@ -25,11 +25,12 @@ _sym_db = _symbol_database.Default()
 from audit.v2 import event_pb2 as audit_dot_v2_dot_event__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61udit/v2/audit_service.proto\x12\x08\x61udit.v2\x1a\x14\x61udit/v2/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\rIngestRequest\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.audit.v2.AuditEventB\x04\xe2\x41\x01\x02\"7\n\x0eIngestResponse\x12%\n\x06result\x18\x01 \x01(\x0b\x32\x15.audit.v2.EventResult\"@\n\x12IngestBatchRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.audit.v2.AuditEventB\x04\xe2\x41\x01\x02\"=\n\x13IngestBatchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.audit.v2.EventResult\"S\n\x13StreamIngestRequest\x12\x16\n\x08\x62\x61tch_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.audit.v2.AuditEvent\"P\n\x14StreamIngestResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12&\n\x07results\x18\x02 \x03(\x0b\x32\x15.audit.v2.EventResult\"\xed\x02\n\x0cQueryRequest\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0e\n\x06result\x18\x06 \x01(\t\x12\x16\n\x0e\x63ompliance_tag\x18\x07 \x01(\t\x12\x1b\n\x13\x64\x61ta_classification\x18\x08 \x01(\t\x12\x12\n\nip_address\x18\t \x01(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64\x65tails_contains\x18\x0c \x01(\t\x12\x11\n\tpage_size\x18\r \x01(\x05\x12\x12\n\npage_token\x18\x0e \x01(\t\x12\r\n\x05limit\x18\x0f \x01(\x05\"N\n\rQueryResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.audit.v2.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x0fGetEventRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"7\n\x10GetEventResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.audit.v2.AuditEvent\"\x88\x01\n\x14GetStatisticsRequest\x12\x12\n\ntime_range\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\nCountByKey\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"K\n\nTimeBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xa3\x03\n\x15GetStatisticsResponse\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0ctotal_events\x18\x03 \x01(\x03\x12+\n\rby_event_type\x18\x04 \x03(\x0b\x32\x14.audit.v2.CountByKey\x12\'\n\tby_result\x18\x05 \x03(\x0b\x32\x14.audit.v2.CountByKey\x12(\n\nby_service\x18\x06 \x03(\x0b\x32\x14.audit.v2.CountByKey\x12\x15\n\rfailed_logins\x18\x07 \x01(\x03\x12\'\n\ttop_users\x18\x08 \x03(\x0b\x32\x14.audit.v2.CountByKey\x12/\n\x0c\x62ucket_width\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12%\n\x07\x62uckets\x18\n \x03(\x0b\x32\x14.audit.v2.TimeBucket\"\x0f\n\rHealthRequest\";\n\x0f\x43omponentHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xd4\x01\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12-\n\ncomponents\x18\x03 \x03(\x0b\x32\x19.audit.v2.ComponentHealth\x12\x1c\n\x14\x61ppender_queue_depth\x18\x04 \x01(\x03\x12/\n\x0c\x61ppender_lag\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12#\n\x05sinks\x18\x06 \x03(\x0b\x32\x14.audit.v2.SinkHealth\"j\n\nSinkHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nlag_events\x18\x02 \x01(\x03\x12&\n\x03lag\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nlast_error\x18\x04 \x01(\t\"T\n\x0cWatchRequest\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0e\n\x06result\x18\x04 \x01(\t\"4\n\rWatchResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.audit.v2.AuditEvent\"L\n\x16VerifyIntegrityRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x02 \x01(\x03\x12\x0e\n\x06to_seq\x18\x03 \x01(\x03\"\x98\x01\n\x17VerifyIntegrityResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x03 \x01(\x03\x12\x0e\n\x06to_seq\x18\x04 \x01(\x03\x12\x16\n\x0e\x65vents_checked\x18\x05 \x01(\x03\x12\x15\n\rfirst_bad_seq\x18\x06 \x01(\x03\x12\x0e\n\x06reason\x18\x07 \x01(\t\"Q\n\x16ListCheckpointsRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xa5\x01\n\nCheckpoint\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04hash\x18\x03 \x01(\x0c\x12\x33\n\x0f\x63heckpoint_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x12\n\nobject_key\x18\x07 \x01(\t\"]\n\x17ListCheckpointsResponse\x12)\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x14.audit.v2.Checkpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13GetPublicKeyRequest\"l\n\x14GetPublicKeyResponse\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x16\n\x0epublic_key_pem\x18\x03 \x01(\t\x12\x19\n\x11\x63heckpoint_bucket\x18\x04 \x01(\t2\x81\t\n\x0c\x41uditService\x12Z\n\x06Ingest\x12\x17.audit.v2.IngestRequest\x1a\x18.audit.v2.IngestResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0e/api/v2/events:\x05\x65vent\x12k\n\x0bIngestBatch\x12\x1c.audit.v2.IngestBatchRequest\x1a\x1d.audit.v2.IngestBatchResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v2/events/batch:\x01*\x12Q\n\x0cStreamIngest\x12\x1d.audit.v2.StreamIngestRequest\x1a\x1e.audit.v2.StreamIngestResponse(\x01\x30\x01\x12V\n\x05Query\x12\x16.audit.v2.QueryRequest\x1a\x17.audit.v2.QueryResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v2/events/query\x12\x64\n\x08GetEvent\x12\x19.audit.v2.GetEventRequest\x1a\x1a.audit.v2.GetEventResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v2/events/{event_id}\x12s\n\rGetStatistics\x12\x1e.audit.v2.GetStatisticsRequest\x1a\x1f.audit.v2.GetStatisticsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v2/events/statistics\x12Z\n\x06Health\x12\x17.audit.v2.HealthRequest\x1a\x18.audit.v2.HealthResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v2/events/health\x12X\n\x05Watch\x12\x16.audit.v2.WatchRequest\x1a\x17.audit.v2.WatchResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v2/events/watch0\x01\x12x\n\x0fVerifyIntegrity\x12 .audit.v2.VerifyIntegrityRequest\x1a!.audit.v2.VerifyIntegrityResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v2/integrity/verify\x12}\n\x0fListCheckpoints\x12 .audit.v2.ListCheckpointsRequest\x1a!.audit.v2.ListCheckpointsResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v2/integrity/checkpoints\x12s\n\x0cGetPublicKey\x12\x1d.audit.v2.GetPublicKeyRequest\x1a\x1e.audit.v2.GetPublicKeyResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v2/integrity/public-keyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61udit/v2/audit_service.proto\x12\x08\x61udit.v2\x1a\x14\x61udit/v2/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\rIngestRequest\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.audit.v2.AuditEventB\x04\xe2\x41\x01\x02\"7\n\x0eIngestResponse\x12%\n\x06result\x18\x01 \x01(\x0b\x32\x15.audit.v2.EventResult\"@\n\x12IngestBatchRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.audit.v2.AuditEventB\x04\xe2\x41\x01\x02\"=\n\x13IngestBatchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.audit.v2.EventResult\"S\n\x13StreamIngestRequest\x12\x16\n\x08\x62\x61tch_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.audit.v2.AuditEvent\"P\n\x14StreamIngestResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12&\n\x07results\x18\x02 \x03(\x0b\x32\x15.audit.v2.EventResult\"\xed\x02\n\x0cQueryRequest\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0e\n\x06result\x18\x06 \x01(\t\x12\x16\n\x0e\x63ompliance_tag\x18\x07 \x01(\t\x12\x1b\n\x13\x64\x61ta_classification\x18\x08 \x01(\t\x12\x12\n\nip_address\x18\t \x01(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64\x65tails_contains\x18\x0c \x01(\t\x12\x11\n\tpage_size\x18\r \x01(\x05\x12\x12\n\npage_token\x18\x0e \x01(\t\x12\r\n\x05limit\x18\x0f \x01(\x05\"N\n\rQueryResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.audit.v2.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x0fGetEventRequest\x12\x16\n\x08\x65vent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"7\n\x10GetEventResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.audit.v2.AuditEvent\"\x88\x01\n\x14GetStatisticsRequest\x12\x12\n\ntime_range\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\nCountByKey\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"K\n\nTimeBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xa3\x03\n\x15GetStatisticsResponse\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0ctotal_events\x18\x03 \x01(\x03\x12+\n\rby_event_type\x18\x04 \x03(\x0b\x32\x14.audit.v2.CountByKey\x12\'\n\tby_result\x18\x05 \x03(\x0b\x32\x14.audit.v2.CountByKey\x12(\n\nby_service\x18\x06 \x03(\x0b\x32\x14.audit.v2.CountByKey\x12\x15\n\rfailed_logins\x18\x07 \x01(\x03\x12\'\n\ttop_users\x18\x08 \x03(\x0b\x32\x14.audit.v2.CountByKey\x12/\n\x0c\x62ucket_width\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12%\n\x07\x62uckets\x18\n \x03(\x0b\x32\x14.audit.v2.TimeBucket\"\x0f\n\rHealthRequest\";\n\x0f\x43omponentHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xd4\x01\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12-\n\ncomponents\x18\x03 \x03(\x0b\x32\x19.audit.v2.ComponentHealth\x12\x1c\n\x14\x61ppender_queue_depth\x18\x04 \x01(\x03\x12/\n\x0c\x61ppender_lag\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12#\n\x05sinks\x18\x06 \x03(\x0b\x32\x14.audit.v2.SinkHealth\"j\n\nSinkHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nlag_events\x18\x02 \x01(\x03\x12&\n\x03lag\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nlast_error\x18\x04 \x01(\t\"T\n\x0cWatchRequest\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0e\n\x06result\x18\x04 \x01(\t\"4\n\rWatchResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.audit.v2.AuditEvent\"L\n\x16VerifyIntegrityRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x02 \x01(\x03\x12\x0e\n\x06to_seq\x18\x03 \x01(\x03\"\x98\x01\n\x17VerifyIntegrityResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x03 \x01(\x03\x12\x0e\n\x06to_seq\x18\x04 \x01(\x03\x12\x16\n\x0e\x65vents_checked\x18\x05 \x01(\x03\x12\x15\n\rfirst_bad_seq\x18\x06 \x01(\x03\x12\x0e\n\x06reason\x18\x07 \x01(\t\"Q\n\x16ListCheckpointsRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xc6\x01\n\nCheckpoint\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04hash\x18\x03 \x01(\x0c\x12\x33\n\x0f\x63heckpoint_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x12\n\nobject_key\x18\x07 \x01(\t\x12\x11\n\troot_hash\x18\x08 \x01(\x0c\x12\x0c\n\x04note\x18\t \x01(\t\"]\n\x17ListCheckpointsResponse\x12)\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x14.audit.v2.Checkpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13GetPublicKeyRequest\"(\n\x14GetCheckpointRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\"^\n\x18GetInclusionProofRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x11\n\ttree_size\x18\x04 \x01(\x03\"\x9e\x01\n\x19GetInclusionProofResponse\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x12\n\nleaf_index\x18\x02 \x01(\x03\x12\x11\n\ttree_size\x18\x03 \x01(\x03\x12\x11\n\troot_hash\x18\x04 \x01(\x0c\x12\x11\n\tleaf_hash\x18\x05 \x01(\x0c\x12\x0e\n\x06hashes\x18\x06 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x07 \x01(\t\"R\n\x1aGetConsistencyProofRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x10\n\x08old_size\x18\x02 \x01(\x03\x12\x10\n\x08new_size\x18\x03 \x01(\x03\"c\n\x1bGetConsistencyProofResponse\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x10\n\x08old_size\x18\x02 \x01(\x03\x12\x10\n\x08new_size\x18\x03 \x01(\x03\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\"l\n\x14GetPublicKeyResponse\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x16\n\x0epublic_key_pem\x18\x03 \x01(\t\x12\x19\n\x11\x63heckpoint_bucket\x18\x04 \x01(\t2\x8a\x0c\n\x0c\x41uditService\x12Z\n\x06Ingest\x12\x17.audit.v2.IngestRequest\x1a\x18.audit.v2.IngestResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0e/api/v2/events:\x05\x65vent\x12k\n\x0bIngestBatch\x12\x1c.audit.v2.IngestBatchRequest\x1a\x1d.audit.v2.IngestBatchResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v2/events/batch:\x01*\x12Q\n\x0cStreamIngest\x12\x1d.audit.v2.StreamIngestRequest\x1a\x1e.audit.v2.StreamIngestResponse(\x01\x30\x01\x12V\n\x05Query\x12\x16.audit.v2.QueryRequest\x1a\x17.audit.v2.QueryResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v2/events/query\x12\x64\n\x08GetEvent\x12\x19.audit.v2.GetEventRequest\x1a\x1a.audit.v2.GetEventResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v2/events/{event_id}\x12s\n\rGetStatistics\x12\x1e.audit.v2.GetStatisticsRequest\x1a\x1f.audit.v2.GetStatisticsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v2/events/statistics\x12Z\n\x06Health\x12\x17.audit.v2.HealthRequest\x1a\x18.audit.v2.HealthResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v2/events/health\x12X\n\x05Watch\x12\x16.audit.v2.WatchRequest\x1a\x17.audit.v2.WatchResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v2/events/watch0\x01\x12x\n\x0fVerifyIntegrity\x12 .audit.v2.VerifyIntegrityRequest\x1a!.audit.v2.VerifyIntegrityResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v2/integrity/verify\x12}\n\x0fListCheckpoints\x12 .audit.v2.ListCheckpointsRequest\x1a!.audit.v2.ListCheckpointsResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v2/integrity/checkpoints\x12s\n\x0cGetPublicKey\x12\x1d.audit.v2.GetPublicKeyRequest\x1a\x1e.audit.v2.GetPublicKeyResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v2/integrity/public-key\x12k\n\rGetCheckpoint\x12\x1e.audit.v2.GetCheckpointRequest\x1a\x14.google.api.HttpBody\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v2/integrity/checkpoint\x12\x87\x01\n\x11GetInclusionProof\x12\".audit.v2.GetInclusionProofRequest\x1a#.audit.v2.GetInclusionProofResponse\")\x82\xd3\xe4\x93\x02#\x12!/api/v2/integrity/inclusion-proof\x12\x8f\x01\n\x13GetConsistencyProof\x12$.audit.v2.GetConsistencyProofRequest\x1a%.audit.v2.GetConsistencyProofResponse\"+\x82\xd3\xe4\x93\x02%\x12#/api/v2/integrity/consistency-proofb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -64,60 +65,76 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITSERVICE'].methods_by_name['ListCheckpoints']._serialized_options = b'\202\323\344\223\002\037\022\035/api/v2/integrity/checkpoints'
   _globals['_AUDITSERVICE'].methods_by_name['GetPublicKey']._loaded_options = None
   _globals['_AUDITSERVICE'].methods_by_name['GetPublicKey']._serialized_options = b'\202\323\344\223\002\036\022\034/api/v2/integrity/public-key'
-  _globals['_INGESTREQUEST']._serialized_start=192
-  _globals['_INGESTREQUEST']._serialized_end=250
-  _globals['_INGESTRESPONSE']._serialized_start=252
-  _globals['_INGESTRESPONSE']._serialized_end=307
-  _globals['_INGESTBATCHREQUEST']._serialized_start=309
-  _globals['_INGESTBATCHREQUEST']._serialized_end=373
-  _globals['_INGESTBATCHRESPONSE']._serialized_start=375
-  _globals['_INGESTBATCHRESPONSE']._serialized_end=436
-  _globals['_STREAMINGESTREQUEST']._serialized_start=438
-  _globals['_STREAMINGESTREQUEST']._serialized_end=521
-  _globals['_STREAMINGESTRESPONSE']._serialized_start=523
-  _globals['_STREAMINGESTRESPONSE']._serialized_end=603
-  _globals['_QUERYREQUEST']._serialized_start=606
-  _globals['_QUERYREQUEST']._serialized_end=971
-  _globals['_QUERYRESPONSE']._serialized_start=973
-  _globals['_QUERYRESPONSE']._serialized_end=1051
-  _globals['_GETEVENTREQUEST']._serialized_start=1053
-  _globals['_GETEVENTREQUEST']._serialized_end=1094
-  _globals['_GETEVENTRESPONSE']._serialized_start=1096
-  _globals['_GETEVENTRESPONSE']._serialized_end=1151
-  _globals['_GETSTATISTICSREQUEST']._serialized_start=1154
-  _globals['_GETSTATISTICSREQUEST']._serialized_end=1290
-  _globals['_COUNTBYKEY']._serialized_start=1292
-  _globals['_COUNTBYKEY']._serialized_end=1332
-  _globals['_TIMEBUCKET']._serialized_start=1334
-  _globals['_TIMEBUCKET']._serialized_end=1409
-  _globals['_GETSTATISTICSRESPONSE']._serialized_start=1412
-  _globals['_GETSTATISTICSRESPONSE']._serialized_end=1831
-  _globals['_HEALTHREQUEST']._serialized_start=1833
-  _globals['_HEALTHREQUEST']._serialized_end=1848
-  _globals['_COMPONENTHEALTH']._serialized_start=1850
-  _globals['_COMPONENTHEALTH']._serialized_end=1909
-  _globals['_HEALTHRESPONSE']._serialized_start=1912
-  _globals['_HEALTHRESPONSE']._serialized_end=2124
-  _globals['_SINKHEALTH']._serialized_start=2126
-  _globals['_SINKHEALTH']._serialized_end=2232
-  _globals['_WATCHREQUEST']._serialized_start=2234
-  _globals['_WATCHREQUEST']._serialized_end=2318
-  _globals['_WATCHRESPONSE']._serialized_start=2320
-  _globals['_WATCHRESPONSE']._serialized_end=2372
-  _globals['_VERIFYINTEGRITYREQUEST']._serialized_start=2374
-  _globals['_VERIFYINTEGRITYREQUEST']._serialized_end=2450
-  _globals['_VERIFYINTEGRITYRESPONSE']._serialized_start=2453
-  _globals['_VERIFYINTEGRITYRESPONSE']._serialized_end=2605
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=2607
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=2688
-  _globals['_CHECKPOINT']._serialized_start=2691
-  _globals['_CHECKPOINT']._serialized_end=2856
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=2858
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=2951
-  _globals['_GETPUBLICKEYREQUEST']._serialized_start=2953
-  _globals['_GETPUBLICKEYREQUEST']._serialized_end=2974
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=2976
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=3084
-  _globals['_AUDITSERVICE']._serialized_start=3087
-  _globals['_AUDITSERVICE']._serialized_end=4240
+  _globals['_AUDITSERVICE'].methods_by_name['GetCheckpoint']._loaded_options = None
+  _globals['_AUDITSERVICE'].methods_by_name['GetCheckpoint']._serialized_options = b'\202\323\344\223\002\036\022\034/api/v2/integrity/checkpoint'
+  _globals['_AUDITSERVICE'].methods_by_name['GetInclusionProof']._loaded_options = None
+  _globals['_AUDITSERVICE'].methods_by_name['GetInclusionProof']._serialized_options = b'\202\323\344\223\002#\022!/api/v2/integrity/inclusion-proof'
+  _globals['_AUDITSERVICE'].methods_by_name['GetConsistencyProof']._loaded_options = None
+  _globals['_AUDITSERVICE'].methods_by_name['GetConsistencyProof']._serialized_options = b'\202\323\344\223\002%\022#/api/v2/integrity/consistency-proof'
+  _globals['_INGESTREQUEST']._serialized_start=219
+  _globals['_INGESTREQUEST']._serialized_end=277
+  _globals['_INGESTRESPONSE']._serialized_start=279
+  _globals['_INGESTRESPONSE']._serialized_end=334
+  _globals['_INGESTBATCHREQUEST']._serialized_start=336
+  _globals['_INGESTBATCHREQUEST']._serialized_end=400
+  _globals['_INGESTBATCHRESPONSE']._serialized_start=402
+  _globals['_INGESTBATCHRESPONSE']._serialized_end=463
+  _globals['_STREAMINGESTREQUEST']._serialized_start=465
+  _globals['_STREAMINGESTREQUEST']._serialized_end=548
+  _globals['_STREAMINGESTRESPONSE']._serialized_start=550
+  _globals['_STREAMINGESTRESPONSE']._serialized_end=630
+  _globals['_QUERYREQUEST']._serialized_start=633
+  _globals['_QUERYREQUEST']._serialized_end=998
+  _globals['_QUERYRESPONSE']._serialized_start=1000
+  _globals['_QUERYRESPONSE']._serialized_end=1078
+  _globals['_GETEVENTREQUEST']._serialized_start=1080
+  _globals['_GETEVENTREQUEST']._serialized_end=1121
+  _globals['_GETEVENTRESPONSE']._serialized_start=1123
+  _globals['_GETEVENTRESPONSE']._serialized_end=1178
+  _globals['_GETSTATISTICSREQUEST']._serialized_start=1181
+  _globals['_GETSTATISTICSREQUEST']._serialized_end=1317
+  _globals['_COUNTBYKEY']._serialized_start=1319
+  _globals['_COUNTBYKEY']._serialized_end=1359
+  _globals['_TIMEBUCKET']._serialized_start=1361
+  _globals['_TIMEBUCKET']._serialized_end=1436
+  _globals['_GETSTATISTICSRESPONSE']._serialized_start=1439
+  _globals['_GETSTATISTICSRESPONSE']._serialized_end=1858
+  _globals['_HEALTHREQUEST']._serialized_start=1860
+  _globals['_HEALTHREQUEST']._serialized_end=1875
+  _globals['_COMPONENTHEALTH']._serialized_start=1877
+  _globals['_COMPONENTHEALTH']._serialized_end=1936
+  _globals['_HEALTHRESPONSE']._serialized_start=1939
+  _globals['_HEALTHRESPONSE']._serialized_end=2151
+  _globals['_SINKHEALTH']._serialized_start=2153
+  _globals['_SINKHEALTH']._serialized_end=2259
+  _globals['_WATCHREQUEST']._serialized_start=2261
+  _globals['_WATCHREQUEST']._serialized_end=2345
+  _globals['_WATCHRESPONSE']._serialized_start=2347
+  _globals['_WATCHRESPONSE']._serialized_end=2399
+  _globals['_VERIFYINTEGRITYREQUEST']._serialized_start=2401
+  _globals['_VERIFYINTEGRITYREQUEST']._serialized_end=2477
+  _globals['_VERIFYINTEGRITYRESPONSE']._serialized_start=2480
+  _globals['_VERIFYINTEGRITYRESPONSE']._serialized_end=2632
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=2634
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=2715
+  _globals['_CHECKPOINT']._serialized_start=2718
+  _globals['_CHECKPOINT']._serialized_end=2916
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=2918
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=3011
+  _globals['_GETPUBLICKEYREQUEST']._serialized_start=3013
+  _globals['_GETPUBLICKEYREQUEST']._serialized_end=3034
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=3036
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=3076
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=3078
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=3172
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=3175
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=3333
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=3335
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=3417
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=3419
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=3518
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=3520
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=3628
+  _globals['_AUDITSERVICE']._serialized_start=3631
+  _globals['_AUDITSERVICE']._serialized_end=5177
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@ import datetime
 from audit.v2 import event_pb2 as _event_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -256,7 +257,7 @@ class ListCheckpointsRequest(_message.Message):
     def __init__(self, chain_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class Checkpoint(_message.Message):
-    __slots__ = ("chain_id", "seq", "hash", "checkpoint_time", "key_id", "signature", "object_key")
+    __slots__ = ("chain_id", "seq", "hash", "checkpoint_time", "key_id", "signature", "object_key", "root_hash", "note")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +265,8 @@ class Checkpoint(_message.Message):
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
     chain_id: str
     seq: int
     hash: bytes
@@ -271,7 +274,9 @@ class Checkpoint(_message.Message):
     key_id: str
     signature: bytes
     object_key: str
-    def __init__(self, chain_id: _Optional[str] = ..., seq: _Optional[int] = ..., hash: _Optional[bytes] = ..., checkpoint_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., object_key: _Optional[str] = ...) -> None: ...
+    root_hash: bytes
+    note: str
+    def __init__(self, chain_id: _Optional[str] = ..., seq: _Optional[int] = ..., hash: _Optional[bytes] = ..., checkpoint_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., object_key: _Optional[str] = ..., root_hash: _Optional[bytes] = ..., note: _Optional[str] = ...) -> None: ...
 
 class ListCheckpointsResponse(_message.Message):
     __slots__ = ("checkpoints", "next_page_token")
@@ -284,6 +289,64 @@ class ListCheckpointsResponse(_message.Message):
 class GetPublicKeyRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetCheckpointRequest(_message.Message):
+    __slots__ = ("chain_id",)
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    chain_id: str
+    def __init__(self, chain_id: _Optional[str] = ...) -> None: ...
+
+class GetInclusionProofRequest(_message.Message):
+    __slots__ = ("chain_id", "event_id", "seq", "tree_size")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    chain_id: str
+    event_id: str
+    seq: int
+    tree_size: int
+    def __init__(self, chain_id: _Optional[str] = ..., event_id: _Optional[str] = ..., seq: _Optional[int] = ..., tree_size: _Optional[int] = ...) -> None: ...
+
+class GetInclusionProofResponse(_message.Message):
+    __slots__ = ("chain_id", "leaf_index", "tree_size", "root_hash", "leaf_hash", "hashes", "checkpoint")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    LEAF_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
+    LEAF_HASH_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    chain_id: str
+    leaf_index: int
+    tree_size: int
+    root_hash: bytes
+    leaf_hash: bytes
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    checkpoint: str
+    def __init__(self, chain_id: _Optional[str] = ..., leaf_index: _Optional[int] = ..., tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., leaf_hash: _Optional[bytes] = ..., hashes: _Optional[_Iterable[bytes]] = ..., checkpoint: _Optional[str] = ...) -> None: ...
+
+class GetConsistencyProofRequest(_message.Message):
+    __slots__ = ("chain_id", "old_size", "new_size")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NEW_SIZE_FIELD_NUMBER: _ClassVar[int]
+    chain_id: str
+    old_size: int
+    new_size: int
+    def __init__(self, chain_id: _Optional[str] = ..., old_size: _Optional[int] = ..., new_size: _Optional[int] = ...) -> None: ...
+
+class GetConsistencyProofResponse(_message.Message):
+    __slots__ = ("chain_id", "old_size", "new_size", "hashes")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NEW_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    chain_id: str
+    old_size: int
+    new_size: int
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, chain_id: _Optional[str] = ..., old_size: _Optional[int] = ..., new_size: _Optional[int] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetPublicKeyResponse(_message.Message):
     __slots__ = ("algorithm", "key_id", "public_key_pem", "checkpoint_bucket")

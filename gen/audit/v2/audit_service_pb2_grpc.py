@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from audit.v2 import audit_service_pb2 as audit_dot_v2_dot_audit__service__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -90,6 +91,21 @@ class AuditServiceStub:
                 '/audit.v2.AuditService/GetPublicKey',
                 request_serializer=audit_dot_v2_dot_audit__service__pb2.GetPublicKeyRequest.SerializeToString,
                 response_deserializer=audit_dot_v2_dot_audit__service__pb2.GetPublicKeyResponse.FromString,
+                _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/audit.v2.AuditService/GetCheckpoint',
+                request_serializer=audit_dot_v2_dot_audit__service__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/audit.v2.AuditService/GetInclusionProof',
+                request_serializer=audit_dot_v2_dot_audit__service__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=audit_dot_v2_dot_audit__service__pb2.GetInclusionProofResponse.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/audit.v2.AuditService/GetConsistencyProof',
+                request_serializer=audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofResponse.FromString,
                 _registered_method=True)
 
 
@@ -181,6 +197,37 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCheckpoint(self, request, context):
+        """The chain's newest signed checkpoint as text (`text/plain`): a C2SP
+        tlog-checkpoint (origin, tree size, base64 Merkle root) signed as a C2SP
+        signed-note, followed by any witness cosignatures. NOT_FOUND before the first
+        checkpoint.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInclusionProof(self, request, context):
+        """Proves that one event (by id or seq) is leaf `seq - 1` of the chain's Merkle
+        tree (RFC 9162) at a tree size. INVALID_ARGUMENT with reason
+        `TREE_SIZE_BEYOND_HEAD` or `LEAF_NOT_IN_TREE` for impossible sizes; NOT_FOUND
+        for an unknown event or chain.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """Proves that the tree of `old_size` is a prefix of the tree of `new_size` (RFC
+        9162). INVALID_ARGUMENT with reason `BAD_TREE_SIZES` or
+        `TREE_SIZE_BEYOND_HEAD` for impossible sizes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -238,6 +285,21 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.GetPublicKey,
                     request_deserializer=audit_dot_v2_dot_audit__service__pb2.GetPublicKeyRequest.FromString,
                     response_serializer=audit_dot_v2_dot_audit__service__pb2.GetPublicKeyResponse.SerializeToString,
+            ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=audit_dot_v2_dot_audit__service__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=audit_dot_v2_dot_audit__service__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=audit_dot_v2_dot_audit__service__pb2.GetInclusionProofResponse.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -539,6 +601,87 @@ class AuditService:
             '/audit.v2.AuditService/GetPublicKey',
             audit_dot_v2_dot_audit__service__pb2.GetPublicKeyRequest.SerializeToString,
             audit_dot_v2_dot_audit__service__pb2.GetPublicKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audit.v2.AuditService/GetCheckpoint',
+            audit_dot_v2_dot_audit__service__pb2.GetCheckpointRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audit.v2.AuditService/GetInclusionProof',
+            audit_dot_v2_dot_audit__service__pb2.GetInclusionProofRequest.SerializeToString,
+            audit_dot_v2_dot_audit__service__pb2.GetInclusionProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audit.v2.AuditService/GetConsistencyProof',
+            audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofRequest.SerializeToString,
+            audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofResponse.FromString,
             options,
             channel_credentials,
             insecure,

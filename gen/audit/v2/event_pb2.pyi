@@ -62,16 +62,20 @@ class AuditEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., user_id: _Optional[str] = ..., username: _Optional[str] = ..., ip_address: _Optional[str] = ..., user_agent: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[str] = ..., result: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., compliance_tags: _Optional[_Iterable[str]] = ..., data_classification: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., receive_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class Receipt(_message.Message):
-    __slots__ = ("chain_id", "seq", "hash", "prev_hash")
+    __slots__ = ("chain_id", "seq", "hash", "prev_hash", "leaf_index", "tree_size")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
     PREV_HASH_FIELD_NUMBER: _ClassVar[int]
+    LEAF_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     chain_id: str
     seq: int
     hash: str
     prev_hash: str
-    def __init__(self, chain_id: _Optional[str] = ..., seq: _Optional[int] = ..., hash: _Optional[str] = ..., prev_hash: _Optional[str] = ...) -> None: ...
+    leaf_index: int
+    tree_size: int
+    def __init__(self, chain_id: _Optional[str] = ..., seq: _Optional[int] = ..., hash: _Optional[str] = ..., prev_hash: _Optional[str] = ..., leaf_index: _Optional[int] = ..., tree_size: _Optional[int] = ...) -> None: ...
 
 class EventResult(_message.Message):
     __slots__ = ("index", "event_id", "outcome", "receipt", "reason", "field_violations", "code")
