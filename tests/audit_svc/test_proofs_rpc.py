@@ -24,6 +24,7 @@ from devstack import S3Info
 from devstack.events import guide_event
 from tests.audit_svc.gotlog import GoVerifier, build
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
+from tests.testkit import tls
 from tests.testkit.grpc_status import reason_and_fields
 
 
@@ -41,7 +42,7 @@ async def served(
     settings = sink_settings(audit_db, tmp_path, s3=s3, checkpoint_interval_seconds=0.0)
     async with (
         AuditApp(settings) as app,
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel,
+        tls.channel(f"127.0.0.1:{app.port}") as channel,
     ):
         stub = pb_grpc.AuditServiceStub(channel)
         sizes: list[int] = []
@@ -182,7 +183,7 @@ async def test_rows_stored_without_the_tree_are_caught_up_at_start(
     settings = sink_settings(audit_db, tmp_path, merkle_tree=False)
     async with (
         AuditApp(settings) as app,
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel,
+        tls.channel(f"127.0.0.1:{app.port}") as channel,
     ):
         await ingest(pb_grpc.AuditServiceStub(channel), 300, batch=40, streams=2)
     pool = await create_pool(settings.database_url, min_size=1, max_size=1)
@@ -198,7 +199,7 @@ async def test_rows_stored_without_the_tree_are_caught_up_at_start(
     ]
     async with (
         AuditApp(dataclasses.replace(settings, merkle_tree=True)) as app,
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel,
+        tls.channel(f"127.0.0.1:{app.port}") as channel,
     ):
         stub = pb_grpc.AuditServiceStub(channel)
         await ingest(stub, 20, batch=10, streams=1)

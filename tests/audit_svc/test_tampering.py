@@ -31,6 +31,7 @@ from audit_svc.settings import Settings
 from audit_svc.storage import event_reads as reads
 from devstack import S3Info
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
+from tests.testkit import tls
 
 ROUND = 100  # events between checkpoints: checkpoints at 100, 200, 300
 
@@ -49,7 +50,7 @@ async def log(audit_db: str, s3: S3Info, tmp_path: Path) -> AsyncIterator[Log]:
     notes = []
     async with (
         AuditApp(settings) as app,
-        grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel,
+        tls.channel(f"127.0.0.1:{app.port}") as channel,
     ):
         stub = pb_grpc.AuditServiceStub(channel)
         for n in range(1, 4):

@@ -21,6 +21,7 @@ from audit_svc.integrity.witness import request_body
 from audit_svc.ops.witness import WitnessServer, WitnessSettings
 from devstack import S3Info
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
+from tests.testkit import tls
 
 ORIGIN = "auditmesh.local"
 
@@ -109,7 +110,7 @@ async def test_the_audit_service_gets_its_checkpoints_cosigned(
         )
         async with (
             AuditApp(settings) as app,
-            grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel,
+            tls.channel(f"127.0.0.1:{app.port}") as channel,
         ):
             stub = pb_grpc.AuditServiceStub(channel)
             for n in range(3):
