@@ -5,15 +5,15 @@ witnesses' cosignatures.
 The tiles of rows stored before this revision are built at start-up by the
 audit-service (`storage.merkle_tiles.catch_up`), which has the canonical-bytes code.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
