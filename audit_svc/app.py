@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 import grpc
@@ -62,6 +64,9 @@ class AuditApp(ServiceApp):
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.tail = LiveTail()
+        self._can_commit = True
+        self._commit_listeners: list[Callable[[bool], None]] = []
+        self._closing = asyncio.Event()
         self.metrics_port = 0
         self._refresher: asyncio.Task[None] | None = None
 
@@ -73,11 +78,14 @@ class AuditApp(ServiceApp):
         lock = await ChainLock.connect(s.database_url)
         self._stack.push_async_callback(lock.close)
         self.chain_id = await self._claim_chain(lock)
+        self._lock = lock
 
         sink_state = PgSinkState(pool)
         events = PgEventStore(pool, merkle=s.merkle_tree)
         tree = PgTreeStore(pool) if s.merkle_tree else None
         await events.catch_up_tree(self.chain_id)  # rows stored while the tree was off
+        events.fence_pid = lock.pid
+        self._events = events
         self.appender = Appender(
             events,
             self.chain_id,
@@ -128,6 +136,7 @@ class AuditApp(ServiceApp):
         state = self._serve_metrics(sink_state) if s.metrics_listen else None
 
         self._appender_task = await self.start_task(self.appender.run(), name="appender")
+        self._lock_task = await self.start_task(self._keep_lock(), name="chain-lock")
         self._sinks_task = await self.start_task(self.sinks.run(), name="sinks")
         if state is not None:
             refresher = metrics.refresh(state, s.metrics_refresh_seconds)
@@ -148,6 +157,53 @@ class AuditApp(ServiceApp):
         self._stack.callback(metrics.untrack, state)
         return state
 
+    @property
+    def can_commit(self) -> bool:
+        """False while this replica does not hold its chain's advisory lock: writes
+        fail with CHAIN_LOCK_LOST (UNAVAILABLE) until it is taken again. Health can
+        say so (`add_commit_listener`)."""
+        return self._can_commit
+
+    def add_commit_listener(self, listener: Callable[[bool], None]) -> None:
+        """Called with the new `can_commit` whenever it changes."""
+        self._commit_listeners.append(listener)
+
+    def _set_can_commit(self, value: bool) -> None:
+        if value != self._can_commit:
+            self._can_commit = value
+            for listener in self._commit_listeners:
+                listener(value)
+
+    async def _keep_lock(self) -> None:
+        """Watch the lock's session; when it is gone (PostgreSQL restarted, the
+        connection cut), fence every write and take the lock again on a new session,
+        retrying until it is free. Another replica that took it meanwhile keeps it."""
+        lock, every = self._lock, self.settings.lock_check_seconds
+        while not self._closing.is_set():
+            lost = asyncio.create_task(lock.lost.wait())
+            closing = asyncio.create_task(self._closing.wait())
+            await asyncio.wait({lost, closing}, timeout=every, return_when=asyncio.FIRST_COMPLETED)
+            lost.cancel()
+            closing.cancel()
+            if self._closing.is_set() or await lock.alive():
+                continue
+            self._events.fence_pid = 0  # no session holds a lock with pid 0
+            self._set_can_commit(False)
+            log.error("lost the advisory lock of chain %s: writes stop until it is held again",
+                      self.chain_id)  # fmt: skip
+            while not self._closing.is_set():
+                try:
+                    if await lock.reclaim():
+                        self._events.fence_pid = lock.pid
+                        self._set_can_commit(True)
+                        log.warning("advisory lock of chain %s held again", self.chain_id)
+                        break
+                    log.error("chain %s is locked by another process; not writing", self.chain_id)
+                except Unavailable as exc:
+                    log.warning("cannot take the lock of chain %s yet: %s", self.chain_id, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), timeout=every)
+
     async def _claim_chain(self, lock: ChainLock) -> str:
         wanted = (
             [self.settings.chain_id]
@@ -165,6 +221,7 @@ class AuditApp(ServiceApp):
     async def _stop(self) -> None:
         """Health NOT_SERVING, drain, stop the server, commit what is queued, close."""
         grace = self.settings.shutdown_grace_seconds
+        self._closing.set()
         try:
             if self.server is not None:
                 await self.health.enter_graceful_shutdown()

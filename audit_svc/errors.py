@@ -74,6 +74,13 @@ class StorageError(Exception):
     a schema out of date). Not an AuditError: it is logged and answered INTERNAL."""
 
 
+class ChainLockLost(Unavailable):
+    """This replica does not hold its chain's advisory lock (its session was lost, e.g.
+    PostgreSQL restarted): it writes nothing on the chain until it holds it again."""
+
+    reason = "CHAIN_LOCK_LOST"
+
+
 class HeadMoved(Exception):
     """The chain's head is not where a prepared group starts; prepare it again."""
 

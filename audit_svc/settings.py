@@ -92,6 +92,9 @@ class Settings:
     merkle_tree: bool = True
     # The checkpoint key's name in C2SP notes; a chain's origin is <this>/<chain id>.
     log_origin: str = "auditmesh.local"
+    # How often the session holding the chain's advisory lock is checked, and how often
+    # a lost lock is tried again (writes stop until it is held again).
+    lock_check_seconds: float = 1.0
     # tlog-witness base URLs (comma-separated) each new checkpoint is sent to.
     witness_urls: str = ""
     # Ed25519 private seed, base64; when empty, the PEM file below (made if missing).
@@ -170,6 +173,7 @@ class Settings:
             out.append(f"{PREFIX}OBJECT_LOCK_MODE must be COMPLIANCE or GOVERNANCE")
         positive = {
             "SINK_POLL_SECONDS": self.sink_poll_seconds,
+            "LOCK_CHECK_SECONDS": self.lock_check_seconds,
             "SINK_RETRY_MAX_SECONDS": self.sink_retry_max_seconds,
             "INFLUX_WINDOW_SECONDS": self.influx_window_seconds,
             "INFLUX_BATCH_EVENTS": self.influx_batch_events,

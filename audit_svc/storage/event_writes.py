@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import asyncpg
 
-from audit_svc.errors import HeadMoved
+from audit_svc.errors import ChainLockLost, HeadMoved
 from audit_svc.integrity.chain import canonical_bytes, link
 from audit_svc.integrity.merkle import CompactRange, leaf_hash
 from audit_svc.integrity.tiles import TileAppends
@@ -108,23 +109,50 @@ def prepare(
     return group
 
 
-async def write(conn: asyncpg.Connection, chain_id: str, group: Prepared) -> None:
+# The fence: the head moves only while the session `$6` (the chain lock's) still holds
+# an advisory lock, so a replica whose lock session was lost cannot write even for the
+# moment before it notices. NULL: no fence (tools and tests that write directly).
+_MOVE_HEAD = """
+UPDATE chains SET head_seq = $2, head_hash = $3, update_time = now()
+WHERE chain_id = $1 AND head_seq = $4 AND head_hash = $5
+  AND ($6::int IS NULL OR EXISTS (
+      SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $6))
+RETURNING false
+"""
+
+
+async def write(
+    conn: asyncpg.Connection, chain_id: str, group: Prepared, *, fence: int | None = None
+) -> None:
     """Commit a prepared group, only if the chain's head is still where it starts
-    (else `HeadMoved`, nothing written); that check keeps the chain gap-free. An id
-    stored since `prepare` makes the COPY fail with a unique violation, nothing written."""
+    (else `HeadMoved`, nothing written); that check keeps the chain gap-free. With
+    `fence` (the lock session's pid), only while that session holds the chain's lock
+    (else `ChainLockLost`). An id stored since `prepare` makes the COPY fail with a
+    unique violation, nothing written."""
     if not group.rows:
         return
     async with conn.transaction():
         moved = await conn.fetchval(
-            "UPDATE chains SET head_seq = $2, head_hash = $3, update_time = now() "
-            "WHERE chain_id = $1 AND head_seq = $4 AND head_hash = $5 RETURNING false",
-            chain_id, group.end[0], group.end[1], group.start[0], group.start[1],
+            _MOVE_HEAD, chain_id, group.end[0], group.end[1], group.start[0], group.start[1],
+            fence,
         )  # fmt: skip
         if moved is None:
+            if fence is not None and not await _holds_lock(conn, fence):
+                raise ChainLockLost(f"this replica does not hold the lock of chain {chain_id}")
             raise HeadMoved(f"chain {chain_id} is no longer at seq {group.start[0]}")
         await conn.copy_records_to_table("audit_events", records=group.rows, columns=EVENT_COLUMNS)
         await _grow_tree(conn, chain_id, group)
         await _count(conn, chain_id, group.start[0], group.end[0])
+
+
+async def _holds_lock(conn: asyncpg.Connection, pid: int) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = $1)",
+            pid,
+        )
+    )
 
 
 async def _grow_tree(conn: asyncpg.Connection, chain_id: str, group: Prepared) -> None:
@@ -140,7 +168,12 @@ async def _grow_tree(conn: asyncpg.Connection, chain_id: str, group: Prepared) -
 
 
 async def append(
-    conn: asyncpg.Connection, chain_id: str, events: Sequence[Event], *, merkle: bool = True
+    conn: asyncpg.Connection,
+    chain_id: str,
+    events: Sequence[Event],
+    *,
+    merkle: bool = True,
+    fence: int | None = None,
 ) -> list[tuple[Outcome, Receipt]]:
     """Store new events at the chain's head in one transaction, looking their ids up
     first; report duplicates. The one-step form of read_head, prepare and write."""
@@ -148,7 +181,7 @@ async def append(
         stored = await stored_receipts(conn, events)
         head = await read_head(conn, chain_id, lock=True)
         group = prepare(chain_id, head, events, stored, merkle=merkle)
-        await write(conn, chain_id, group)  # a nested transaction: a savepoint
+        await write(conn, chain_id, group, fence=fence)  # a nested transaction: a savepoint
     return group.results
 
 
@@ -210,6 +243,9 @@ class PgEventStore:
     def __init__(self, db: Database, *, merkle: bool = True) -> None:
         self._db = db
         self._merkle = merkle  # extend the chain's Merkle tree in each commit
+        # The pid of the session holding the chain's lock (`ChainLock.pid`): writes
+        # are fenced on it; 0 while the lock is lost (nothing can be written).
+        self.fence_pid: int | None = None
 
     async def read_head(self, chain_id: str) -> Head:
         async with acquire(self._db) as conn:
@@ -236,24 +272,63 @@ class PgEventStore:
 
     async def write(self, chain_id: str, prepared: Prepared) -> None:
         async with acquire(self._db) as conn:
-            await write(conn, chain_id, prepared)
+            await write(conn, chain_id, prepared, fence=self.fence_pid)
 
     async def append(self, chain_id: str, events: Sequence[Event]) -> list[tuple[Outcome, Receipt]]:
         async with acquire(self._db) as conn:
-            return await append(conn, chain_id, events, merkle=self._merkle)
+            return await append(conn, chain_id, events, merkle=self._merkle, fence=self.fence_pid)
 
 
 class ChainLock:
     """A dedicated session that holds a chain's advisory lock for the process's life:
     the replica that holds it is the chain's only writer."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, dsn: str = "") -> None:
         self._conn = conn
+        self._dsn = dsn
+        self.chain_id = ""
+        self.pid = conn.get_server_pid()
+        self.lost = asyncio.Event()  # set as soon as the session is seen to be gone
+        conn.add_termination_listener(self._terminated)
+
+    def _terminated(self, _: object) -> None:
+        self.lost.set()
 
     @classmethod
     async def connect(cls, dsn: str) -> ChainLock:
         with map_db_errors():
-            return cls(await asyncpg.connect(dsn))
+            return cls(await asyncpg.connect(dsn), dsn)
+
+    async def alive(self, timeout: float = 2.0) -> bool:
+        """Whether the session (and with it the lock) is still there."""
+        if self._conn.is_closed():
+            return False
+        try:
+            await self._conn.fetchval("SELECT 1", timeout=timeout)
+        except (TimeoutError, asyncpg.PostgresError, OSError):
+            return False
+        return True
+
+    async def reclaim(self) -> bool:
+        """A new session, and the chain's lock on it if it is free (another replica may
+        have taken it meanwhile: then False, and nothing is held)."""
+        with map_db_errors():
+            conn = await asyncpg.connect(self._dsn, timeout=5)
+        try:
+            with map_db_errors():
+                got = await claim_chain(conn, self.chain_id)
+        except BaseException:
+            await conn.close()
+            raise
+        if not got:
+            await conn.close()
+            return False
+        old, self._conn = self._conn, conn
+        old.terminate()
+        self.pid = conn.get_server_pid()
+        self.lost = asyncio.Event()
+        conn.add_termination_listener(self._terminated)
+        return True
 
     async def claim(self, wanted: Sequence[str]) -> str | None:
         """The first of `wanted` whose lock was free, now held (its head row made on
@@ -262,6 +337,7 @@ class ChainLock:
             for chain_id in wanted:
                 if await claim_chain(self._conn, chain_id):
                     await ensure_chain(self._conn, chain_id)
+                    self.chain_id = chain_id
                     return chain_id
         return None
 
