@@ -44,6 +44,9 @@ class EnvoyOptions:
     listen_address: str = "0.0.0.0"
     admin_port: int = 9901
     connect_timeout_seconds: float = 1.0
+    # Envoy dials the services with mutual TLS as the `gateway` identity: ca.pem,
+    # gateway.pem and gateway-key.pem in this folder (compose's secrets of Envoy).
+    tls_dir: str = "/run/secrets"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ _MODULES = {
     "transcoder": "envoy.extensions.filters.http.grpc_json_transcoder.v3.transcoder_pb2",
     "router": "envoy.extensions.filters.http.router.v3.router_pb2",
     "http_options": "envoy.extensions.upstreams.http.v3.http_protocol_options_pb2",
+    "upstream_tls": "envoy.extensions.transport_sockets.tls.v3.tls_pb2",
 }
 
 

@@ -17,6 +17,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # prometheus + promtool
+# A compose implementation whose `config` needs no engine (tests/deploy checks compose.yml).
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # Go and x/mod: the independent verifier of checkpoints and proofs (tests/audit_svc/gotlog).
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
