@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup protos gen-check lint breaking test up down status migrate verify bench constraints clean
+.PHONY: setup protos gen-check lint breaking test fuzz chaos up down status migrate verify bench constraints clean
 
 setup:  ## install whatever is missing: Debian packages, virtualenv, Python deps
 	@scripts/setup.sh
@@ -32,6 +32,12 @@ breaking: setup  ## buf breaking against the main branch
 
 test: setup gen-check lint  ## everything CI checks, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+fuzz: setup  ## the fuzz suite at length: many examples per operation, every schemathesis phase
+	FUZZ_EXAMPLES=100 FUZZ_PHASES=examples,coverage,fuzzing $(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
+
+chaos: setup  ## the chaos suite at a larger size; prints the durability table from the run
+	CHAOS_EVENTS=20000 $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
 
 up: setup  ## start the mesh and Prometheus on the documented ports, supervised (data in .run/)
 	$(PY) -m devstack up

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
 
 from audit.v2 import event_pb2
@@ -15,6 +16,7 @@ from audit_client import metrics
 from audit_client.batcher import Batcher
 from audit_client.breaker import BreakerState, CircuitBreaker
 from audit_client.counters import ClientStats, Counters
+from audit_client.disk_spool import DiskSpool
 from audit_client.dispatcher import Dispatcher
 from audit_client.errors import AuditUnavailable, ClientClosed, InvalidEvent
 from audit_client.ids import new_id
@@ -85,6 +87,18 @@ class AuditClient:
             s.target, s.tls_files, connect_timeout=s.connect_timeout_seconds
         )
         ledger = SpoolLedger()
+        self._disk = DiskSpool(Path(s.disk_spool_dir)) if s.disk_spool_dir else None
+        if self._disk is not None:
+            batches, events = await asyncio.to_thread(self._disk.open)
+            self._counters.recovered = events
+            if batches:
+                log.info(
+                    "recovered %d audit events (%d batches) from the disk spool %s;"
+                    " they go to the Redis spool as soon as it answers",
+                    events,
+                    batches,
+                    self._disk.directory,
+                )
         self._replayer = Replayer(
             self._spool,
             self._outbox,
@@ -98,6 +112,7 @@ class AuditClient:
             self._breaker,
             self._counters,
             ledger,
+            self._disk,
             owner=str(new_id()),
             high_water_events=self._high_water,
             max_batches=s.spool_max_batches,
@@ -149,7 +164,7 @@ class AuditClient:
             raise InvalidEvent(f"event {event.event_id} is {size} bytes; too large to send")
         o = self._outbox
         if self._breaker.state is not BreakerState.CLOSED and not o.spool_available:
-            if self.settings.fail_closed:
+            if self.settings.fail_closed and self._disk is None:
                 self._counters.refused += 1
                 raise AuditUnavailable(
                     "AUDIT_AND_SPOOL_UNAVAILABLE", "neither the audit-service nor Redis answers"
@@ -236,7 +251,11 @@ class AuditClient:
         await asyncio.wait([self._runner], timeout=STOP_TIMEOUT)
         if not self._runner.done():
             log.error("audit client tasks did not stop within %s s; closing anyway", STOP_TIMEOUT)
-        if len(self._outbox) and not await self._spooler.spill(everything=True):
+        if (
+            len(self._outbox)
+            and not await self._spooler.spill(everything=True)
+            and not (self._disk is not None and await self._spooler.spill_to_disk(everything=True))
+        ):
             for batch in self._outbox.take(len(self._outbox)):
                 for event in batch.request.events:
                     self._drop(event, "closing while neither the audit-service nor Redis answers")
@@ -260,12 +279,15 @@ class AuditClient:
             replayed=c.replayed,
             dropped=c.dropped,
             spool_lost=c.spool_lost,
+            disk_spooled=c.disk_spooled,
+            recovered=c.recovered,
             refused=c.refused,
             batches_sent=c.batches_sent,
             stream_failures=c.stream_failures,
             buffered=o.buffered_events + self._batcher.pending,
             in_flight=self._dispatcher.in_flight if self._runner else 0,
             spool_depth=o.spool_depth,
+            disk_segments=self._spooler.disk_segments if self._runner else 0,
             spool_available=o.spool_available,
             spooling=o.spill_mode,
             replaying=o.replaying,

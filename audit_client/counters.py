@@ -18,6 +18,8 @@ class Counters:
     replayed: int = 0
     dropped: int = 0
     spool_lost: int = 0
+    disk_spooled: int = 0
+    recovered: int = 0
     refused: int = 0
     batches_sent: int = 0
     stream_failures: int = 0
@@ -30,11 +32,15 @@ class ClientStats:
     Event counts: `emitted` events were accepted by emit(); the audit-service answered for
     `acked` of them (= `stored` + `duplicates` + `rejected`), `replayed` of those from the
     Redis spool; `spooled` were written to the spool; `dropped` were lost under fail_open
-    (each one logged); `refused` emit() calls raised AuditUnavailable under fail_closed.
+    (each one logged); `spool_lost` were spooled, then lost by Redis (a restart without
+    them, a flush; logged at ERROR with their range); `disk_spooled` were written to
+    the disk spool, `recovered` were found there at start; `refused` emit() calls
+    raised AuditUnavailable under fail_closed.
     A replaying client also acks events other processes spooled on the same key.
 
     State: `buffered` events in memory, `in_flight` batches awaiting an ack,
-    `spool_depth` batches in the Redis list when last seen, `spool_available` whether
+    `spool_depth` batches in the Redis list when last seen, `disk_segments` segment
+    files in the disk spool, `spool_available` whether
     Redis answered last time, `spooling` whether new batches go to the spool (until it
     is seen empty, so they do not overtake spooled ones), `replaying` whether this
     process holds the replay lease, `breaker` closed / open / half_open and how often
@@ -50,12 +56,15 @@ class ClientStats:
     replayed: int
     dropped: int
     spool_lost: int
+    disk_spooled: int
+    recovered: int
     refused: int
     batches_sent: int
     stream_failures: int
     buffered: int
     in_flight: int
     spool_depth: int
+    disk_segments: int
     spool_available: bool
     spooling: bool
     replaying: bool

@@ -74,6 +74,9 @@ class ClientSettings:
     replay_lease_seconds: float = 10.0
     # How long aclose() waits for buffered events to be acknowledged or spooled.
     close_timeout_seconds: float = 10.0
+    # A folder of this process's own for the disk spool, the fallback after Redis
+    # (see audit_client.disk_spool); empty: none, memory is the only copy then.
+    disk_spool_dir: str = ""
 
     def __post_init__(self) -> None:
         if problems := self._problems():

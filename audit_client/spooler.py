@@ -1,14 +1,17 @@
 """The spooler: writes this client's batches to the Redis spool when they cannot go to
 the stream, and watches the spool (depth, Redis health, the replay lease, and batches
-of ours that a Redis restart lost: see `audit_client.ledger`)."""
+of ours that a Redis restart lost: see `audit_client.ledger`). With a disk spool, it
+writes there what neither Redis nor the stream can take, and moves it to Redis later."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from audit.v2 import audit_service_pb2 as pb
 from audit_client.breaker import CircuitBreaker
 from audit_client.counters import Counters
+from audit_client.disk_spool import DiskSpool
 from audit_client.errors import SpoolUnavailable
 from audit_client.ids import new_id
 from audit_client.ledger import SpoolLedger
@@ -33,6 +36,7 @@ class Spooler:
         breaker: CircuitBreaker,
         counters: Counters,
         ledger: SpoolLedger,
+        disk: DiskSpool | None,
         *,
         owner: str,
         high_water_events: int,
@@ -50,6 +54,8 @@ class Spooler:
         self._poll = poll_seconds
         self._lease = lease_seconds
         self.ledger = ledger
+        self._disk = disk
+        self.disk_segments = len(disk.segments()) if disk is not None else 0
         # A push and a reconcile never interleave: a state read before a push would
         # make that push look lost.
         self._books = asyncio.Lock()
@@ -74,26 +80,72 @@ class Spooler:
         return (
             o.spill_mode
             and o.spool_depth == 0
+            and self.disk_segments == 0
             and o.spool_available
             and not self._breaker.is_open
             and o.buffered_events < self._high_water
         )
+
+    def _can_spill_to_disk(self) -> bool:
+        """Neither Redis nor the audit-service answers: memory would be the only copy."""
+        o = self._outbox
+        return (
+            self._disk is not None
+            and len(o) > 0
+            and not o.spool_available
+            and self._breaker.is_open
+            and o.direct_in_flight == 0
+        )
+
+    def _can_drain_disk(self) -> bool:
+        return self.disk_segments > 0 and self._outbox.spool_available
 
     async def spill_loop(self) -> None:
         o = self._outbox
         while True:
             await wait_until(
                 o.changed,
-                lambda: self._under_pressure() or self._may_leave_spill_mode() or self._can_spill(),
+                lambda: (
+                    self._under_pressure()
+                    or self._can_drain_disk()
+                    or self._may_leave_spill_mode()
+                    or self._can_spill()
+                    or self._can_spill_to_disk()
+                ),
             )
             if self._under_pressure():
                 log.info("%d audit events in memory; spooling until it drains", o.buffered_events)
                 o.spill_mode = True
                 o.changed.set()
+            elif self._can_drain_disk():
+                await self.drain_disk()
             elif self._may_leave_spill_mode():
                 await self._leave_spill_mode()
-            else:
+            elif self._can_spill():
                 await self.spill()
+            elif not await self.spill_to_disk():
+                await asyncio.sleep(self._poll)
+
+    async def _push(self, items: list[bytes], entries: list[tuple[str, int]]) -> int:
+        """Append to the Redis spool in the epoch we know, noting our batches (batch id,
+        events) in the ledger; in a new epoch, reconcile first (counting what was lost)
+        and push once more. Returns the depth; raises SpoolUnavailable."""
+        for attempt in (1, 2):
+            try:
+                async with self._books:
+                    if self.ledger.epoch is None:
+                        await self._reconcile()
+                    assert self.ledger.epoch is not None
+                    pushed, depth = await self._spool.push(
+                        items, epoch=self.ledger.epoch, depth_hint=self._outbox.spool_depth
+                    )
+                    self.ledger.pushed(entries, pushed)
+                    return depth
+            except EpochChanged:
+                if attempt == 2:
+                    raise
+                await self.reconcile()
+        raise AssertionError("unreachable")
 
     async def spill(self, everything: bool = False) -> bool:
         """Write the oldest waiting batches (all of them if `everything`) to the spool.
@@ -107,24 +159,9 @@ class Spooler:
             events = sum(b.size for b in batches)
             o.spilling_events += events
             try:
-                async with self._books:
-                    if self.ledger.epoch is None:
-                        await self._reconcile()
-                    assert self.ledger.epoch is not None
-                    pushed, depth = await self._spool.push(
-                        [b.encode() for b in batches],
-                        epoch=self.ledger.epoch,
-                        depth_hint=o.spool_depth,
-                    )
-                    self.ledger.pushed([(b.batch_id, b.size) for b in batches], pushed)
-            except EpochChanged:
-                o.put_back(batches)
-                try:
-                    await self.reconcile()  # then push again, in the new epoch
-                except SpoolUnavailable as exc:
-                    self.spool_failed(exc)
-                    return False
-                continue
+                depth = await self._push(
+                    [b.encode() for b in batches], [(b.batch_id, b.size) for b in batches]
+                )
             except SpoolUnavailable as exc:
                 self.spool_failed(exc)
                 o.put_back(batches)
@@ -137,6 +174,58 @@ class Spooler:
             if not everything:
                 break
         return True
+
+    async def spill_to_disk(self, everything: bool = False) -> bool:
+        """Write the oldest waiting batches (all if `everything`) to the disk spool.
+
+        Returns False, leaving them in memory, when the write fails.
+        """
+        o, disk = self._outbox, self._disk
+        assert disk is not None
+        while len(o):
+            batches = o.take(len(o) if everything else SPILL_GROUP)
+            events = sum(b.size for b in batches)
+            o.spilling_events += events
+            try:
+                await disk.write([b.encode() for b in batches])
+            except OSError as exc:
+                log.error("cannot write the disk spool %s: %s", disk.directory, exc)
+                o.put_back(batches)
+                return False
+            finally:
+                o.spilling_events -= events
+            o.spill_mode = True  # ours are on disk: nothing overtakes them directly
+            self.disk_segments += 1
+            self._counters.disk_spooled += events
+            o.settle(batches)
+            if not everything:
+                break
+        return True
+
+    async def drain_disk(self) -> None:
+        """Move the oldest disk segment to the Redis spool, then delete it."""
+        disk = self._disk
+        assert disk is not None
+        segments = disk.segments()
+        self.disk_segments = len(segments)
+        if not segments:
+            return
+        raws = disk.read(segments[0])
+        for start in range(0, len(raws), SPILL_GROUP):
+            group = [
+                pb.StreamIngestRequest.FromString(raw) for raw in raws[start : start + SPILL_GROUP]
+            ]
+            try:
+                depth = await self._push(
+                    raws[start : start + SPILL_GROUP], [(r.batch_id, len(r.events)) for r in group]
+                )
+            except SpoolUnavailable as exc:
+                self.spool_failed(exc)  # pushed again later: answered DUPLICATE
+                return
+            self._outbox.spool_depth = depth
+        disk.delete(segments[0])
+        self.disk_segments -= 1
+        self._outbox.changed.set()
 
     async def _leave_spill_mode(self) -> None:
         o = self._outbox

@@ -245,8 +245,8 @@ def gateway_plan(
 def user_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcServiceInfo]:
     """`python -m user_svc` on `ctx.port`: its own `users` database (created and
     migrated first), the stack's Redis, and the audit-service as its audit target;
-    /metrics on `metrics_port` (0: none). Its signing and TOTP keys are development
-    keys kept in that database."""
+    /metrics on `metrics_port` (0: none); the audit client's disk spool in its data
+    folder. Its signing and TOTP keys are development keys kept in that database."""
     pg = ctx.infos["postgres"]
     assert isinstance(pg, PostgresInfo)
     certs = _certs_dir(ctx)
@@ -259,6 +259,9 @@ def user_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcS
         "USER_REDIS_URL": ctx.infos["redis"].url,
         "USER_AUDIT_TARGET": ctx.infos["audit"].url,
         **_metrics_env("USER_METRICS_LISTEN", metrics_port),
+        # The audit client's fallback after Redis: what neither Redis nor the
+        # audit-service can take waits on disk (fsync'ed), not only in memory.
+        "AUDIT_CLIENT_DISK_SPOOL_DIR": str(data_dir / "audit-disk-spool"),
     }
 
     def prepare() -> None:

@@ -4,25 +4,29 @@ test can stop, kill -9 and start again on the same port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 
 from audit.v2 import event_pb2
 from audit_client import ClientSettings
 from audit_svc.settings import Settings
-from devstack import PostgresInfo, RedisInfo, RunningService, free_port, start_redis
+from devstack import PostgresInfo, RedisInfo, RunningService, ServiceInfo, free_port, start_redis
 from devstack.events import guide_event
 from devstack.mesh import GrpcServiceInfo, audit_plan
+from devstack.process import family
 from devstack.service import start_service
 from devstack.stack import ComponentContext
 from tests.testkit import tls
 
+ROOT = Path(__file__).resolve().parents[2]
+InfoT = TypeVar("InfoT", bound=ServiceInfo)
 MakeSettings = Callable[..., ClientSettings]
 """The `client_settings` fixture: target plus any changed setting -> ClientSettings."""
 
@@ -54,9 +58,14 @@ async def eventually(
 
 
 def kill9(server: RunningService[Any]) -> None:
-    """SIGKILL a server, no goodbye, and wait until it is gone."""
+    """SIGKILL a server and every process it started (PostgreSQL's backends), no
+    goodbye, and wait until it is gone."""
     process = server.process
+    members = family(process.pid)
     os.kill(process.pid, signal.SIGKILL)
+    for pid in members:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     process.wait_exit(time.monotonic() + 10)
     process.finish()
 
@@ -95,19 +104,19 @@ class AuditProcess:
             self._server = None
 
 
-class OwnRedis:
-    """A Redis of one test's own, which the test may stop, kill -9 and start again (same
-    port); `durable`: with its append-only file (as `make up` runs it)."""
+class OwnServer(Generic[InfoT]):
+    """A server of one test's own on a fixed port, which the test may stop, kill -9
+    and start again there: `start_on(data_dir, port)` starts it."""
 
-    def __init__(self, data_dir: Path, *, durable: bool = False) -> None:
+    def __init__(self, data_dir: Path, start_on: Callable[[Path, int], RunningService[InfoT]]):
         self.dir = data_dir
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._durable = durable
-        self._server: RunningService[RedisInfo] | None = None
+        self._start_on = start_on
+        self._server: RunningService[InfoT] | None = None
 
-    def start(self) -> None:
-        self._server = start_redis(self.dir, port=self.port, durable=self._durable)
+    def start(self) -> InfoT:
+        self._server = self._start_on(self.dir, self.port)
+        return self._server.info
 
     def kill9(self) -> None:
         """SIGKILL: what the OOM killer does."""
@@ -119,6 +128,15 @@ class OwnRedis:
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+
+class OwnRedis(OwnServer[RedisInfo]):
+    """A Redis of one test's own; `durable`: with its append-only file (as `make up`
+    runs it)."""
+
+    def __init__(self, data_dir: Path, *, durable: bool = False) -> None:
+        super().__init__(data_dir, lambda d, port: start_redis(d, port, durable=durable))
+        self.url = f"redis://127.0.0.1:{self.port}/0"
 
 
 def make_events(count: int, **changes: Any) -> list[event_pb2.AuditEvent]:

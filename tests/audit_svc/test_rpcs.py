@@ -200,6 +200,20 @@ async def test_verify_integrity_passes_on_an_untouched_chain(
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_a_chain_id_with_a_nul_is_invalid_not_internal(
+    stub: pb_grpc.AuditServiceStub,
+) -> None:
+    # Found by tests/fuzz: PostgreSQL refuses NUL in text, which was an INTERNAL.
+    for call in (
+        stub.VerifyIntegrity(pb.VerifyIntegrityRequest(chain_id="chain\x00")),
+        stub.ListCheckpoints(pb.ListCheckpointsRequest(chain_id="chain\x00")),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert reason_and_fields(caught.value) == ("INVALID_ARGUMENT", ["chain_id"])
+
+
 async def test_v1_search_and_dashboard_use_legacy_names(
     stub: pb_grpc.AuditServiceStub, app: AuditApp
 ) -> None:
