@@ -33,7 +33,8 @@ def infra_components(settings: Settings | None = None, *, fsync: bool = True) ->
         return postgres.postgres_plan(ctx.data_dir, ctx.port, fsync=fsync, bindir=pg_bindir)
 
     def plan_redis(ctx: ComponentContext) -> ServicePlan[Any]:
-        return redis_server.redis_plan(ctx.data_dir, ctx.port, durable=fsync)
+        appendfsync = "everysec" if fsync else None
+        return redis_server.redis_plan(ctx.data_dir, ctx.port, appendfsync=appendfsync)
 
     def plan_influx(ctx: ComponentContext) -> ServicePlan[Any]:
         return victoria.influx_plan(ctx.data_dir, ctx.port)

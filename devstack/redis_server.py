@@ -44,19 +44,25 @@ def probe(info: RedisInfo) -> None:
             raise DevstackError("PING did not answer PONG")
 
 
-def redis_plan(data_dir: Path, port: int, *, durable: bool = False) -> ServicePlan[RedisInfo]:
+def redis_plan(
+    data_dir: Path, port: int, *, appendfsync: str | None = None
+) -> ServicePlan[RedisInfo]:
     """Plan redis-server on 127.0.0.1:`port`; no RDB snapshots.
 
-    `durable`: AOF with `appendfsync everysec`. Every write reaches the file (the OS)
-    before Redis answers it, so a kill -9 of Redis loses nothing; a crash of the
-    machine loses at most the last second or two of writes (everysec, and a write
-    Redis postpones while a slow fsync is still running). Without it a restart
-    empties Redis.
+    `appendfsync` (`everysec` or `always`) turns the append-only file on; None runs
+    without persistence (a restart empties Redis). With `everysec` Redis normally
+    writes each command to the file before it answers, so a kill -9 loses nothing,
+    but while a slow fsync is still running it postpones that write for up to two
+    seconds and answers anyway: a kill -9 or a crash then loses up to the last ~2 s
+    of writes. `always` writes and fsyncs before answering: nothing answered is lost.
     """
     data_dir = data_dir.resolve()
     info = RedisInfo(LOOPBACK, port)
-    aof = ("--appendonly", "yes", "--appendfsync", "everysec")
-    persistence = aof if durable else ("--appendonly", "no")
+    persistence = (
+        ("--appendonly", "yes", "--appendfsync", appendfsync)
+        if appendfsync
+        else ("--appendonly", "no")
+    )
     argv = (
         str(binaries.redis_server()),
         "--port", str(port),
@@ -80,9 +86,9 @@ def redis_plan(data_dir: Path, port: int, *, durable: bool = False) -> ServicePl
 
 
 def start_redis(
-    data_dir: Path, port: int | None = None, *, durable: bool = False
+    data_dir: Path, port: int | None = None, *, appendfsync: str | None = None
 ) -> RunningService[RedisInfo]:
-    """Start redis-server on `port` (a free one if None); `durable`: with AOF."""
+    """Start redis-server on `port` (a free one if None); `appendfsync`: with AOF."""
     return start_service(
-        redis_plan(data_dir, free_port() if port is None else port, durable=durable)
+        redis_plan(data_dir, free_port() if port is None else port, appendfsync=appendfsync)
     )

@@ -90,8 +90,18 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 @pytest.fixture
 def own_durable_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    """A running Redis of this test's own with AOF (`appendfsync everysec`)."""
-    server = OwnRedis(tmp_path / "durable-redis", durable=True)
+    """A running Redis of this test's own with AOF, `appendfsync always`: nothing it
+    answered is lost to a kill -9 (everysec may lose up to ~2 s, see devstack)."""
+    server = OwnRedis(tmp_path / "durable-redis", appendfsync="always")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_everysec_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A running Redis of this test's own with AOF as `make up` runs it (everysec)."""
+    server = OwnRedis(tmp_path / "everysec-redis", appendfsync="everysec")
     server.start()
     yield server
     server.stop()

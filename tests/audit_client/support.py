@@ -131,11 +131,11 @@ class OwnServer(Generic[InfoT]):
 
 
 class OwnRedis(OwnServer[RedisInfo]):
-    """A Redis of one test's own; `durable`: with its append-only file (as `make up`
-    runs it)."""
+    """A Redis of one test's own; `appendfsync` (`everysec` as `make up` runs it, or
+    `always`): with its append-only file."""
 
-    def __init__(self, data_dir: Path, *, durable: bool = False) -> None:
-        super().__init__(data_dir, lambda d, port: start_redis(d, port, durable=durable))
+    def __init__(self, data_dir: Path, *, appendfsync: str | None = None) -> None:
+        super().__init__(data_dir, lambda d, port: start_redis(d, port, appendfsync=appendfsync))
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import grpc
 import pytest
 
 from audit.v2 import audit_service_pb2 as pb
@@ -23,10 +22,12 @@ from tests.audit_client.conftest import (  # noqa: F401  (fixtures shared with t
     client_settings,
     db,
     own_durable_redis,
+    own_everysec_redis,
     own_redis,
     spool_key,
 )
 from tests.audit_client.support import OwnServer
+from tests.testkit import tls
 
 EVENTS = int(os.environ.get("CHAOS_EVENTS", "2000"))
 
@@ -86,7 +87,7 @@ async def record(
     )
     chains = [r["chain_id"] for r in await conn.fetch("SELECT DISTINCT chain_id FROM audit_events")]
     ok = True
-    async with asyncio.timeout(60), grpc.aio.insecure_channel(target) as channel:
+    async with asyncio.timeout(60), tls.channel(target) as channel:
         stub = pb_grpc.AuditServiceStub(channel)
         for chain in chains:
             reply = await stub.VerifyIntegrity(pb.VerifyIntegrityRequest(chain_id=chain))

@@ -12,9 +12,9 @@ import pytest
 
 from audit_client import ClientSettings
 from audit_svc.app import AuditApp
-from audit_svc.settings import Settings as AuditSettings
 from devstack import PostgresInfo, RedisInfo
 from tests.gateway.harness import running_gateway
+from tests.testkit import tls
 from tests.testkit.databases import copy_of, make_template
 from user_svc.app import UserApp
 from user_svc.migrate import upgrade as users_upgrade
@@ -44,8 +44,8 @@ async def fuzz_mesh(
     postgres: PostgresInfo, fuzz_users_template: str, audit_db: str, redis_server: RedisInfo
 ) -> AsyncIterator[FuzzMesh]:
     prefix = f"fuzz-{uuid.uuid4().hex[:12]}:"
-    audit_settings = AuditSettings.from_env(
-        {}, database_url=audit_db, grpc_listen="127.0.0.1:0", log_level="ERROR"
+    audit_settings = tls.audit_settings(
+        database_url=audit_db, grpc_listen="127.0.0.1:0", log_level="ERROR"
     )
     async with (
         copy_of(postgres, fuzz_users_template, "users_fuzz") as users_db,
@@ -61,10 +61,12 @@ async def fuzz_mesh(
             audit_target=f"127.0.0.1:{audit.port}",
             audit_spool_key=f"{prefix}audit:retry_queue",
             log_level="ERROR",
+            **tls.settings_of("user-service"),
             **FAST_ARGON2,
         )
         client = ClientSettings(
             target=user_settings.audit_target,
+            **tls.settings_of("user-service"),
             redis_url=redis_server.url,
             spool_key=user_settings.audit_spool_key,
         )

@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 
 from audit.v1 import audit_service_pb2 as v1_pb
 from audit.v2 import audit_service_pb2 as v2_pb
+from meshkit.tls import channel_credentials
 from tests.fuzz.conftest import FuzzMesh
+from tests.testkit import tls
 from user.v1 import user_service_pb2 as user_pb
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8")) * 3
@@ -123,7 +125,8 @@ def unary_methods(service: descriptor.ServiceDescriptor) -> list[descriptor.Meth
 
 def fuzz_service(target: str, service: descriptor.ServiceDescriptor) -> None:
     """Every unary method of `service` at `target` (blocking: run it in a thread)."""
-    with grpc.insecure_channel(target) as channel:
+    credentials = channel_credentials(tls.files())
+    with grpc.secure_channel(target, credentials) as channel:
         for method in unary_methods(service):
             output = message_factory.GetMessageClass(method.output_type)
             call = channel.unary_unary(
