@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import grpc
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health
 
 from audit.v1 import audit_service_pb2 as v1_pb
 from audit.v1 import audit_service_pb2_grpc as v1_grpc
@@ -20,6 +20,7 @@ from audit_svc.access import load_policy
 from audit_svc.access.authn import DEV_MODE_BANNER, Authenticator
 from audit_svc.access.policy import DEFAULT_PATH as DEFAULT_POLICY
 from audit_svc.access.tokens import JwtVerifier
+from audit_svc.api.health_watch import HealthWatch
 from audit_svc.api.servicer import AuditServicer
 from audit_svc.api.servicer_v1 import AuditLogServicer
 from audit_svc.errors import DOMAIN, Unavailable
@@ -113,7 +114,12 @@ class AuditApp(ServiceApp):
             sinks=self.sinks if self.sinks.runners else None,
             checkpoint_bucket=s.checkpoint_bucket,
             tree=tree,
+            lock_held=self._holds_lock,
         )
+        self.health_watch = HealthWatch(
+            self.health, SERVICE_NAMES, self._health_verdict, interval=s.health_interval_seconds
+        )
+        self.reader = reader
         self.appender.add_listener(self.tail.publish)
         self.appender.add_listener(self.sinks.nudge)  # sinks read from their cursors
 
@@ -142,8 +148,8 @@ class AuditApp(ServiceApp):
             refresher = metrics.refresh(state, s.metrics_refresh_seconds)
             self._refresher = await self.start_task(refresher, name="metrics")
         await server.start()
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health_watch.set(True)
+        self._health_task = await self.start_task(self.health_watch.run(), name="health")
         log.info("audit-service serving on port %d, chain %s", self.port, self.chain_id)
 
     def _serve_metrics(self, store: PgSinkState) -> metrics.ServiceState:
@@ -204,6 +210,15 @@ class AuditApp(ServiceApp):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), timeout=every)
 
+    async def _health_verdict(self) -> tuple[bool, str]:
+        """grpc.health's verdict: the REST health's (database answers, lock held)."""
+        report = await self.reader.health()
+        down = [f"{c.name}: {c.detail}" for c in report.components if not c.ok]
+        return report.serving, "; ".join(down)
+
+    async def _holds_lock(self) -> bool:
+        return self.can_commit
+
     async def _claim_chain(self, lock: ChainLock) -> str:
         wanted = (
             [self.settings.chain_id]
@@ -219,12 +234,19 @@ class AuditApp(ServiceApp):
         )
 
     async def _stop(self) -> None:
-        """Health NOT_SERVING, drain, stop the server, commit what is queued, close."""
+        """Health NOT_SERVING, drain, stop the server, commit what is queued, close.
+
+        Ingest streams stop reading at once, commit and ack what they read, and end
+        with UNAVAILABLE (the client resends the rest): the stop takes about one group
+        commit, not `shutdown_grace_seconds`, which only bounds slow unary calls."""
         grace = self.settings.shutdown_grace_seconds
         self._closing.set()
         try:
             if self.server is not None:
+                self.health_watch.stop()
+                self._health_task.cancel()
                 await self.health.enter_graceful_shutdown()
+                self.ingestor.drain()
                 self.tail.close()  # live tails end now; they would hold stop() for `grace`
                 await self.server.stop(grace)
             if self.appender is not None:

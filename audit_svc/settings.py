@@ -51,6 +51,8 @@ class Settings:
     max_queue_events: int = 20_000
     max_clock_skew_seconds: float = 300.0
     shutdown_grace_seconds: float = 10.0
+    # How often grpc.health re-checks that this replica can commit (database, lock).
+    health_interval_seconds: float = 1.0
     log_level: str = "INFO"
     log_format: str = "json"
     # Prometheus /metrics on host:port (port 0: a free one); empty = no endpoint.
@@ -174,6 +176,7 @@ class Settings:
         positive = {
             "SINK_POLL_SECONDS": self.sink_poll_seconds,
             "LOCK_CHECK_SECONDS": self.lock_check_seconds,
+            "HEALTH_INTERVAL_SECONDS": self.health_interval_seconds,
             "SINK_RETRY_MAX_SECONDS": self.sink_retry_max_seconds,
             "INFLUX_WINDOW_SECONDS": self.influx_window_seconds,
             "INFLUX_BATCH_EVENTS": self.influx_batch_events,

@@ -54,6 +54,12 @@ class Ingestor:
         self._clock = clock
         # Bounded as the appender's queue is: nothing read ahead waits beyond it.
         self.budget = EventBudget(appender.max_queue_events)
+        # Set on shutdown: streams stop reading and end once their acks are out.
+        self.draining = asyncio.Event()
+
+    def drain(self) -> None:
+        """Shutting down: every stream stops reading new batches (see ingest.stream)."""
+        self.draining.set()
 
     async def ingest(self, inputs: Sequence[EventInput], principal: Principal) -> list[EventResult]:
         """Store the valid events, each recording `principal`; one result per input, in

@@ -2,6 +2,11 @@
 are sent, acks leave in the order the batches came, and the service's event budget
 bounds what is read ahead (a reader waits for room before taking the next batch).
 A malformed batch is answered event by event, as rejections; the stream goes on.
+
+Draining (on shutdown, `Ingestor.drain()`): the stream stops reading, the batches it
+already read are committed and acked, then it ends with ShuttingDown (UNAVAILABLE):
+the client resends whatever was not acked, to the next replica or after the restart.
+So a shutdown waits about one group commit, not for streams that never end.
 """
 
 from __future__ import annotations
@@ -14,13 +19,20 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from audit_svc.access import Principal
-from audit_svc.errors import InvalidArgument
+from audit_svc.errors import InvalidArgument, ShuttingDown
 from audit_svc.ingest.ingestor import EventBudget, Ingestor
 from audit_svc.model import EventInput, EventResult, FieldViolation, Outcome
 
 # Batches of one stream being committed at once; more wait in the transport.
 MAX_IN_FLIGHT = 64
 Received = TypeVar("Received")
+
+
+class _Drained:
+    """Queued after the batches read before a drain began."""
+
+
+DRAINED = _Drained()
 
 
 @dataclass(slots=True)
@@ -48,7 +60,9 @@ async def ingest_stream(
 ) -> AsyncIterator[BatchAck]:
     """The ack of each batch `received` from `principal` (each made a `StreamBatch` by
     `to_batch`, the transport's conversion), in order, each after its commit."""
-    in_flight: asyncio.Queue[asyncio.Task[BatchAck] | None] = asyncio.Queue(max_in_flight)
+    in_flight: asyncio.Queue[asyncio.Task[BatchAck] | _Drained | None] = asyncio.Queue(
+        max_in_flight
+    )
     budget = ingestor.budget
 
     async def read() -> None:
@@ -63,18 +77,31 @@ async def ingest_stream(
         finally:
             await in_flight.put(None)
 
+    async def stop_reading() -> None:
+        await ingestor.draining.wait()
+        reader.cancel()
+        # After every batch already read: those are acked first. (A gRPC read may not
+        # end at once on cancel; what it still hands over is left unacked: resent.)
+        await in_flight.put(DRAINED)
+
     reader = asyncio.create_task(read())
+    stopper = asyncio.create_task(stop_reading())
     try:
         while (task := await in_flight.get()) is not None:
+            if isinstance(task, _Drained):
+                raise ShuttingDown("the audit-service is shutting down; reconnect and resend")
             yield await task
         await reader  # surfaces a read error, if any
     finally:
         reader.cancel()
+        stopper.cancel()
         while not in_flight.empty():
-            if (task := in_flight.get_nowait()) is not None:
+            if isinstance(task := in_flight.get_nowait(), asyncio.Task):
                 task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopper
 
 
 def _give_back(budget: EventBudget, events: int, _: object) -> None:

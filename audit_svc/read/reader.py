@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -59,9 +59,12 @@ class Reader:
         sinks: Sinks | None = None,
         checkpoint_bucket: str = "",
         tree: TreeStore | None = None,
+        lock_held: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._sinks = sinks
         self._tree = tree
+        # Whether this replica still holds its chain's lock (None: not checked).
+        self._lock_held = lock_held
         self._checkpoint_bucket = checkpoint_bucket
         self._events = events
         self._sink_state = sink_state
@@ -145,13 +148,13 @@ class Reader:
 
     async def checkpoint_note(self, chain_id: str) -> str:
         """The chain's newest signed checkpoint (this replica's chain when empty)."""
-        chain = chain_id or self._appender.chain_id
+        chain = _no_nul(chain_id) or self._appender.chain_id
         return await proofs.latest_checkpoint(self._merkle(), chain)
 
     async def inclusion_proof(
         self, chain_id: str, event_id: str, seq: int, tree_size: int
     ) -> proofs.InclusionProof:
-        chain = chain_id or self._appender.chain_id
+        chain = _no_nul(chain_id) or self._appender.chain_id
         return await proofs.inclusion_proof(
             self._merkle(), chain, event_id=event_id, seq=seq, tree_size=tree_size
         )
@@ -159,11 +162,14 @@ class Reader:
     async def consistency_proof(
         self, chain_id: str, old_size: int, new_size: int
     ) -> proofs.ConsistencyProof:
-        chain = chain_id or self._appender.chain_id
+        chain = _no_nul(chain_id) or self._appender.chain_id
         return await proofs.consistency_proof(self._merkle(), chain, old_size, new_size)
 
     async def health(self) -> HealthReport:
+        """What the REST health and grpc.health both say: serving only while this
+        replica can commit (its database answers and it holds its chain's lock)."""
         database = await self._check_database()
+        lock = await self._check_lock() if database.ok else ComponentHealth("chain_lock", False)
         sinks: tuple[SinkState, ...] = ()
         if self._sinks is not None and database.ok:
             try:
@@ -172,13 +178,28 @@ class Reader:
             except (TimeoutError, AuditError, StorageError):
                 sinks = ()
         return HealthReport(
-            serving=database.ok,
+            serving=database.ok and lock.ok,
             version=__version__,
-            components=(database, ComponentHealth("appender", True, self._appender.chain_id)),
+            components=(
+                database,
+                ComponentHealth("appender", True, self._appender.chain_id),
+                lock,
+            ),
             queue_depth=self._appender.queue_depth,
             lag_seconds=self._appender.lag_seconds,
             sinks=sinks,
         )
+
+    async def _check_lock(self) -> ComponentHealth:
+        if self._lock_held is None:
+            return ComponentHealth("chain_lock", True, "not checked")
+        try:
+            async with asyncio.timeout(DB_CHECK_TIMEOUT):
+                held = await self._lock_held()
+        except TimeoutError:
+            held = False
+        detail = self._appender.chain_id if held else "the session holding the lock was lost"
+        return ComponentHealth("chain_lock", held, detail)
 
     async def _check_database(self) -> ComponentHealth:
         try:
