@@ -59,6 +59,10 @@ class HealthWatch:
 
     async def run(self) -> None:
         while not self._stopped:
-            ok, why = await self._can_commit()
+            try:
+                ok, why = await self._can_commit()
+            except Exception as exc:  # a check that fails in a new way still says "no"
+                log.exception("health check failed")
+                ok, why = False, repr(exc)
             await self.set(ok, why)
             await asyncio.sleep(self._interval)
