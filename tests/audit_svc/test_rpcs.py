@@ -112,13 +112,14 @@ async def test_statistics_refuse_an_unknown_range(stub: pb_grpc.AuditServiceStub
     assert reason_and_fields(caught.value)[1] == ["time_range"]
 
 
-async def test_health_reports_database_and_appender(
+async def test_health_reports_database_appender_and_chain_lock(
     stub: pb_grpc.AuditServiceStub, app: AuditApp
 ) -> None:
     reply = await stub.Health(pb.HealthRequest())
 
     assert reply.status == "SERVING"
-    assert {c.name: c.ok for c in reply.components} == {"postgres": True, "appender": True}
+    components = {c.name: c.ok for c in reply.components}
+    assert components == {"postgres": True, "appender": True, "chain_lock": True}
     assert reply.appender_queue_depth == 0
 
 
