@@ -39,6 +39,9 @@ _HELP = {
     "spooled": "Events written to the Redis spool.",
     "replayed": "Events acked after a replay from the Redis spool.",
     "dropped": "Events lost under fail_open: audit-service and Redis down, memory full.",
+    "spool_lost": "Spooled events Redis lost (restart without them, flush); each logged at ERROR.",
+    "disk_spooled": "Events written to the local disk spool (audit-service and Redis down).",
+    "recovered": "Events found in the disk spool at start (moved to Redis, then replayed).",
     "refused": "emit() calls refused under fail_closed (AuditUnavailable).",
     "batches_sent": "Batches sent on the stream.",
     "stream_failures": "Streams that failed and were reopened.",
@@ -65,6 +68,7 @@ class _Collector(Collector):
             "buffered_events": ("Events in memory, not yet sent.", "buffered"),
             "in_flight_batches": ("Batches sent and awaiting their ack.", "in_flight"),
             "spool_depth_batches": ("Batches in the Redis spool when last seen.", "spool_depth"),
+            "disk_segments": ("Segment files in the disk spool.", "disk_segments"),
         }
         for metric, (text, field) in gauges.items():
             yield GaugeMetricFamily(
