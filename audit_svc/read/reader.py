@@ -209,6 +209,8 @@ class Reader:
             return ComponentHealth("postgres", False, f"no answer within {DB_CHECK_TIMEOUT} s")
         except (AuditError, StorageError) as exc:
             return ComponentHealth("postgres", False, str(exc))
+        except Exception as exc:  # a probe: a driver error of a new kind is "not ok" too
+            return ComponentHealth("postgres", False, repr(exc))
         return ComponentHealth("postgres", True)
 
 
