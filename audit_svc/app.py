@@ -20,12 +20,14 @@ from audit_svc.access import load_policy
 from audit_svc.access.authn import DEV_MODE_BANNER, Authenticator
 from audit_svc.access.policy import DEFAULT_PATH as DEFAULT_POLICY
 from audit_svc.access.tokens import JwtVerifier
+from audit_svc.api.guard import Guard
 from audit_svc.api.health_watch import HealthWatch
 from audit_svc.api.servicer import AuditServicer
 from audit_svc.api.servicer_v1 import AuditLogServicer
 from audit_svc.errors import DOMAIN, Unavailable
 from audit_svc.ingest.appender import Appender
 from audit_svc.ingest.ingestor import Ingestor
+from audit_svc.read.audited import ReadAudit
 from audit_svc.read.live_tail import LiveTail
 from audit_svc.read.reader import Reader
 from audit_svc.settings import Settings
@@ -61,6 +63,7 @@ class AuditApp(ServiceApp):
         self.chain_id = ""
         super().__init__()
         self.appender: Appender | None = None
+        self.read_audit: ReadAudit | None = None
         self.sinks: Sinks | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
@@ -120,6 +123,8 @@ class AuditApp(ServiceApp):
             self.health, SERVICE_NAMES, self._health_verdict, interval=s.health_interval_seconds
         )
         self.reader = reader
+        self.read_audit = ReadAudit(self.appender, enabled=s.read_audit)
+        guard = Guard(self.authenticator, self.read_audit)
         self.appender.add_listener(self.tail.publish)
         self.appender.add_listener(self.sinks.nudge)  # sinks read from their cursors
 
@@ -135,9 +140,9 @@ class AuditApp(ServiceApp):
             server_credentials(files) if files else None,
         )
         v2_grpc.add_AuditServiceServicer_to_server(
-            AuditServicer(ingestor, reader, self.tail, self.authenticator), server
+            AuditServicer(ingestor, reader, self.tail, guard), server
         )
-        v1_grpc.add_AuditLogServiceServicer_to_server(AuditLogServicer(reader), server)
+        v1_grpc.add_AuditLogServiceServicer_to_server(AuditLogServicer(reader, guard), server)
         self.server = server
         state = self._serve_metrics(sink_state) if s.metrics_listen else None
 
@@ -147,6 +152,7 @@ class AuditApp(ServiceApp):
         if state is not None:
             refresher = metrics.refresh(state, s.metrics_refresh_seconds)
             self._refresher = await self.start_task(refresher, name="metrics")
+        self._read_audit_task = await self.start_task(self.read_audit.run(), name="read-audit")
         await server.start()
         await self.health_watch.set(True)
         self._health_task = await self.start_task(self.health_watch.run(), name="health")
@@ -249,6 +255,9 @@ class AuditApp(ServiceApp):
                 self.ingestor.drain()
                 self.tail.close()  # live tails end now; they would hold stop() for `grace`
                 await self.server.stop(grace)
+            if self.read_audit is not None:
+                self._read_audit_task.cancel()
+                await self.read_audit.flush()  # the last reads' records, before the appender
             if self.appender is not None:
                 await self.appender.close()
             if self._refresher is not None:

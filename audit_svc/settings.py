@@ -40,6 +40,9 @@ class Settings:
     # What `make up` runs, loopback only: callers on loopback without credentials may
     # read and write, as the anonymous principal (a banner at start and in Health).
     dev_mode: bool = False
+    # One `audit.read` event per read call (who, what, how many); off only for tests
+    # that count the events they wrote.
+    read_audit: bool = True
     # Chain this replica appends to; empty takes the first free one of chain-1, chain-2...
     chain_id: str = ""
     pool_min_size: int = 2
@@ -155,7 +158,8 @@ class Settings:
             out.append(f"{PREFIX}GRPC_LISTEN must be host:port, got {self.grpc_listen!r}")
         elif self.dev_mode and not _loopback(host):
             out.append(f"{PREFIX}DEV_MODE is for loopback only; {PREFIX}GRPC_LISTEN is {host}")
-        for name in ("POLICY_FILE", "TOKEN_PUBLIC_KEY_FILE"):
+        # In dev mode the user-service writes the token key when it starts, after us.
+        for name in ("POLICY_FILE", *(() if self.dev_mode else ("TOKEN_PUBLIC_KEY_FILE",))):
             path = getattr(self, name.lower())
             if path and not Path(path).is_file():
                 out.append(f"{PREFIX}{name}={path!r} is not a readable file")

@@ -92,13 +92,17 @@ class CpuWindow:
         self.pg, self.server = pg - self.pg, server - self.server
 
 
-def ours(bench: Bench, pg_pid: int, producers: int, events: int, redis_url: str) -> Run:
-    """N producer processes through the audit-service (sinks off)."""
-    dsn = bench.fresh_database(f"ours{producers}")
+def ours(
+    bench: Bench, pg_pid: int, producers: int, events: int, redis_url: str, *, tls: bool = True
+) -> Run:
+    """N producer processes through the audit-service (sinks off); mutual TLS and the
+    writer policy as in production, or plaintext (bench.tls compares them)."""
+    dsn = bench.fresh_database(f"ours{producers}{'' if tls else '_plain'}")
     ctx = multiprocessing.get_context("spawn")
-    with bench.audit_service(dsn) as service:
+    with bench.audit_service(dsn, tls=tls) as service:
         cpu = CpuWindow(pg_pid, service.process.pid)
-        run = run_producers(ctx, producers, events, dial(service.info), redis_url, cpu.start)
+        target = dial(service.info, tls=tls)
+        run = run_producers(ctx, producers, events, target, redis_url, cpu.start)
         cpu.stop()
         rss = peak_rss_mb(service.process.pid)
     return Run(
@@ -190,7 +194,7 @@ def raw_copy(bench: Bench, pg_pid: int, events: list[event_pb2.AuditEvent], batc
 
 
 @contextmanager
-def _machinery(folder: Path) -> Iterator[tuple[Bench, int, str]]:
+def machinery(folder: Path) -> Iterator[tuple[Bench, int, str]]:
     with bench_postgres(folder) as bench, start_redis(folder / "redis") as redis:
         yield bench, postmaster_pid(folder / "pg"), redis.info.url
 
@@ -199,7 +203,7 @@ def run_all(
     folder: Path, events: int, producers: list[int], baseline_events: int, conc: int
 ) -> list[Run]:
     batch = ClientSettings().max_batch_events
-    with _machinery(folder) as (bench, pg_pid, redis_url):
+    with machinery(folder) as (bench, pg_pid, redis_url):
         runs = [ours(bench, pg_pid, n, events, redis_url) for n in producers]
         runs.append(baseline(bench, pg_pid, wire_events(baseline_events, new_id=new_id), conc))
         runs.append(raw_copy(bench, pg_pid, wire_events(events, new_id=new_id), batch))

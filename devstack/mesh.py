@@ -27,6 +27,8 @@ from devstack.stack import Component, ComponentContext, restore_as
 from devstack.victoria import InfluxInfo
 
 USERS_DATABASE = "users"
+# The user-service's access-token public key, beside the certificates.
+TOKEN_KEY_FILE = "token-public-key.pem"
 
 
 def _metrics_line(host: str, port: int) -> str:
@@ -157,6 +159,8 @@ def audit_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[Grpc
         "AUDIT_DATABASE_URL": pg.dsn,
         "AUDIT_GRPC_LISTEN": info.url,
         **certs_env("AUDIT_TLS", certs, "audit-service"),
+        # The user-service writes it when it starts (USER_JWT_PUBLIC_KEY_FILE).
+        "AUDIT_TOKEN_PUBLIC_KEY_FILE": str(certs / TOKEN_KEY_FILE),
         # Loopback only (the service refuses it elsewhere): anonymous local callers,
         # so the integration guide's curl lines work as written.
         "AUDIT_DEV_MODE": "true",
@@ -256,6 +260,7 @@ def user_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcS
         "USER_DATABASE_URL": pg.for_database(USERS_DATABASE).dsn,
         "USER_GRPC_LISTEN": info.url,
         **certs_env("USER_TLS", certs, "user-service"),
+        "USER_JWT_PUBLIC_KEY_FILE": str(certs / TOKEN_KEY_FILE),
         "USER_REDIS_URL": ctx.infos["redis"].url,
         "USER_AUDIT_TARGET": ctx.infos["audit"].url,
         **_metrics_env("USER_METRICS_LISTEN", metrics_port),

@@ -1,4 +1,5 @@
-"""`python -m user_svc [serve|migrate|create-admin]`: run the user-service or its tools."""
+"""`python -m user_svc [serve|migrate|create-admin|token|public-key]`: run the
+user-service or its tools."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from user_svc.app import UserApp
 from user_svc.errors import Unavailable, UserError
 from user_svc.migrate import upgrade
 from user_svc.settings import Settings, SettingsError
+from user_svc.token_cli import ROLE_PERMISSIONS, mint, public_key
 
 log = logging.getLogger("user_svc")
 
@@ -33,13 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("--email", required=True)
     admin.add_argument("--display-name", default="")
     admin.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    token = sub.add_parser("token", help="print an access token for reading audit logs")
+    token.add_argument("--role", choices=sorted(ROLE_PERMISSIONS), default="audit.reader")
+    token.add_argument("--subject", default="operator", help="who the token names")
+    token.add_argument("--ttl-seconds", type=int, default=3600)
+    sub.add_parser("public-key", help="print the PEM public key access tokens verify with")
     args = parser.parse_args(argv)
 
     try:
-        # migrate talks to PostgreSQL only: no certificate needed for it.
-        settings = Settings.from_env(
-            None, **({"tls": PLAINTEXT} if args.command == "migrate" else {})
-        )
+        # These talk to PostgreSQL only: no certificate needed for them.
+        offline = args.command in ("migrate", "token", "public-key")
+        settings = Settings.from_env(None, **({"tls": PLAINTEXT} if offline else {}))
         # Batching and spool knobs come from AUDIT_CLIENT_*; where to send and with which
         # identity, from USER_AUDIT_* and USER_TLS_*.
         files = settings.identity_files
@@ -48,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             redis_url=settings.spool_redis_url,
             spool_key=settings.audit_spool_key,
             failure_policy=settings.audit_failure_policy,
-            tls=PLAINTEXT if args.command == "migrate" else settings.audit_tls,
+            tls=PLAINTEXT if offline else settings.audit_tls,
             tls_ca_file=files.ca_file,
             tls_cert_file=files.cert_file,
             tls_key_file=files.key_file,
@@ -59,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "migrate":
         upgrade(settings.database_url)
+        return 0
+    if args.command == "token":
+        print(asyncio.run(mint(settings, args.role, args.subject, args.ttl_seconds)))
+        return 0
+    if args.command == "public-key":
+        print(asyncio.run(public_key(settings)), end="")
         return 0
     if args.command == "create-admin":
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import grpc
@@ -20,12 +21,13 @@ from user.v1 import user_service_pb2 as pb
 from user.v1 import user_service_pb2_grpc as pb_grpc
 from user_svc import __version__
 from user_svc.errors import DOMAIN
-from user_svc.keys import load_keys
+from user_svc.keys import load_keys, write_public_key
 from user_svc.service import Services, build_services
 from user_svc.servicer import UserServicer
 from user_svc.settings import Settings
 from user_svc.storage import sessions
 from user_svc.storage.postgres import connection, create_pool, transaction
+from user_svc.tokens import signing_key
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,8 @@ class UserApp(ServiceApp):
         redis = await open_redis(s.redis_url)
         self._stack.push_async_callback(redis.aclose)
         keys = await load_keys(pool, s)
+        if s.jwt_public_key_file:
+            write_public_key(Path(s.jwt_public_key_file), signing_key(keys.jwt_signing))
         if s.audit_enabled:
             self.audit = AuditClient(self.audit_settings)
             await self.audit.start()

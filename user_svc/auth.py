@@ -19,7 +19,7 @@ import asyncpg
 from user_svc import ids, metrics, totp
 from user_svc.audit import DENIED, FAILURE, SUCCESS, Auditor
 from user_svc.errors import Unauthenticated
-from user_svc.model import Caller, Credentials, SignIn, TokenPair
+from user_svc.model import Caller, Credentials, SignIn, TokenPair, User
 from user_svc.passwords import Passwords
 from user_svc.protection import Protection, Subject
 from user_svc.settings import Settings
@@ -122,7 +122,7 @@ class Auth:
             await sessions.create_session(
                 conn, session_id, user.user_id, caller.ip_address, caller.user_agent, mfa_used
             )
-            tokens = await self._issue(conn, user.user_id, user.username, user.roles, session_id)
+            tokens = await self._issue(conn, user, session_id)
             await self._audit.record(
                 "auth.login_success",
                 SUCCESS,
@@ -147,18 +147,12 @@ class Auth:
         metrics.LOGINS.labels("success").inc()
         return SignIn(tokens=tokens, user=dataclasses.replace(user, locked=False))
 
-    async def _issue(
-        self,
-        conn: asyncpg.Connection,
-        user_id: str,
-        username: str,
-        roles: tuple[str, ...],
-        session_id: str,
-    ) -> TokenPair:
+    async def _issue(self, conn: asyncpg.Connection, user: User, session_id: str) -> TokenPair:
         refresh = new_opaque(REFRESH_PREFIX)
         expires = datetime.now(UTC) + timedelta(seconds=self._s.refresh_token_ttl_seconds)
         await sessions.add_refresh_token(conn, digest(refresh), session_id, expires)
-        access = self._tokens.issue(AccessClaims(user_id, username, session_id, roles))
+        claims = AccessClaims(user.user_id, user.username, session_id, user.roles, user.permissions)
+        access = self._tokens.issue(claims)
         return TokenPair(access, refresh, self._tokens.ttl_seconds, session_id)
 
     async def _failure(
@@ -221,11 +215,12 @@ class Auth:
         async with transaction(self._pool) as conn:
             row = await sessions.find_refresh_token(conn, digest(refresh_token), for_update=True)
             reason = _refusal(row)
-            if row is not None and reason is None:
+            account = await users.get(conn, row.user_id) if row is not None else None
+            if row is not None and reason is None and account is None:
+                reason = "account_deleted"
+            if row is not None and reason is None and account is not None:
                 await sessions.use_refresh_token(conn, digest(refresh_token))
-                account = await users.get(conn, row.user_id)
-                roles = account.roles if account else ()
-                tokens = await self._issue(conn, row.user_id, row.username, roles, row.session_id)
+                tokens = await self._issue(conn, account, row.session_id)
                 await self._audit.record(
                     event,
                     SUCCESS,

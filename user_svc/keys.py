@@ -4,14 +4,18 @@ first start and kept in the users database, with a loud warning at every start."
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from user_svc.settings import Settings
 from user_svc.storage import users
 from user_svc.storage.postgres import transaction
+from user_svc.tokens import public_key_pem
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +49,12 @@ async def load_keys(pool: asyncpg.Pool, settings: Settings) -> Keys:
         )
         found[name] = key
     return Keys(jwt_signing=found["jwt_signing_key"], mfa_encryption=found["mfa_encryption_key"])
+
+
+def write_public_key(path: Path, key: Ed25519PrivateKey) -> None:
+    """Publish the tokens' public key (PEM) for verifiers, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(public_key_pem(key))
+    os.replace(tmp, path)
+    log.info("access tokens' public key written to %s", path)

@@ -20,7 +20,7 @@ from user_svc.protection import Protection
 from user_svc.roles import Roles
 from user_svc.settings import Settings
 from user_svc.storage.redis_state import RedisState
-from user_svc.tokens import AccessTokens, PageTokens
+from user_svc.tokens import AccessTokens, PageTokens, signing_key
 from user_svc.totp import SecretBox
 
 
@@ -53,7 +53,7 @@ def build_services(
         memory_kib=s.argon2_memory_kib,
         parallelism=s.argon2_parallelism,
     )
-    access_tokens = AccessTokens(keys.jwt_signing, s.access_token_ttl_seconds)
+    access_tokens = AccessTokens(signing_key(keys.jwt_signing), s.access_token_ttl_seconds)
     box = SecretBox(keys.mfa_encryption)
     protection = Protection(state, auditor, s)
     guard = Guard(pool, access_tokens, auditor)

@@ -45,6 +45,10 @@ class Settings:
     jwt_signing_key: str = field(default="", repr=False)
     mfa_encryption_key: str = field(default="", repr=False)
     require_keys: bool = False
+    # Where the public key of access tokens (EdDSA, derived from the signing key) is
+    # written at start-up, PEM, for verifiers: the audit-service's
+    # AUDIT_TOKEN_PUBLIC_KEY_FILE. Empty: not written (`python -m user_svc public-key`).
+    jwt_public_key_file: str = ""
 
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600

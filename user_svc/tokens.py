@@ -1,5 +1,10 @@
 """Signed JWT access tokens, opaque one-time tokens (stored only as hashes), and
-signed page tokens."""
+signed page tokens.
+
+Access tokens are EdDSA (Ed25519): other services (the audit-service) verify them with
+the public key alone, and no secret is shared between services. The key pair is
+derived from the service's signing secret (USER_JWT_SIGNING_KEY, or the development
+key), so configuring it stays one setting."""
 
 from __future__ import annotations
 
@@ -14,10 +19,12 @@ from datetime import datetime
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ISSUER = "user-service"
 AUDIENCE = "auditmesh"
-ALGORITHM = "HS256"
+ALGORITHM = "EdDSA"
 REFRESH_PREFIX = "rt_"
 RESET_PREFIX = "pr_"
 
@@ -30,6 +37,21 @@ class AccessClaims:
     username: str
     session_id: str
     roles: tuple[str, ...]
+    # The account's permissions at issue time (`audit:read` lets it read audit logs).
+    permissions: tuple[str, ...] = ()
+
+
+def signing_key(secret: bytes) -> Ed25519PrivateKey:
+    """The Ed25519 key of access tokens, derived from the signing secret."""
+    seed = hashlib.sha256(b"user-service access tokens\x00" + secret).digest()
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def public_key_pem(key: Ed25519PrivateKey) -> bytes:
+    """What verifiers are given (AUDIT_TOKEN_PUBLIC_KEY_FILE)."""
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 class TokenError(Exception):
@@ -37,11 +59,16 @@ class TokenError(Exception):
 
 
 class AccessTokens:
-    """HS256 JWTs: `sub` user id, `sid` session, `roles` at issue time."""
+    """EdDSA JWTs: `sub` user id, `sid` session, `roles` and `permissions` at issue time."""
 
-    def __init__(self, key: bytes, ttl_seconds: int) -> None:
+    def __init__(self, key: Ed25519PrivateKey, ttl_seconds: int) -> None:
         self._key = key
+        self._public = key.public_key()
         self.ttl_seconds = ttl_seconds
+
+    @property
+    def public_key_pem(self) -> bytes:
+        return public_key_pem(self._key)
 
     def issue(self, claims: AccessClaims) -> str:
         now = int(time.time())
@@ -52,6 +79,7 @@ class AccessTokens:
             "sid": claims.session_id,
             "preferred_username": claims.username,
             "roles": list(claims.roles),
+            "permissions": list(claims.permissions),
             "iat": now,
             "exp": now + self.ttl_seconds,
             "jti": secrets.token_urlsafe(12),
@@ -62,7 +90,7 @@ class AccessTokens:
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,
-                self._key,
+                self._public,
                 algorithms=[ALGORITHM],
                 audience=AUDIENCE,
                 issuer=ISSUER,
@@ -71,13 +99,16 @@ class AccessTokens:
         except jwt.PyJWTError as exc:
             raise TokenError(type(exc).__name__) from None
         roles = payload.get("roles", [])
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise TokenError("bad roles claim")
+        permissions = payload.get("permissions", [])
+        for claim in (roles, permissions):
+            if not isinstance(claim, list) or not all(isinstance(r, str) for r in claim):
+                raise TokenError("bad roles or permissions claim")
         return AccessClaims(
             user_id=str(payload["sub"]),
             username=str(payload.get("preferred_username", "")),
             session_id=str(payload["sid"]),
             roles=tuple(roles),
+            permissions=tuple(permissions),
         )
 
 

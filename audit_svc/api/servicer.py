@@ -11,9 +11,9 @@ from google.protobuf import duration_pb2
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
-from audit_svc.access.authn import Authenticator
+from audit_svc.access import ADMIN, READER
 from audit_svc.api import convert
-from audit_svc.api.identity import principal_of
+from audit_svc.api.guard import Guard
 from audit_svc.errors import InvalidArgument
 from audit_svc.ingest.ingestor import Ingestor
 from audit_svc.ingest.stream import ingest_stream
@@ -27,16 +27,14 @@ Context: TypeAlias = grpc.aio.ServicerContext
 class AuditServicer(pb_grpc.AuditServiceServicer):
     """audit.v2.AuditService."""
 
-    def __init__(
-        self, ingestor: Ingestor, reader: Reader, tail: LiveTail, authenticator: Authenticator
-    ) -> None:
+    def __init__(self, ingestor: Ingestor, reader: Reader, tail: LiveTail, guard: Guard) -> None:
         self._ingestor = ingestor
         self._reader = reader
         self._tail = tail
-        self._authenticator = authenticator
+        self._guard = guard
 
     async def Ingest(self, request: pb.IngestRequest, context: Context) -> pb.IngestResponse:
-        principal = principal_of(self._authenticator, context)
+        principal = self._guard.principal(context)
         if not request.HasField("event"):
             raise InvalidArgument([FieldViolation("event", "is required")])
         result = await self._ingestor.ingest_one(convert.event_input(request.event), principal)
@@ -45,7 +43,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     async def IngestBatch(
         self, request: pb.IngestBatchRequest, context: Context
     ) -> pb.IngestBatchResponse:
-        principal = principal_of(self._authenticator, context)
+        principal = self._guard.principal(context)
         inputs = [convert.event_input(e) for e in request.events]
         results = await self._ingestor.ingest(inputs, principal)
         response = pb.IngestBatchResponse()
@@ -55,7 +53,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     async def StreamIngest(
         self, request_iterator: AsyncIterator[pb.StreamIngestRequest], context: Context
     ) -> AsyncIterator[pb.StreamIngestResponse]:
-        principal = principal_of(self._authenticator, context)
+        principal = self._guard.principal(context)
         batches = ingest_stream(self._ingestor, principal, request_iterator, convert.stream_batch)
         async for ack in batches:
             response = pb.StreamIngestResponse(batch_id=ack.batch_id)
@@ -63,6 +61,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             yield response
 
     async def Query(self, request: pb.QueryRequest, context: Context) -> pb.QueryResponse:
+        principal = self._guard.reader(context, READER)
         page = await self._reader.query(
             convert.query_filters(request),
             page_size=request.page_size,
@@ -71,21 +70,27 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         )
         response = pb.QueryResponse(next_page_token=page.next_page_token)
         convert.add_events(response.events, page.events)
+        self._guard.record(principal, "Query", request, len(page.events))
         return response
 
     async def GetEvent(self, request: pb.GetEventRequest, context: Context) -> pb.GetEventResponse:
+        principal = self._guard.reader(context, READER)
         stored = await self._reader.get_event(request.event_id)
+        self._guard.record(principal, "GetEvent", request, 1)
         return pb.GetEventResponse(event=convert.event_pb(stored))
 
     async def GetStatistics(
         self, request: pb.GetStatisticsRequest, context: Context
     ) -> pb.GetStatisticsResponse:
+        principal = self._guard.reader(context, READER)
         stats = await self._reader.statistics(
             request.time_range,
             convert.optional_time(request, "start_time"),
             convert.optional_time(request, "end_time"),
         )
-        return convert.statistics_pb(stats)
+        response = convert.statistics_pb(stats)
+        self._guard.record(principal, "GetStatistics", request, response.total_events)
+        return response
 
     async def Health(self, request: pb.HealthRequest, context: Context) -> pb.HealthResponse:
         report = await self._reader.health()
@@ -108,11 +113,14 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
                 )
                 for k in report.sinks
             ],
+            notice=self._guard.notice,
         )
 
     async def Watch(
         self, request: pb.WatchRequest, context: Context
     ) -> AsyncIterator[pb.WatchResponse]:
+        principal = self._guard.reader(context, READER)
+        self._guard.record(principal, "Watch", request, 0)  # a tail has no count up front
         where = WatchFilter(
             event_type=request.event_type,
             user_id=request.user_id,
@@ -126,10 +134,12 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     async def VerifyIntegrity(
         self, request: pb.VerifyIntegrityRequest, context: Context
     ) -> pb.VerifyIntegrityResponse:
+        principal = self._guard.reader(context, ADMIN)
         if request.from_seq < 0 or request.to_seq < 0:
             field = "from_seq" if request.from_seq < 0 else "to_seq"
             raise InvalidArgument([FieldViolation(field, "must not be negative")])
         result = await self._reader.verify(request.chain_id, request.from_seq, request.to_seq)
+        self._guard.record(principal, "VerifyIntegrity", request, result.events_checked)
         return pb.VerifyIntegrityResponse(
             ok=result.ok,
             chain_id=result.chain_id,
@@ -143,9 +153,11 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     async def ListCheckpoints(
         self, request: pb.ListCheckpointsRequest, context: Context
     ) -> pb.ListCheckpointsResponse:
+        principal = self._guard.reader(context, ADMIN)
         page = await self._reader.list_checkpoints(
             request.chain_id, request.page_size, request.page_token
         )
+        self._guard.record(principal, "ListCheckpoints", request, len(page.checkpoints))
         return pb.ListCheckpointsResponse(
             checkpoints=[convert.checkpoint_pb(c) for c in page.checkpoints],
             next_page_token=page.next_page_token,

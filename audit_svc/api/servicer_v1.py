@@ -8,7 +8,9 @@ import grpc
 
 from audit.v1 import audit_service_pb2 as pb
 from audit.v1 import audit_service_pb2_grpc as pb_grpc
+from audit_svc.access import READER
 from audit_svc.api import convert
+from audit_svc.api.guard import Guard
 from audit_svc.model import StoredEvent
 from audit_svc.read import legacy
 from audit_svc.read.reader import Reader
@@ -19,15 +21,18 @@ Context: TypeAlias = grpc.aio.ServicerContext
 class AuditLogServicer(pb_grpc.AuditLogServiceServicer):
     """audit.v1.AuditLogService."""
 
-    def __init__(self, reader: Reader) -> None:
+    def __init__(self, reader: Reader, guard: Guard) -> None:
         self._reader = reader
+        self._guard = guard
 
     async def SearchLogs(
         self, request: pb.SearchLogsRequest, context: Context
     ) -> pb.SearchLogsResponse:
+        principal = self._guard.reader(context, READER)
         page = await self._reader.search_logs(
             convert.query_filters(request), limit=request.limit, page_token=request.page_token
         )
+        self._guard.record(principal, "SearchLogs", request, len(page.events))
         return pb.SearchLogsResponse(
             logs=[_log(e) for e in page.events], next_page_token=page.next_page_token
         )
@@ -35,7 +40,9 @@ class AuditLogServicer(pb_grpc.AuditLogServiceServicer):
     async def GetDashboardStatistics(
         self, request: pb.GetDashboardStatisticsRequest, context: Context
     ) -> pb.GetDashboardStatisticsResponse:
+        principal = self._guard.reader(context, READER)
         board = await self._reader.dashboard(request.time_range)
+        self._guard.record(principal, "GetDashboardStatistics", request, board.total_events)
         return pb.GetDashboardStatisticsResponse(
             time_range=board.time_range,
             total_events=board.total_events,

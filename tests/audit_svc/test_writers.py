@@ -36,7 +36,7 @@ async def billing(app: AuditApp) -> AsyncIterator[pb_grpc.AuditServiceStub]:
 
 
 async def test_a_billing_service_writing_as_the_user_service_is_rejected_by_index(
-    billing: pb_grpc.AuditServiceStub,
+    billing: pb_grpc.AuditServiceStub, stub: pb_grpc.AuditServiceStub
 ) -> None:
     events = [
         guide_event(service="billing-service", event_type="billing.invoice_paid"),
@@ -54,7 +54,7 @@ async def test_a_billing_service_writing_as_the_user_service_is_rejected_by_inde
         (event_pb2.OUTCOME_STORED, "", code_pb2.OK),
     ]
     assert [v.field for v in reply.results[1].field_violations] == ["service"]
-    stored = await billing.GetEvent(pb.GetEventRequest(event_id=reply.results[0].event_id))
+    stored = await stub.GetEvent(pb.GetEventRequest(event_id=reply.results[0].event_id))
     assert stored.event.principal == BILLING
 
 
@@ -67,12 +67,14 @@ async def test_a_mismatching_single_event_is_permission_denied(
     assert reason_and_fields(denied.value) == ("SERVICE_MISMATCH", ["service"])
 
 
-async def test_the_stream_records_the_principal_and_ignores_one_sent(app: AuditApp) -> None:
+async def test_the_stream_records_the_principal_and_ignores_one_sent(
+    app: AuditApp, stub: pb_grpc.AuditServiceStub
+) -> None:
     sent = guide_event(principal="spiffe://auditmesh.local/someone-else")
-    async for stub in stub_as(app, "user-service"):
+    async for writer in stub_as(app, "user-service"):
         request = pb.StreamIngestRequest(batch_id="b1", events=[sent])
-        (ack,) = [a async for a in stub.StreamIngest(iter([request]))]
-        got = await stub.GetEvent(pb.GetEventRequest(event_id=ack.results[0].event_id))
+        (ack,) = [a async for a in writer.StreamIngest(iter([request]))]
+    got = await stub.GetEvent(pb.GetEventRequest(event_id=ack.results[0].event_id))
     assert got.event.principal == "spiffe://auditmesh.local/user-service"
 
 

@@ -58,8 +58,14 @@ TEST_POLICY = Path(__file__).with_name("policy.toml")
 
 def audit_settings(**values: Any) -> AuditSettings:
     """The audit-service's settings for a test: its own certificate of the session's
-    CA, the test policy (tests/testkit/policy.toml), plus `values`."""
-    base = {**settings_of("audit-service"), "policy_file": str(TEST_POLICY)}
+    CA, the test policy (tests/testkit/policy.toml), no read audit, plus `values`."""
+    # Reads are not audited by default here: most tests count the events they wrote;
+    # tests/gateway/test_auth.py and tests/audit_svc/test_readers.py turn it on.
+    base = {
+        **settings_of("audit-service"),
+        "policy_file": str(TEST_POLICY),
+        "read_audit": False,
+    }
     return AuditSettings.from_env({}, **{**base, **values})
 
 

@@ -173,20 +173,22 @@ class ComponentHealth(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("status", "version", "components", "appender_queue_depth", "appender_lag", "sinks")
+    __slots__ = ("status", "version", "components", "appender_queue_depth", "appender_lag", "sinks", "notice")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     COMPONENTS_FIELD_NUMBER: _ClassVar[int]
     APPENDER_QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     APPENDER_LAG_FIELD_NUMBER: _ClassVar[int]
     SINKS_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
     status: str
     version: str
     components: _containers.RepeatedCompositeFieldContainer[ComponentHealth]
     appender_queue_depth: int
     appender_lag: _duration_pb2.Duration
     sinks: _containers.RepeatedCompositeFieldContainer[SinkHealth]
-    def __init__(self, status: _Optional[str] = ..., version: _Optional[str] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ..., appender_queue_depth: _Optional[int] = ..., appender_lag: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., sinks: _Optional[_Iterable[_Union[SinkHealth, _Mapping]]] = ...) -> None: ...
+    notice: str
+    def __init__(self, status: _Optional[str] = ..., version: _Optional[str] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ..., appender_queue_depth: _Optional[int] = ..., appender_lag: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., sinks: _Optional[_Iterable[_Union[SinkHealth, _Mapping]]] = ..., notice: _Optional[str] = ...) -> None: ...
 
 class SinkHealth(_message.Message):
     __slots__ = ("name", "lag_events", "lag", "last_error")
