@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health
@@ -105,6 +106,11 @@ class AuditApp(ServiceApp):
         self.authenticator = Authenticator(policy, tokens, dev_mode=s.dev_mode)
         if s.dev_mode:
             log.warning(DEV_MODE_BANNER)
+        if s.token_public_key_file and not Path(s.token_public_key_file).is_file():
+            # The user-service writes it when it starts; tokens are refused until then.
+            log.warning(
+                "no token key at %s yet: bearer tokens are refused", s.token_public_key_file
+            )
         skew = timedelta(seconds=s.max_clock_skew_seconds)
         self.ingestor = ingestor = Ingestor(self.appender, policy, max_clock_skew=skew)
         self.sinks = Sinks.open(s, sink_state, self.chain_id, tree)

@@ -158,11 +158,8 @@ class Settings:
             out.append(f"{PREFIX}GRPC_LISTEN must be host:port, got {self.grpc_listen!r}")
         elif self.dev_mode and not _loopback(host):
             out.append(f"{PREFIX}DEV_MODE is for loopback only; {PREFIX}GRPC_LISTEN is {host}")
-        # In dev mode the user-service writes the token key when it starts, after us.
-        for name in ("POLICY_FILE", *(() if self.dev_mode else ("TOKEN_PUBLIC_KEY_FILE",))):
-            path = getattr(self, name.lower())
-            if path and not Path(path).is_file():
-                out.append(f"{PREFIX}{name}={path!r} is not a readable file")
+        if self.policy_file and not Path(self.policy_file).is_file():
+            out.append(f"{PREFIX}POLICY_FILE={self.policy_file!r} is not a readable file")
         if not 1 <= self.pool_min_size <= self.pool_max_size:
             out.append(f"{PREFIX}POOL_MIN_SIZE must be between 1 and {PREFIX}POOL_MAX_SIZE")
         if self.max_group_events < 1 or self.max_queue_events < self.max_group_events:
