@@ -63,6 +63,7 @@ bench: setup  ## benchmarks; each prints its figures and the command that made t
 	$(PY) -m bench.gateway
 	$(PY) -m bench.login
 	$(PY) -m bench.integrity
+	$(PY) -m bench.tls
 	$(PY) -m bench.spool
 
 constraints: setup  ## refresh the exact pins in constraints.txt from the virtualenv

@@ -4,6 +4,7 @@ audit-service as a child process, event generation, and result printing."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 import shlex
@@ -20,6 +21,7 @@ from typing import Any
 
 import asyncpg
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from audit_svc.ops.migrate import upgrade
 from devstack import PostgresInfo, create_database, start_postgres
@@ -69,12 +71,25 @@ class Bench:
         if env:
             spec = dataclasses.replace(plan.spec, env={**plan.spec.env, **env})
             plan = dataclasses.replace(plan, spec=spec)
+        if not tls:  # devstack's probe dials mutual TLS
+            ready = functools.partial(_probe_plaintext, plan.info.url)
+            plan = dataclasses.replace(plan, spec=dataclasses.replace(plan.spec, ready=ready))
         with start_service(plan) as service:
             yield service
 
 
 # The audit-service without TLS (its callers are then anonymous: dev mode on loopback).
 PLAINTEXT_ENV = {"AUDIT_TLS": "plaintext"}
+
+
+def _probe_plaintext(target: str) -> None:
+    """Return once a plaintext audit-service answers grpc.health.v1 SERVING."""
+    with grpc.insecure_channel(target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=2
+        )
+    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        raise RuntimeError(f"{target} is not serving yet")
 
 
 @dataclass(frozen=True)
