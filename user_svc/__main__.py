@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # These talk to PostgreSQL only: no certificate needed for them.
         offline = args.command in ("migrate", "token", "public-key")
-        settings = Settings.from_env(None, **({"tls": PLAINTEXT} if offline else {}))
+        plain = {"tls": PLAINTEXT, "audit_tls": PLAINTEXT}
+        settings = Settings.from_env(None, **(plain if offline else {}))
         # Batching and spool knobs come from AUDIT_CLIENT_*; where to send and with which
         # identity, from USER_AUDIT_* and USER_TLS_*.
         files = settings.identity_files
