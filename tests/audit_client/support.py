@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -79,8 +80,18 @@ class AuditProcess:
         self._server: RunningService[GrpcServiceInfo] | None = None
 
     def start(self) -> None:
-        """Start and wait until it answers a health check (blocking: use to_thread)."""
-        self._server = start_service(audit_plan(self._context))
+        """Start and wait until it answers a health check (blocking: use to_thread).
+        With the tests' policy (tests/testkit/policy.toml) and no read audit, as the
+        in-process audit-service of `tls.audit_settings` runs."""
+        plan = audit_plan(self._context)
+        env = {
+            **plan.spec.env,
+            "AUDIT_POLICY_FILE": str(tls.TEST_POLICY),
+            "AUDIT_READ_AUDIT": "false",
+        }
+        self._server = start_service(
+            dataclasses.replace(plan, spec=dataclasses.replace(plan.spec, env=env))
+        )
 
     def kill9(self) -> None:
         """SIGKILL, no goodbye: what a crash or an OOM kill does."""
