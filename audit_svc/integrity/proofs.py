@@ -91,11 +91,14 @@ async def inclusion_proof(
             reason=LEAF_NOT_IN_TREE,
         )
     plan = merkle.inclusion_plan(seq - 1, tree_size)
-    wanted = merkle.plan_nodes(plan) | set(merkle.range_nodes(0, tree_size)) | {(0, seq - 1)}
-    hashes = await tree.node_hashes(chain_id, wanted)
     cp = await tree.checkpoint_at(chain_id, tree_size)
+    wanted = merkle.plan_nodes(plan) | {(0, seq - 1)}
+    if cp is None or not cp.root_hash:  # else the root is the one the checkpoint signed
+        wanted |= set(merkle.range_nodes(0, tree_size))
+    hashes = await tree.node_hashes(chain_id, wanted)
+    root = cp.root_hash if cp is not None and cp.root_hash else merkle.range_root(tree_size, hashes)
     return InclusionProof(
-        chain_id, seq - 1, tree_size, merkle.range_root(tree_size, hashes), hashes[(0, seq - 1)],
+        chain_id, seq - 1, tree_size, root, hashes[(0, seq - 1)],
         merkle.assemble(plan, hashes), cp.note if cp is not None else "",
     )  # fmt: skip
 

@@ -71,6 +71,19 @@ class TileAppends:
         else:
             hashes.append(digest)
 
+    def add_row(self, level: int, first: int, hashes: list[bytes]) -> None:
+        """A run of new nodes of one level from `first` on (`CompactRange.extend`'s
+        `rows`): those of a tile level, split at tile boundaries."""
+        if level % HEIGHT:
+            return
+        tile_level, i, end = level // HEIGHT, first, first + len(hashes)
+        while i < end:
+            stop = min(end, (i // WIDTH + 1) * WIDTH)
+            self._adds.setdefault((tile_level, i >> HEIGHT), []).extend(
+                hashes[i - first : stop - first]
+            )
+            i = stop
+
     def rows(self) -> tuple[list[int], list[int], list[bytes]]:
         """(tile levels, tile indexes, bytes to append), in column form for unnest."""
         keys = sorted(self._adds)

@@ -11,7 +11,7 @@ import asyncpg
 
 from audit_svc.errors import ChainLockLost, HeadMoved
 from audit_svc.integrity.chain import canonical_bytes, link
-from audit_svc.integrity.merkle import CompactRange, leaf_hash
+from audit_svc.integrity.merkle import CompactRange, leaf_hashes
 from audit_svc.integrity.tiles import TileAppends
 from audit_svc.model import Event, Outcome, Receipt
 from audit_svc.storage import merkle_tiles
@@ -83,7 +83,7 @@ def prepare(
     size_after = seq + len({e.event_id for e in events}.difference(stored))
     results: list[tuple[Outcome, Receipt]] = []
     rows = []
-    leaves: list[bytes] | None = [] if merkle else None
+    leaf_data: list[bytes] | None = [] if merkle else None
     for event in events:
         original = known.get(event.event_id)
         if original is not None:
@@ -92,19 +92,20 @@ def prepare(
         seq += 1
         data = canonical_bytes(event, chain_id, seq)
         digest = link(prev, data)
-        if leaves is not None:
-            leaves.append(leaf_hash(data))
+        if leaf_data is not None:
+            leaf_data.append(data)
         receipt = Receipt(chain_id, seq, digest, prev, size_after)
         known[event.event_id] = receipt
         rows.append(event_row(event, receipt))
         results.append((Outcome.STORED, receipt))
         prev = digest
+    leaves = None if leaf_data is None else leaf_hashes(leaf_data)
     group = Prepared(head, (seq, prev), rows, results, leaves)
     tree = _TREES.get((chain_id, *head))
     if leaves and tree is not None:
         tree = tree.copy()
         group.tiles = TileAppends()
-        tree.extend(leaves, group.tiles.add)
+        tree.extend(leaves, rows=group.tiles.add_row)
         _remember(chain_id, group.end, tree)
     return group
 
@@ -162,7 +163,7 @@ async def _grow_tree(conn: asyncpg.Connection, chain_id: str, group: Prepared) -
     if group.tiles is None:  # the tree at `start` was not cached: read its edge
         tree = await merkle_tiles.compact_range(conn, chain_id, group.start[0])
         group.tiles = TileAppends()
-        tree.extend(group.leaves, group.tiles.add)
+        tree.extend(group.leaves, rows=group.tiles.add_row)
         _remember(chain_id, group.end, tree)
     await merkle_tiles.append_tiles(conn, chain_id, group.tiles)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import OrderedDict
 
 import asyncpg
 
@@ -110,8 +111,12 @@ class PgTreeStore:
     """`TreeStore` on PostgreSQL: each call takes a connection of `db`, driver errors
     mapped."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cached_nodes: int = 50_000) -> None:
         self._db = db
+        # A complete node's hash never changes: the recently used ones are kept (the
+        # upper levels of the tree are in nearly every proof).
+        self._nodes: OrderedDict[tuple[str, merkle.Node], bytes] = OrderedDict()
+        self._kept = cached_nodes
 
     async def head_seq(self, chain_id: str) -> int | None:
         async with acquire(self._db) as conn:

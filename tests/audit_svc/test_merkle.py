@@ -106,3 +106,20 @@ def test_a_slice_of_leaves_and_its_cover_give_the_root(lo: int, hi: int, size: i
     nodes = nodes_of(hashes)
     for a, b in ranges:  # what the server sends: each range's nodes folded
         assert merkle.fold([nodes[n] for n in merkle.range_nodes(a, b)]) == ranges[(a, b)]
+
+
+def test_extending_by_groups_stores_the_same_tiles_as_leaf_by_leaf() -> None:
+    from audit_svc.integrity import tiles
+
+    hashes = [merkle.leaf_hash(b"%d" % i) for i in range(70_000)]
+    one, by_leaf = merkle.CompactRange(), tiles.TileAppends()
+    for h in hashes:
+        one.append(h, by_leaf.add)
+    many, by_group = merkle.CompactRange(), tiles.TileAppends()
+    start = 0
+    for size in [1, 2, 3, 255, 256, 257, 5000, 1, 64_000, 10_000]:
+        many.extend(hashes[start : start + size], rows=by_group.add_row)
+        start += size
+        assert many.root() == merkle.root(hashes[:start]) if start < 600 else True
+    assert many.edge == one.edge and many.size == one.size == len(hashes)
+    assert by_group.rows() == by_leaf.rows()
