@@ -87,8 +87,8 @@ class AuditApp(ServiceApp):
 
         sink_state = PgSinkState(pool)
         events = PgEventStore(pool, merkle=s.merkle_tree)
-        tree = PgTreeStore(pool) if s.merkle_tree else None
-        await events.catch_up_tree(self.chain_id)  # rows stored while the tree was off
+        # Rows stored while the tree was off are added now; None: no tree on this chain.
+        tree = PgTreeStore(pool) if await events.catch_up_tree(self.chain_id) else None
         events.fence_pid = lock.pid
         self._events = events
         self.appender = Appender(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from audit_svc.model import Event, Outcome, Receipt
 from audit_svc.storage import merkle_tiles
 from audit_svc.storage.postgres import EVENT_COLUMNS, Database, acquire, event_row, map_db_errors
 from audit_svc.storage.protocols import Head, Prepared
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ChainLock", "Head", "HeadMoved", "PgEventStore", "Prepared", "append", "ensure_chain"]
 
@@ -255,12 +258,20 @@ class PgEventStore:
                 await read_tree(conn, chain_id, head)
             return head
 
-    async def catch_up_tree(self, chain_id: str) -> int:
-        """Build the tree of rows stored before it existed (or while it was off)."""
+    async def catch_up_tree(self, chain_id: str) -> bool:
+        """Build the tree of rows stored before it existed (or while it was off); False
+        (and the tree stays off for this store) when those rows are no longer in the
+        table (archived before the tree existed): it cannot be built from the rows."""
         if not self._merkle:
-            return 0
-        async with acquire(self._db) as conn:
-            return await merkle_tiles.catch_up(conn, chain_id)
+            return False
+        try:
+            async with acquire(self._db) as conn:
+                await merkle_tiles.catch_up(conn, chain_id)
+        except LookupError as exc:
+            log.error("MERKLE TREE OFF for chain %s: %s", chain_id, exc)
+            self._merkle = False
+            return False
+        return True
 
     async def stored_receipts(self, events: Sequence[Event]) -> dict[uuid.UUID, Receipt]:
         async with acquire(self._db) as conn:
