@@ -10,13 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
-
 from user_svc.audit import DENIED, Auditor
 from user_svc.errors import PermissionDenied, Unauthenticated
 from user_svc.model import ADMIN, Caller, Identity
-from user_svc.storage import sessions
-from user_svc.storage.postgres import connection
+from user_svc.storage.protocols import UserStore
 from user_svc.tokens import AccessTokens, TokenError
 
 
@@ -24,8 +21,8 @@ class Guard:
     """Checks bearer tokens and roles; a refused check by a signed-in caller is audited
     as the attempted action with result `denied`."""
 
-    def __init__(self, pool: asyncpg.Pool, tokens: AccessTokens, auditor: Auditor) -> None:
-        self._pool = pool
+    def __init__(self, store: UserStore, tokens: AccessTokens, auditor: Auditor) -> None:
+        self._store = store
         self._tokens = tokens
         self._audit = auditor
 
@@ -42,8 +39,8 @@ class Guard:
             raise Unauthenticated(
                 "the access token is invalid or expired", reason="INVALID_TOKEN"
             ) from None
-        async with connection(self._pool) as conn:
-            row = await sessions.session_for_bearer(conn, claims.session_id, claims.user_id)
+        async with self._store.connection() as db:
+            row = await db.session_for_bearer(claims.session_id, claims.user_id)
         if row is None or row.ended:
             raise Unauthenticated("the session has ended; sign in again", reason="SESSION_ENDED")
         if row.locked:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from user_svc import ids
 from user_svc.access import Guard, actor
 from user_svc.audit import FAILURE, SUCCESS, Auditor
@@ -11,8 +9,7 @@ from user_svc.errors import AlreadyExists, FailedPrecondition, NotFound
 from user_svc.model import ADMIN, Caller, User, UserPage
 from user_svc.passwords import Passwords
 from user_svc.protection import Protection
-from user_svc.storage import sessions, users
-from user_svc.storage.postgres import connection, transaction
+from user_svc.storage.protocols import UserStore
 from user_svc.tokens import PageTokens
 from user_svc.validation import Checks
 
@@ -25,14 +22,14 @@ class Accounts:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: UserStore,
         guard: Guard,
         auditor: Auditor,
         passwords: Passwords,
         protection: Protection,
         page_tokens: PageTokens,
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._guard = guard
         self._audit = auditor
         self._passwords = passwords
@@ -61,11 +58,11 @@ class Accounts:
         password_hash = await self._passwords.hash(password)
         user_id = ids.uuid7()
         try:
-            async with transaction(self._pool) as conn:
-                await users.insert(conn, user_id, username, email, display_name, password_hash)
+            async with self._store.transaction() as db:
+                await db.insert(user_id, username, email, display_name, password_hash)
                 for role in roles:
-                    await users.add_role(conn, str(user_id), role)
-                user = await users.get(conn, str(user_id))
+                    await db.add_role(str(user_id), role)
+                user = await db.get(str(user_id))
                 assert user is not None
                 await self._audit.record(
                     "user.user_created",
@@ -113,8 +110,8 @@ class Accounts:
                 checks.bad("page_token", "is not a token this service gave out")
         checks.done()
         await self._guard.admin(caller, None)
-        async with connection(self._pool) as conn:
-            found = await users.page(conn, after, size + 1)
+        async with self._store.connection() as db:
+            found = await db.page(after, size + 1)
         more = len(found) > size
         found = found[:size]
         next_token = self._pages.encode(found[-1].create_time, found[-1].user_id) if more else ""
@@ -141,9 +138,8 @@ class Accounts:
         )
         details = {"fields": changed, **actor(identity)}
         try:
-            async with transaction(self._pool) as conn:
-                user = await users.update_profile(
-                    conn,
+            async with self._store.transaction() as db:
+                user = await db.update_profile(
                     user_id,
                     email=fields["email"] if "email" in paths else None,
                     display_name=fields["display_name"] if "display_name" in paths else None,
@@ -169,13 +165,13 @@ class Accounts:
         """Delete an account and everything it holds (admin)."""
         _check_id(user_id)
         identity = await self._guard.admin(caller, "user.user_deleted", user_id=user_id)
-        async with transaction(self._pool) as conn:
-            user = await users.get(conn, user_id)
+        async with self._store.transaction() as db:
+            user = await db.get(user_id)
             if user is None:
                 raise NotFound("no such account", reason="USER_NOT_FOUND")
-            if ADMIN in user.roles and await users.lock_role(conn, ADMIN) <= 1:
+            if ADMIN in user.roles and await db.lock_role(ADMIN) <= 1:
                 raise FailedPrecondition("the last admin cannot be deleted", reason="LAST_ADMIN")
-            await users.delete(conn, user_id)
+            await db.delete(user_id)
             await self._audit.record(
                 "user.user_deleted", SUCCESS, caller, **_who(user), details=actor(identity)
             )
@@ -188,11 +184,11 @@ class Accounts:
             checks.bad("reason", f"must be at most {MAX_LOCK_REASON} characters")
         checks.done()
         identity = await self._guard.admin(caller, "user.user_locked", user_id=user_id)
-        async with transaction(self._pool) as conn:
-            user = await users.set_lock(conn, user_id, locked=True)
+        async with self._store.transaction() as db:
+            user = await db.set_lock(user_id, locked=True)
             if user is None:
                 raise NotFound("no such account", reason="USER_NOT_FOUND")
-            ended = await sessions.end_sessions(conn, user_id, "locked")
+            ended = await db.end_sessions(user_id, "locked")
             await self._audit.record(
                 "user.user_locked",
                 SUCCESS,
@@ -213,8 +209,8 @@ class Accounts:
         identity = await self._guard.admin(
             caller, "user.user_updated", user_id=user_id, details={"fields": ["locked"]}
         )
-        async with transaction(self._pool) as conn:
-            user = await users.set_lock(conn, user_id, locked=False)
+        async with self._store.transaction() as db:
+            user = await db.set_lock(user_id, locked=False)
             if user is None:
                 raise NotFound("no such account", reason="USER_NOT_FOUND")
             await self._audit.record(
@@ -227,8 +223,8 @@ class Accounts:
         return user
 
     async def _existing(self, user_id: str) -> User:
-        async with connection(self._pool) as conn:
-            user = await users.get(conn, user_id)
+        async with self._store.connection() as db:
+            user = await db.get(user_id)
         if user is None:
             raise NotFound("no such account", reason="USER_NOT_FOUND")
         return user

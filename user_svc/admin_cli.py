@@ -17,6 +17,7 @@ from user_svc.keys import load_keys
 from user_svc.model import ADMIN, Caller
 from user_svc.service import build_services
 from user_svc.settings import Settings
+from user_svc.storage.pg_store import PgUserStore
 from user_svc.storage.postgres import create_pool
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,14 @@ async def create_admin(
         stack.push_async_callback(pool.close)
         redis = await open_redis(settings.redis_url)
         stack.push_async_callback(redis.aclose)
-        keys = await load_keys(pool, settings)
+        store = PgUserStore(pool)
+        keys = await load_keys(store, settings)
         client = None
         if settings.audit_enabled and audit_settings is not None:
             client = AuditClient(audit_settings)
             await client.start()
             stack.push_async_callback(client.aclose)
-        services = build_services(settings, pool, redis, keys, client)
+        services = build_services(settings, store, redis, keys, client)
         user = await services.accounts.create(
             Caller(user_agent=USER_AGENT, method="create-admin"),
             username,

@@ -25,8 +25,8 @@ from user_svc.keys import load_keys, write_public_key
 from user_svc.service import Services, build_services
 from user_svc.servicer import UserServicer
 from user_svc.settings import Settings
-from user_svc.storage import sessions
-from user_svc.storage.postgres import connection, create_pool, transaction
+from user_svc.storage.pg_store import PgUserStore
+from user_svc.storage.postgres import create_pool
 from user_svc.tokens import signing_key
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,10 @@ class UserApp(ServiceApp):
         )
         self._stack.push_async_callback(pool.close)
         self.pool = pool
+        self.store = store = PgUserStore(pool)
         redis = await open_redis(s.redis_url)
         self._stack.push_async_callback(redis.aclose)
-        keys = await load_keys(pool, s)
+        keys = await load_keys(store, s)
         if s.jwt_public_key_file:
             write_public_key(Path(s.jwt_public_key_file), signing_key(keys.jwt_signing))
         if s.audit_enabled:
@@ -95,7 +96,7 @@ class UserApp(ServiceApp):
             self._stack.push_async_callback(self.audit.aclose)
         else:
             log.warning("auditing is OFF (USER_AUDIT_ENABLED=false): no action is recorded")
-        self.services: Services = build_services(s, pool, redis, keys, self.audit)
+        self.services: Services = build_services(s, store, redis, keys, self.audit)
 
         files = s.tls_files
         if files is None:
@@ -133,8 +134,7 @@ class UserApp(ServiceApp):
         """True when the database answers (Redis is optional: limits fail open)."""
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-                async with connection(self.pool) as conn:
-                    return bool(await conn.fetchval("SELECT true"))
+                return await self.store.ping()
         except Exception:
             log.warning("health check: database does not answer", exc_info=True)
             return False
@@ -144,8 +144,8 @@ class UserApp(ServiceApp):
         while True:
             await asyncio.sleep(self.settings.cleanup_interval_seconds)
             try:
-                async with transaction(self.pool) as conn:
-                    removed = await sessions.clean_up(conn, datetime.now(UTC) - KEEP_ENDED_SESSIONS)
+                async with self.store.transaction() as db:
+                    removed = await db.clean_up(datetime.now(UTC) - KEEP_ENDED_SESSIONS)
                 log.info("clean-up removed %d expired tokens and ended sessions", removed)
             except Exception:
                 log.warning("clean-up failed; trying again later", exc_info=True)

@@ -14,8 +14,6 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from user_svc import ids, metrics, totp
 from user_svc.audit import DENIED, FAILURE, SUCCESS, Auditor
 from user_svc.errors import Unauthenticated
@@ -23,8 +21,7 @@ from user_svc.model import Caller, Credentials, SignIn, TokenPair, User
 from user_svc.passwords import Passwords
 from user_svc.protection import Protection, Subject
 from user_svc.settings import Settings
-from user_svc.storage import sessions, users
-from user_svc.storage.postgres import connection, transaction
+from user_svc.storage.protocols import RefreshRow, UserRecords, UserStore
 from user_svc.tokens import REFRESH_PREFIX, AccessClaims, AccessTokens, digest, new_opaque
 from user_svc.totp import SecretBox
 from user_svc.validation import Checks
@@ -46,7 +43,7 @@ class Auth:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: UserStore,
         auditor: Auditor,
         passwords: Passwords,
         access_tokens: AccessTokens,
@@ -54,7 +51,7 @@ class Auth:
         protection: Protection,
         settings: Settings,
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._audit = auditor
         self._passwords = passwords
         self._tokens = access_tokens
@@ -71,8 +68,8 @@ class Auth:
         checks.totp_code("totp_code", totp_code, required=False)
         checks.done()
         await self._protection.limit(caller, "login", Subject(key=username.lower()))
-        async with connection(self._pool) as conn:
-            account = await users.credentials_by_username(conn, username)
+        async with self._store.connection() as db:
+            account = await db.credentials_by_username(username)
         ok = await self._passwords.verify(account.password_hash if account else None, password)
         if account is None:
             await self._failed_event(caller, "", username, "unknown_user", mfa_used=False)
@@ -111,18 +108,18 @@ class Auth:
         if self._passwords.needs_rehash(account.password_hash):
             rehash = await self._passwords.hash(password)
         mfa_used = mfa_step is not None
-        async with transaction(self._pool) as conn:
-            count, known = await users.known_addresses(conn, user.user_id, caller.ip_address)
+        async with self._store.transaction() as db:
+            count, known = await db.known_addresses(user.user_id, caller.ip_address)
             suspicious = self._protection.new_ip_after_failures(account, count, known, now)
-            await users.signed_in(conn, user.user_id, rehash)
+            await db.signed_in(user.user_id, rehash)
             if mfa_step is not None:
-                await users.set_mfa_step(conn, user.user_id, mfa_step)
-            await users.remember_address(conn, user.user_id, caller.ip_address)
+                await db.set_mfa_step(user.user_id, mfa_step)
+            await db.remember_address(user.user_id, caller.ip_address)
             session_id = ids.session_id()
-            await sessions.create_session(
-                conn, session_id, user.user_id, caller.ip_address, caller.user_agent, mfa_used
+            await db.create_session(
+                session_id, user.user_id, caller.ip_address, caller.user_agent, mfa_used
             )
-            tokens = await self._issue(conn, user, session_id)
+            tokens = await self._issue(db, user, session_id)
             await self._audit.record(
                 "auth.login_success",
                 SUCCESS,
@@ -147,10 +144,10 @@ class Auth:
         metrics.LOGINS.labels("success").inc()
         return SignIn(tokens=tokens, user=dataclasses.replace(user, locked=False))
 
-    async def _issue(self, conn: asyncpg.Connection, user: User, session_id: str) -> TokenPair:
+    async def _issue(self, db: UserRecords, user: User, session_id: str) -> TokenPair:
         refresh = new_opaque(REFRESH_PREFIX)
         expires = datetime.now(UTC) + timedelta(seconds=self._s.refresh_token_ttl_seconds)
-        await sessions.add_refresh_token(conn, digest(refresh), session_id, expires)
+        await db.add_refresh_token(digest(refresh), session_id, expires)
         claims = AccessClaims(user.user_id, user.username, session_id, user.roles, user.permissions)
         access = self._tokens.issue(claims)
         return TokenPair(access, refresh, self._tokens.ttl_seconds, session_id)
@@ -164,20 +161,20 @@ class Auth:
         await self._protection.sign_in_failed(caller, account)
         if user.locked:
             return
-        async with transaction(self._pool) as conn:
-            fresh = await users.credentials_by_id(conn, user.user_id, for_update=True)
+        async with self._store.transaction() as db:
+            fresh = await db.credentials_by_id(user.user_id, for_update=True)
             if fresh is None or fresh.user.locked:
                 return
             count = fresh.failed_logins + 1
             now = datetime.now(UTC)
             if count < self._s.lockout_threshold:
-                await users.set_failures(conn, user.user_id, count, now)
+                await db.set_failures(user.user_id, count, now)
                 return
             seconds = self._s.lockout_seconds
             until = now + timedelta(seconds=seconds) if seconds else None
-            await users.set_lock(conn, user.user_id, locked=True, until=until)
+            await db.set_lock(user.user_id, locked=True, until=until)
             metrics.LOCKOUTS.inc()
-            await users.set_failures(conn, user.user_id, 0, now)
+            await db.set_failures(user.user_id, 0, now)
             details: dict[str, Any] = {
                 "reason": "too many failed sign-ins",
                 "trigger": "failed_logins",
@@ -212,15 +209,15 @@ class Auth:
         checks.token("refresh_token", refresh_token)
         checks.done()
         event = "auth.token_refresh"
-        async with transaction(self._pool) as conn:
-            row = await sessions.find_refresh_token(conn, digest(refresh_token), for_update=True)
+        async with self._store.transaction() as db:
+            row = await db.find_refresh_token(digest(refresh_token), for_update=True)
             reason = _refusal(row)
-            account = await users.get(conn, row.user_id) if row is not None else None
+            account = await db.get(row.user_id) if row is not None else None
             if row is not None and reason is None and account is None:
                 reason = "account_deleted"
             if row is not None and reason is None and account is not None:
-                await sessions.use_refresh_token(conn, digest(refresh_token))
-                tokens = await self._issue(conn, account, row.session_id)
+                await db.use_refresh_token(digest(refresh_token))
+                tokens = await self._issue(db, account, row.session_id)
                 await self._audit.record(
                     event,
                     SUCCESS,
@@ -231,7 +228,7 @@ class Auth:
                 )
                 return tokens
             if row is not None and reason == "token_reused":
-                await sessions.end_session(conn, row.session_id, "refresh_token_reuse")
+                await db.end_session(row.session_id, "refresh_token_reuse")
         who = {"user_id": row.user_id, "username": row.username} if row else {}
         session = {"session_id": row.session_id} if row else {}
         details = {**session, "reason": reason}
@@ -251,9 +248,9 @@ class Auth:
         checks = Checks()
         checks.token("refresh_token", refresh_token)
         checks.done()
-        async with transaction(self._pool) as conn:
-            row = await sessions.find_refresh_token(conn, digest(refresh_token))
-            ended = row is not None and await sessions.end_session(conn, row.session_id, "logout")
+        async with self._store.transaction() as db:
+            row = await db.find_refresh_token(digest(refresh_token))
+            ended = row is not None and await db.end_session(row.session_id, "logout")
         if row is None:
             await self._audit.record(
                 "auth.logout", FAILURE, caller, details={"reason": "unknown_token"}
@@ -269,7 +266,7 @@ class Auth:
         )
 
 
-def _refusal(row: sessions.RefreshRow | None) -> str | None:
+def _refusal(row: RefreshRow | None) -> str | None:
     """Why a refresh token cannot be traded in, or None when it can."""
     if row is None:
         return "unknown_token"

@@ -12,8 +12,6 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
-
 from user_svc.access import Guard
 from user_svc.audit import FAILURE, SUCCESS, Auditor
 from user_svc.errors import Unauthenticated, Unavailable
@@ -21,8 +19,7 @@ from user_svc.model import Caller
 from user_svc.passwords import Passwords
 from user_svc.protection import Protection, Subject
 from user_svc.settings import Settings
-from user_svc.storage import sessions, users
-from user_svc.storage.postgres import connection, transaction
+from user_svc.storage.protocols import UserStore
 from user_svc.storage.redis_state import RedisState
 from user_svc.tokens import RESET_PREFIX, digest, new_opaque
 from user_svc.validation import Checks
@@ -37,7 +34,7 @@ class PasswordFlows:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: UserStore,
         guard: Guard,
         auditor: Auditor,
         passwords: Passwords,
@@ -45,7 +42,7 @@ class PasswordFlows:
         state: RedisState,
         settings: Settings,
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._guard = guard
         self._audit = auditor
         self._passwords = passwords
@@ -64,8 +61,8 @@ class PasswordFlows:
         identity = await self._guard.identify(caller)
         who = {"user_id": identity.user_id, "username": identity.username}
         await self._protection.limit(caller, "password_change", Subject(identity.user_id, **who))
-        async with connection(self._pool) as conn:
-            account = await users.credentials_by_id(conn, identity.user_id)
+        async with self._store.connection() as db:
+            account = await db.credentials_by_id(identity.user_id)
         ok = await self._passwords.verify(account.password_hash if account else None, current)
         if account is None or not ok:
             await self._audit.record(
@@ -81,11 +78,11 @@ class PasswordFlows:
             )
             raise Unauthenticated("the current password is wrong", reason="INVALID_CREDENTIALS")
         new_hash = await self._passwords.hash(new)
-        async with transaction(self._pool) as conn:
-            await users.set_password(conn, identity.user_id, new_hash)
-            await sessions.end_reset_tokens(conn, identity.user_id)
-            ended = await sessions.end_sessions(
-                conn, identity.user_id, "password_changed", keep=identity.session_id
+        async with self._store.transaction() as db:
+            await db.set_password(identity.user_id, new_hash)
+            await db.end_reset_tokens(identity.user_id)
+            ended = await db.end_sessions(
+                identity.user_id, "password_changed", keep=identity.session_id
             )
             await self._audit.record(
                 CHANGED,
@@ -107,16 +104,16 @@ class PasswordFlows:
         checks.done()
         await self._protection.limit(caller, "password_reset", Subject(key=email.lower()))
         event = "password.password_reset_requested"
-        async with connection(self._pool) as conn:
-            user = await users.get_by_email(conn, email)
+        async with self._store.connection() as db:
+            user = await db.get_by_email(email)
         if user is None:
             await self._audit.record(event, FAILURE, caller, details={"reason": "unknown_email"})
             return
         token = new_opaque(RESET_PREFIX)
         ttl = self._s.reset_token_ttl_seconds
         expires = datetime.now(UTC) + timedelta(seconds=ttl)
-        async with transaction(self._pool) as conn:
-            await sessions.add_reset_token(conn, digest(token), user.user_id, expires)
+        async with self._store.transaction() as db:
+            await db.add_reset_token(digest(token), user.user_id, expires)
             delivered = await self._deliver(user.user_id, user.email, token, expires)
             await self._audit.record(
                 event,
@@ -153,11 +150,11 @@ class PasswordFlows:
         checks.done()
         await self._protection.limit(caller, "password_reset")
         new_hash = await self._passwords.hash(new)
-        async with transaction(self._pool) as conn:
-            row = await sessions.take_reset_token(conn, digest(reset_token))
+        async with self._store.transaction() as db:
+            row = await db.take_reset_token(digest(reset_token))
             if row is not None and row.usable:
-                await users.set_password(conn, row.user_id, new_hash)
-                ended = await sessions.end_sessions(conn, row.user_id, "password_reset")
+                await db.set_password(row.user_id, new_hash)
+                ended = await db.end_sessions(row.user_id, "password_reset")
                 await self._audit.record(
                     CHANGED,
                     SUCCESS,

@@ -9,12 +9,10 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from user_svc.settings import Settings
-from user_svc.storage import users
-from user_svc.storage.postgres import transaction
+from user_svc.storage.protocols import UserStore
 from user_svc.tokens import public_key_pem
 
 log = logging.getLogger(__name__)
@@ -28,7 +26,7 @@ class Keys:
     mfa_encryption: bytes = field(repr=False)
 
 
-async def load_keys(pool: asyncpg.Pool, settings: Settings) -> Keys:
+async def load_keys(store: UserStore, settings: Settings) -> Keys:
     """The configured keys; a missing one is the database's development key."""
     found: dict[str, bytes] = {}
     for name in ("jwt_signing_key", "mfa_encryption_key"):
@@ -36,8 +34,8 @@ async def load_keys(pool: asyncpg.Pool, settings: Settings) -> Keys:
         if configured:
             found[name] = configured.encode()
             continue
-        async with transaction(pool) as conn:
-            key, created = await users.dev_key(conn, name, secrets.token_bytes(32))
+        async with store.transaction() as db:
+            key, created = await db.dev_key(name, secrets.token_bytes(32))
         log.warning(
             "USER_%s is not set: using a DEVELOPMENT key %s in the users database "
             "(table dev_keys). Anyone who can read that database can %s. Set USER_%s "

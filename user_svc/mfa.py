@@ -7,16 +7,13 @@ once (the last accepted time step is kept).
 
 from __future__ import annotations
 
-import asyncpg
-
 from user_svc import totp
 from user_svc.access import Guard
 from user_svc.audit import FAILURE, SUCCESS, Auditor
 from user_svc.errors import FailedPrecondition, NotFound, Unauthenticated
 from user_svc.model import Caller, Credentials, Identity, MfaCheck, MfaEnrolment
 from user_svc.protection import Protection, Subject
-from user_svc.storage import users
-from user_svc.storage.postgres import connection, transaction
+from user_svc.storage.protocols import UserStore
 from user_svc.totp import SecretBox
 from user_svc.validation import Checks
 
@@ -26,14 +23,14 @@ class Mfa:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: UserStore,
         guard: Guard,
         auditor: Auditor,
         box: SecretBox,
         protection: Protection,
         window_steps: int,
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._guard = guard
         self._audit = auditor
         self._box = box
@@ -48,9 +45,8 @@ class Mfa:
         if account.user.mfa_enabled:
             raise FailedPrecondition("MFA is already on", reason="MFA_ALREADY_ENABLED")
         secret = totp.new_secret()
-        async with transaction(self._pool) as conn:
-            await users.set_mfa(
-                conn,
+        async with self._store.transaction() as db:
+            await db.set_mfa(
                 user_id,
                 secret=None,
                 pending=self._box.seal(secret, user_id),
@@ -82,11 +78,11 @@ class Mfa:
                 details={**details, "reason": "invalid_mfa_code"},
             )
             return MfaCheck(verified=False, mfa_enabled=not enabling)
-        async with transaction(self._pool) as conn:
+        async with self._store.transaction() as db:
             if enabling:
-                await users.set_mfa(conn, user_id, secret=sealed, pending=None, last_step=step)
+                await db.set_mfa(user_id, secret=sealed, pending=None, last_step=step)
             else:
-                await users.set_mfa_step(conn, user_id, step)
+                await db.set_mfa_step(user_id, step)
             await self._audit.record(
                 "mfa.mfa_verified", SUCCESS, caller, **_who(identity), details=details
             )
@@ -121,13 +117,13 @@ class Mfa:
                 details={**details, "reason": "invalid_mfa_code"},
             )
             raise Unauthenticated("the TOTP code is not valid", reason="INVALID_MFA_CODE")
-        async with transaction(self._pool) as conn:
-            await users.set_mfa(conn, user_id, secret=None, pending=None, last_step=step)
+        async with self._store.transaction() as db:
+            await db.set_mfa(user_id, secret=None, pending=None, last_step=step)
             await self._audit.record(event, SUCCESS, caller, **_who(identity), details=details)
 
     async def _account(self, user_id: str) -> Credentials:
-        async with connection(self._pool) as conn:
-            account = await users.credentials_by_id(conn, user_id)
+        async with self._store.connection() as db:
+            account = await db.credentials_by_id(user_id)
         if account is None:
             raise NotFound("no such account", reason="USER_NOT_FOUND")
         return account

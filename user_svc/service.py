@@ -1,11 +1,10 @@
-"""The domain services wired together over one pool, one Redis and one audit sink;
+"""The domain services wired together over one store, one Redis and one audit sink;
 used by the gRPC app and by the `create-admin` command alike."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
 import redis.asyncio as aioredis
 
 from user_svc.access import Guard
@@ -19,6 +18,7 @@ from user_svc.passwords import Passwords
 from user_svc.protection import Protection
 from user_svc.roles import Roles
 from user_svc.settings import Settings
+from user_svc.storage.protocols import UserStore
 from user_svc.storage.redis_state import RedisState
 from user_svc.tokens import AccessTokens, PageTokens, signing_key
 from user_svc.totp import SecretBox
@@ -39,7 +39,7 @@ class Services:
 
 def build_services(
     settings: Settings,
-    pool: asyncpg.Pool,
+    store: UserStore,
     redis: aioredis.Redis,
     keys: Keys,
     sink: EventSink | None,
@@ -56,13 +56,13 @@ def build_services(
     access_tokens = AccessTokens(signing_key(keys.jwt_signing), s.access_token_ttl_seconds)
     box = SecretBox(keys.mfa_encryption)
     protection = Protection(state, auditor, s)
-    guard = Guard(pool, access_tokens, auditor)
+    guard = Guard(store, access_tokens, auditor)
     return Services(
-        accounts=Accounts(pool, guard, auditor, hasher, protection, PageTokens(keys.jwt_signing)),
-        auth=Auth(pool, auditor, hasher, access_tokens, box, protection, s),
-        passwords=PasswordFlows(pool, guard, auditor, hasher, protection, state, s),
-        mfa=Mfa(pool, guard, auditor, box, protection, s.totp_window_steps),
-        roles=Roles(pool, guard, auditor),
+        accounts=Accounts(store, guard, auditor, hasher, protection, PageTokens(keys.jwt_signing)),
+        auth=Auth(store, auditor, hasher, access_tokens, box, protection, s),
+        passwords=PasswordFlows(store, guard, auditor, hasher, protection, state, s),
+        mfa=Mfa(store, guard, auditor, box, protection, s.totp_window_steps),
+        roles=Roles(store, guard, auditor),
         auditor=auditor,
         state=state,
     )

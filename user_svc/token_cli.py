@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from user_svc.keys import load_keys
 from user_svc.settings import Settings
+from user_svc.storage.pg_store import PgUserStore
 from user_svc.storage.postgres import create_pool
 from user_svc.tokens import AccessClaims, AccessTokens, public_key_pem, signing_key
 
@@ -26,7 +27,7 @@ ROLE_PERMISSIONS = {
 async def _key(settings: Settings) -> bytes:
     pool = await create_pool(settings.database_url, min_size=1, max_size=1)
     try:
-        return (await load_keys(pool, settings)).jwt_signing
+        return (await load_keys(PgUserStore(pool), settings)).jwt_signing
     finally:
         await pool.close()
 

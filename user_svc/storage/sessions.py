@@ -3,42 +3,13 @@ only as SHA-256 hashes), and the periodic clean-up."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from user_svc.storage.protocols import RefreshRow, ResetRow, SessionRow
 
-@dataclass(frozen=True, slots=True)
-class RefreshRow:
-    """A refresh token as stored, with its session and account."""
-
-    session_id: str
-    user_id: str
-    username: str
-    expired: bool
-    used: bool
-    session_ended: bool
-    locked: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRow:
-    """What a bearer check needs: is the session alive, and the account's roles now."""
-
-    username: str
-    roles: tuple[str, ...]
-    ended: bool
-    locked: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ResetRow:
-    """A reset token as stored."""
-
-    user_id: str
-    username: str
-    usable: bool
+__all__ = ["RefreshRow", "ResetRow", "SessionRow"]
 
 
 async def create_session(
