@@ -31,6 +31,8 @@ from devstack.settings import Settings
 from devstack.stack import Component, Stack
 from devstack.state import ProcessRecord
 
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+
 logger = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
@@ -177,6 +179,10 @@ def start_supervisor(settings: Settings) -> ManagedProcess:
         log_path=log_path,
         ready=lambda: None,
         cwd=settings.run_dir,
+        # devstack is a tool of the repository, not installed: its root goes on the path.
+        env={
+            "PYTHONPATH": os.pathsep.join(filter(None, (REPO_ROOT, os.environ.get("PYTHONPATH"))))
+        },
         stop_timeout=30.0,
     )
     proc = start_process(spec)
