@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from google.rpc import code_pb2
 
 from audit_svc.model import FieldViolation
-from meshkit.errors import MeshError
+from meshkit.errors import InvalidArgumentError, MeshError
 
 DOMAIN = "audit.auditmesh.dev"
 
@@ -19,19 +19,8 @@ class AuditError(MeshError):
     domain = DOMAIN
 
 
-class InvalidArgument(AuditError):
+class InvalidArgument(AuditError, InvalidArgumentError):
     """The request is malformed; `violations` names each bad field."""
-
-    code = code_pb2.INVALID_ARGUMENT
-    reason = "INVALID_ARGUMENT"
-
-    def __init__(
-        self, violations: Sequence[FieldViolation], *, reason: str = "INVALID_ARGUMENT"
-    ) -> None:
-        super().__init__(
-            "; ".join(f"{v.field}: {v.description}" for v in violations), reason=reason
-        )
-        self.violations: tuple[FieldViolation, ...] = tuple(violations)
 
 
 class NotFound(AuditError):

@@ -14,15 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from meshkit.errors import FieldViolation as FieldViolation  # one type for every service
+
 JsonObject = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class FieldViolation:
-    """One reason an input is invalid: the field path and what is wrong."""
-
-    field: str
-    description: str
 
 
 @dataclass(slots=True)

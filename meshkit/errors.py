@@ -9,21 +9,19 @@ no grpc here, so domain code may raise these.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
 
-class Violation(Protocol):
-    """One bad field of a request (each service's `FieldViolation`)."""
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One reason a request is invalid: the field path (proto names) and what is wrong."""
 
-    @property
-    def field(self) -> str: ...
-
-    @property
-    def description(self) -> str: ...
+    field: str
+    description: str
 
 
 class MeshError(Exception):
@@ -34,7 +32,7 @@ class MeshError(Exception):
     reason = "INTERNAL"
     domain = "auditmesh.dev"
     # The bad fields, for a BadRequest detail (set by INVALID_ARGUMENT errors).
-    violations: tuple[Violation, ...] = ()
+    violations: tuple[FieldViolation, ...] = ()
 
     def __init__(
         self,
@@ -52,3 +50,16 @@ class MeshError(Exception):
     def extra_details(self) -> list[Message]:
         """More detail messages for the status (a RetryInfo, say); none by default."""
         return []
+
+
+class InvalidArgumentError(MeshError):
+    """The request is malformed; `violations` names each bad field (a BadRequest)."""
+
+    code = code_pb2.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: Sequence[FieldViolation], *, reason: str | None = None) -> None:
+        super().__init__(
+            "; ".join(f"{v.field}: {v.description}" for v in violations), reason=reason
+        )
+        self.violations = tuple(violations)

@@ -3,14 +3,11 @@ google.rpc.Status in one place; domain code raises these and never imports grpc.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2
 
-from meshkit.errors import MeshError
-from user_svc.model import FieldViolation
+from meshkit.errors import InvalidArgumentError, MeshError
 
 DOMAIN = "user.auditmesh.dev"
 
@@ -21,15 +18,8 @@ class UserError(MeshError):
     domain = DOMAIN
 
 
-class InvalidArgument(UserError):
+class InvalidArgument(UserError, InvalidArgumentError):
     """The request is malformed; `violations` names each bad field."""
-
-    code = code_pb2.INVALID_ARGUMENT
-    reason = "INVALID_ARGUMENT"
-
-    def __init__(self, violations: Sequence[FieldViolation]) -> None:
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
-        self.violations: tuple[FieldViolation, ...] = tuple(violations)
 
 
 class NotFound(UserError):

@@ -5,15 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from meshkit.errors import FieldViolation as FieldViolation  # one type for every service
+
 ADMIN = "admin"
-
-
-@dataclass(frozen=True, slots=True)
-class FieldViolation:
-    """One problem with one request field (`field` uses the proto field path)."""
-
-    field: str
-    description: str
 
 
 @dataclass(frozen=True, slots=True)
