@@ -31,13 +31,14 @@ from pathlib import Path
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit_svc.integrity import merkle, note, proofs, tiles
+from audit_svc.integrity import proofs, tiles
 from audit_svc.sinks.checkpoints import checkpoint_body
 from audit_svc.storage.merkle_tiles import PgTreeStore, append_tiles
 from audit_svc.storage.postgres import create_pool
 from bench.common import Report, bench_postgres, count_events, dial
 from bench.ingest_cpu import requests, send
 from bench.procstat import cpu_seconds, postmaster_pid, tree_cpu_seconds
+from meshkit import merkle, note
 
 
 def ingest_runs(args: argparse.Namespace, tmp: Path) -> list[list[object]]:

@@ -31,8 +31,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit_svc.integrity import merkle, note
 from audit_svc.integrity.chain import CANONICAL_VERSION, GENESIS
+from meshkit import merkle, note
 
 FORMAT = "auditmesh-bundle/1"
 MANIFEST = "manifest.json"

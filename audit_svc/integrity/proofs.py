@@ -12,9 +12,9 @@ import uuid
 from dataclasses import dataclass
 
 from audit_svc.errors import InvalidArgument, NotFound
-from audit_svc.integrity import merkle
 from audit_svc.model import FieldViolation
 from audit_svc.storage.protocols import TreeStore
+from meshkit import merkle
 
 TREE_SIZE_BEYOND_HEAD = "TREE_SIZE_BEYOND_HEAD"
 LEAF_NOT_IN_TREE = "LEAF_NOT_IN_TREE"

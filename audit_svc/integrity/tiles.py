@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from audit_svc.integrity.merkle import Node, perfect_root
+from meshkit.merkle import Node, perfect_root
 
 HEIGHT = 8
 WIDTH = 1 << HEIGHT

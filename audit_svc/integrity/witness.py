@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit_svc.integrity import merkle, note
+from meshkit import merkle, note
 
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit_svc.errors import AuditError
-from audit_svc.integrity import bundle, merkle, note
+from audit_svc.integrity import bundle
 from audit_svc.integrity.chain import canonical_bytes
 from audit_svc.integrity.signer import SigningKeyError, Verifier
 from audit_svc.integrity.tiles import MissingTile
@@ -31,6 +31,7 @@ from audit_svc.storage import event_reads as reads
 from audit_svc.storage import merkle_tiles
 from audit_svc.storage import sink_state as sql
 from audit_svc.storage.postgres import create_pool
+from meshkit import merkle, note
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 

@@ -28,10 +28,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from audit_svc.integrity import note
 from audit_svc.integrity.signer import load_signer
 from audit_svc.integrity.witness import Witness, WitnessState
-from meshkit import SettingsError, log_problems, read_env
+from meshkit import SettingsError, log_problems, note, read_env
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024

@@ -7,7 +7,7 @@ rows, hashes, the head and the `checkpoints` table, but cannot change or delete 
 locked object version, nor sign a new one. Verification reads the bucket.
 
 Object `checkpoints/<chain>/<seq, 20 digits>.note`: a C2SP tlog-checkpoint signed as a
-C2SP signed-note (audit_svc.integrity.note), which Go's sumdb/note verifies:
+C2SP signed-note (meshkit.note), which Go's sumdb/note verifies:
 
     <origin, e.g. auditmesh.local/chain-1>
     <tree size = seq>
@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from audit_svc.integrity import note as notes
 from audit_svc.integrity.signer import Signer, Verifier
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.storage.protocols import CheckpointRow, SinkStore, TreeStore
+from meshkit import note as notes
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import logging
 import urllib.error
 import urllib.request
 
-from audit_svc.integrity import merkle
 from audit_svc.integrity.witness import request_body
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.storage.protocols import CheckpointRow, TreeStore
+from meshkit import merkle
 
 log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 10.0

@@ -12,12 +12,12 @@ import asyncpg
 
 from audit_svc.errors import ChainLockLost, HeadMoved
 from audit_svc.integrity.chain import canonical_bytes, link
-from audit_svc.integrity.merkle import CompactRange, leaf_hashes
 from audit_svc.integrity.tiles import TileAppends
 from audit_svc.model import Event, Outcome, Receipt
 from audit_svc.storage import merkle_tiles
 from audit_svc.storage.postgres import EVENT_COLUMNS, Database, acquire, event_row, map_db_errors
 from audit_svc.storage.protocols import Head, Prepared
+from meshkit.merkle import CompactRange, leaf_hashes
 
 log = logging.getLogger(__name__)
 

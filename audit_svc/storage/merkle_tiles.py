@@ -9,12 +9,13 @@ from collections import OrderedDict
 
 import asyncpg
 
-from audit_svc.integrity import merkle, tiles
+from audit_svc.integrity import tiles
 from audit_svc.integrity.chain import canonical_bytes
 from audit_svc.storage import event_reads as reads
 from audit_svc.storage import sink_state as sql
 from audit_svc.storage.postgres import Database, acquire
 from audit_svc.storage.protocols import CheckpointRow
+from meshkit import merkle
 
 log = logging.getLogger(__name__)
 

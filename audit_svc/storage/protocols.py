@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from audit_svc.integrity.merkle import Node
 from audit_svc.integrity.tiles import TileAppends
 from audit_svc.model import Event, Outcome, Receipt, StoredEvent
 from audit_svc.read.filters import QuerySpec
+from meshkit.merkle import Node
 
 Head = tuple[int, bytes]  # (seq, hash) of the newest event of a chain
 
@@ -89,7 +89,7 @@ class CheckpointRow:
     key_id: str
     signature: bytes
     object_key: str
-    # The C2SP form (audit_svc.integrity.note): the tree root it signs at size `seq`,
+    # The C2SP form (meshkit.note): the tree root it signs at size `seq`,
     # the signed note, and the witnesses' cosignature lines; empty for older ones.
     root_hash: bytes = b""
     note: str = ""

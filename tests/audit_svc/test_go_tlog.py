@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit_svc.integrity import merkle, note
+from meshkit import merkle, note
 from tests.audit_svc.gotlog import GoVerifier, build
 
 

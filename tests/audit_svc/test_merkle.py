@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from audit_svc.integrity import merkle
+from meshkit import merkle
 
 # The leaves and roots of certificate-transparency's reference tests (RFC 6962).
 LEAVES = [bytes.fromhex(h) for h in (

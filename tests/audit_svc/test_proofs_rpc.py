@@ -15,13 +15,13 @@ import pytest
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
-from audit_svc.integrity import merkle, note
 from audit_svc.integrity.chain import canonical_bytes
 from audit_svc.integrity.signer import Verifier
 from audit_svc.storage import event_reads as reads
 from audit_svc.storage.postgres import create_pool
 from devstack import S3Info
 from devstack.events import guide_event
+from meshkit import merkle, note
 from tests.audit_svc.gotlog import GoVerifier, build
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
 from tests.testkit import tls

@@ -18,7 +18,6 @@ import pytest
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
-from audit_svc.integrity import note as notes
 from audit_svc.integrity.chain import GENESIS, canonical_bytes, link
 from audit_svc.ops.verify import verify_command
 from audit_svc.settings import Settings
@@ -26,6 +25,7 @@ from audit_svc.sinks import SigningKeyError, Verifier, load_signer
 from audit_svc.sinks.checkpoints import decode
 from audit_svc.storage import event_reads as reads
 from devstack import S3Info
+from meshkit import note as notes
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
 from tests.testkit import tls
 

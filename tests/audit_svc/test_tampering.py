@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
-from audit_svc.integrity import note
 from audit_svc.integrity.chain import GENESIS, canonical_bytes, link
 from audit_svc.ops.export import export_bundle, run_audit
 from audit_svc.ops.verify import verify_command
 from audit_svc.settings import Settings
 from audit_svc.storage import event_reads as reads
 from devstack import S3Info
+from meshkit import note
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
 from tests.testkit import tls
 

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
-from audit_svc.integrity import merkle, note
 from audit_svc.integrity.signer import load_signer
 from audit_svc.integrity.witness import request_body
 from audit_svc.ops.witness import WitnessServer, WitnessSettings
 from devstack import S3Info
+from meshkit import merkle, note
 from tests.audit_svc.sinkkit import eventually, ingest, sink_settings
 from tests.testkit import tls
 
