@@ -18,7 +18,13 @@ from audit_client.breaker import BreakerState, CircuitBreaker
 from audit_client.counters import ClientStats, Counters
 from audit_client.disk_spool import DiskSpool
 from audit_client.dispatcher import Dispatcher
-from audit_client.errors import AuditUnavailable, ClientClosed, InvalidEvent
+from audit_client.errors import (
+    AuditClientError,
+    AuditUnavailable,
+    ClientClosed,
+    InvalidEvent,
+    TransportError,
+)
 from audit_client.ids import new_id
 from audit_client.ledger import SpoolLedger
 from audit_client.outbox import Outbox, wait_until
@@ -27,6 +33,7 @@ from audit_client.settings import ClientSettings
 from audit_client.spool import RedisSpool
 from audit_client.spooler import Spooler
 from audit_client.transport import GrpcTransport, Transport
+from audit_client.witness import LogInconsistent, LogWitness, Trusted, load_public_key
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +90,18 @@ class AuditClient:
             timeout=s.redis_timeout_seconds,
             max_batches=s.spool_max_batches,
         )
-        self._transport: Transport = GrpcTransport(
+        grpc_transport = GrpcTransport(
             s.target, s.tls_files, connect_timeout=s.connect_timeout_seconds
+        )
+        self._transport: Transport = grpc_transport
+        self._witness = (
+            LogWitness(
+                grpc_transport,
+                load_public_key(s.log_public_key_file),
+                Path(s.witness_state_file) if s.witness_state_file else None,
+            )
+            if s.log_public_key_file
+            else None
         )
         ledger = SpoolLedger()
         self._disk = DiskSpool(Path(s.disk_spool_dir)) if s.disk_spool_dir else None
@@ -139,6 +156,8 @@ class AuditClient:
             "spool-watch": self._spooler.watch_loop,
             "age-sealer": self._seal_by_age,
         }
+        if self._witness is not None:
+            workers["log-witness"] = self._witness_loop
         async with asyncio.TaskGroup() as tasks:
             for name, work in workers.items():
                 tasks.create_task(_supervised(name, work), name=f"audit-client-{name}")
@@ -217,6 +236,26 @@ class AuditClient:
                 await asyncio.sleep(delay)
             else:
                 self._seal()
+
+    async def check_log(self) -> Trusted:
+        """Check the audit log's newest checkpoint against the last one this client
+        trusted (audit_client.witness); LogInconsistent names what failed,
+        TransportError when the audit-service does not answer."""
+        if self._runner is None or self._witness is None:
+            raise AuditClientError("check_log() needs a started client with log_public_key_file")
+        return await self._witness.check()
+
+    async def _witness_loop(self) -> None:
+        assert self._witness is not None
+        while True:
+            try:
+                trusted = await self._witness.check()
+                log.debug("audit log %s checked at size %d", trusted.origin, trusted.size)
+            except LogInconsistent as exc:
+                log.error("the audit log failed the client-side witness check: %s", exc)
+            except TransportError as exc:
+                log.info("audit log checkpoint not checked this time: %s", exc)
+            await asyncio.sleep(self.settings.witness_interval_seconds)
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every event emitted so far is acknowledged, spooled or dropped.

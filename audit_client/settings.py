@@ -77,6 +77,12 @@ class ClientSettings:
     # A folder of this process's own for the disk spool, the fallback after Redis
     # (see audit_client.disk_spool); empty: none, memory is the only copy then.
     disk_spool_dir: str = ""
+    # Client-side witness (audit_client.witness): the audit log's checkpoint key (PEM,
+    # as GetPublicKey publishes it); when set, every interval the newest checkpoint
+    # must extend the last one this client checked (kept in the state file, if any).
+    log_public_key_file: str = ""
+    witness_state_file: str = ""
+    witness_interval_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if problems := self._problems():
@@ -146,6 +152,8 @@ class ClientSettings:
             out.append(f"{p}BACKOFF_INITIAL_SECONDS must not exceed {p}BACKOFF_MAX_SECONDS")
         if self.replay_lease_seconds < 2 * self.spool_poll_seconds:
             out.append(f"{p}REPLAY_LEASE_SECONDS must be at least twice {p}SPOOL_POLL_SECONDS")
+        if self.witness_state_file and not self.log_public_key_file:
+            out.append(f"{p}WITNESS_STATE_FILE needs {p}LOG_PUBLIC_KEY_FILE")
         return out
 
 

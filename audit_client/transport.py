@@ -124,5 +124,24 @@ class GrpcTransport:
             await self._channel.wait_for_state_change(state)
             state = self._channel.get_state(try_to_connect=True)
 
+    async def checkpoint(self) -> bytes:
+        """The serving replica's newest signed checkpoint note (GetCheckpoint)."""
+        with _map_grpc_errors("GetCheckpoint"):
+            body = await self._stub.GetCheckpoint(
+                pb.GetCheckpointRequest(), timeout=self._connect_timeout
+            )
+        return bytes(body.data)
+
+    async def consistency_proof(self, chain_id: str, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof between two tree sizes of a chain."""
+        with _map_grpc_errors("GetConsistencyProof"):
+            reply = await self._stub.GetConsistencyProof(
+                pb.GetConsistencyProofRequest(
+                    chain_id=chain_id, old_size=old_size, new_size=new_size
+                ),
+                timeout=self._connect_timeout,
+            )
+        return list(reply.hashes)
+
     async def aclose(self) -> None:
         await self._channel.close()
