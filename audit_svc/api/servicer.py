@@ -183,9 +183,13 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     async def GetInclusionProof(
         self, request: pb.GetInclusionProofRequest, context: Context
     ) -> pb.GetInclusionProofResponse:
+        # A leaf hash lets its holder confirm a guess of the event's content, so this
+        # proof is a read; checkpoints and consistency proofs (sizes, roots) are public.
+        principal = self._guard.reader(context, READER)
         p = await self._reader.inclusion_proof(
             request.chain_id, request.event_id, request.seq, request.tree_size
         )
+        self._guard.record(principal, "GetInclusionProof", request, 1)
         return pb.GetInclusionProofResponse(
             chain_id=p.chain_id, leaf_index=p.leaf_index, tree_size=p.tree_size,
             root_hash=p.root_hash, leaf_hash=p.leaf_hash, hashes=p.hashes, checkpoint=p.checkpoint,

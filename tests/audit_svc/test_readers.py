@@ -42,6 +42,21 @@ async def test_a_service_without_a_read_role_is_denied(audited: AuditApp) -> Non
     assert health.status == "SERVING" and health.notice == ""
 
 
+async def test_inclusion_proofs_need_a_read_role_checkpoints_do_not(audited: AuditApp) -> None:
+    """A leaf hash confirms a guess of an event's content: proving one event is a read.
+    Checkpoints and consistency proofs carry only sizes and roots, for anyone to check."""
+    async with tls.channel(f"127.0.0.1:{audited.port}", "billing-service") as channel:
+        stub = pb_grpc.AuditServiceStub(channel)
+        event = guide_event(service="billing-service", event_type="billing.invoice_paid")
+        await stub.Ingest(pb.IngestRequest(event=event))
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await stub.GetInclusionProof(pb.GetInclusionProofRequest(seq=1, tree_size=1))
+        proof = await stub.GetConsistencyProof(pb.GetConsistencyProofRequest(old_size=1))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason_and_fields(denied.value)[0] == "MISSING_ROLE"
+    assert (proof.old_size, proof.new_size) == (1, 1)
+
+
 async def audit_reads(conn: asyncpg.Connection, count: int) -> list[asyncpg.Record]:
     query = (
         "SELECT action, username, principal, details FROM audit_events"

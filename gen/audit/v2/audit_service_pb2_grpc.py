@@ -213,7 +213,9 @@ class AuditServiceServicer:
         """Proves that one event (by id or seq) is leaf `seq - 1` of the chain's Merkle
         tree (RFC 9162) at a tree size. INVALID_ARGUMENT with reason
         `TREE_SIZE_BEYOND_HEAD` or `LEAF_NOT_IN_TREE` for impossible sizes; NOT_FOUND
-        for an unknown event or chain.
+        for an unknown event or chain. Needs the `audit.reader` role (a leaf hash
+        confirms a guess of the event's content); GetCheckpoint and GetConsistencyProof
+        carry only sizes and roots and need no role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
