@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     try:
+        settings.check_secrets(log)  # production secrets, not dev values (AUDIT_DEV_MODE)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
         asyncio.run(serve_until_signal(AuditApp(settings)))
     except (OSError, Unavailable, SigningKeyError, PolicyError) as exc:
         log.error("audit-service cannot start: %s", exc)

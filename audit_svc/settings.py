@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -11,6 +12,7 @@ from typing import Any
 
 from meshkit import SettingsError, log_problems, mask_url, read_env
 from meshkit.metrics import listen_problems
+from meshkit.secrets import refuse_dev_secrets, secret_problem, url_password_problem
 from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 
 PREFIX = "AUDIT_"
@@ -144,6 +146,26 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read and validate; raise `SettingsError` listing every bad variable."""
         return read_env(cls, PREFIX, "audit-service", environ, overrides, cls._problems)
+
+    def dev_secret_problems(self) -> list[str]:
+        """Each production secret left empty or at a development value (meshkit.secrets)."""
+        out = url_password_problem(f"{PREFIX}DATABASE_URL", self.database_url)
+        out += secret_problem(f"{PREFIX}PAGE_TOKEN_KEY", self.page_token_key)
+        if self.s3_enabled:
+            out += secret_problem(f"{PREFIX}S3_SECRET_KEY", self.s3_secret_key)
+        if self.influx_url:
+            out += secret_problem(f"{PREFIX}INFLUX_TOKEN", self.influx_token)
+        if self.signing_key:
+            out += secret_problem(f"{PREFIX}SIGNING_KEY", self.signing_key)
+        return out
+
+    def check_secrets(self, log: logging.Logger) -> None:
+        """At start-up: raise SettingsError naming each development secret unless
+        AUDIT_DEV_MODE is on, in which case they are logged as a warning."""
+        refuse_dev_secrets(
+            "audit-service", self.dev_secret_problems(),
+            dev_mode=self.dev_mode, dev_flag=f"{PREFIX}DEV_MODE", log=log,
+        )  # fmt: skip
 
     def _problems(self) -> list[str]:
         out = log_problems(PREFIX, self.log_level, self.log_format)

@@ -262,6 +262,8 @@ def user_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcS
         **certs_env("USER_TLS", certs, "user-service"),
         "USER_JWT_PUBLIC_KEY_FILE": str(certs / TOKEN_KEY_FILE),
         "USER_REDIS_URL": ctx.infos["redis"].url,
+        # Development secrets (keys kept in the database) are a warning, not refused.
+        "USER_DEV_MODE": "true",
         "USER_AUDIT_TARGET": ctx.infos["audit"].url,
         **_metrics_env("USER_METRICS_LISTEN", metrics_port),
         # The audit client's fallback after Redis: what neither Redis nor the

@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         print(user_id)
         return 0
     try:
+        settings.check_secrets(log)  # production secrets, not dev values (USER_DEV_MODE)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
         asyncio.run(serve_until_signal(UserApp(settings, audit_settings)))
     except (OSError, Unavailable) as exc:
         log.error("user-service cannot start: %s", exc)

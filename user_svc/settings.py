@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 
 from meshkit import SettingsError, log_problems, mask_url, read_env
 from meshkit.metrics import listen_problems
+from meshkit.secrets import refuse_dev_secrets, secret_problem, url_password_problem
 from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 
 PREFIX = "USER_"
@@ -45,6 +47,9 @@ class Settings:
     jwt_signing_key: str = field(default="", repr=False)
     mfa_encryption_key: str = field(default="", repr=False)
     require_keys: bool = False
+    # What `make up` runs: development secrets (no database or Redis password, keys kept
+    # in the database) are a warning at start-up; off, they are refused (check_secrets).
+    dev_mode: bool = False
     # Where the public key of access tokens (EdDSA, derived from the signing key) is
     # written at start-up, PEM, for verifiers: the audit-service's
     # AUDIT_TOKEN_PUBLIC_KEY_FILE. Empty: not written (`python -m user_svc public-key`).
@@ -126,6 +131,26 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read and validate; raise `SettingsError` listing every bad variable."""
         return read_env(cls, PREFIX, "user-service", environ, overrides, cls._problems)
+
+    def dev_secret_problems(self) -> list[str]:
+        """Each production secret left empty or at a development value (meshkit.secrets);
+        an empty key is the development key the database keeps."""
+        p = PREFIX
+        out = url_password_problem(f"{p}DATABASE_URL", self.database_url)
+        out += url_password_problem(f"{p}REDIS_URL", self.redis_url)
+        if self.audit_redis_url:
+            out += url_password_problem(f"{p}AUDIT_REDIS_URL", self.audit_redis_url)
+        out += secret_problem(f"{p}JWT_SIGNING_KEY", self.jwt_signing_key)
+        out += secret_problem(f"{p}MFA_ENCRYPTION_KEY", self.mfa_encryption_key)
+        return out
+
+    def check_secrets(self, log: logging.Logger) -> None:
+        """At start-up: raise SettingsError naming each development secret unless
+        USER_DEV_MODE is on, in which case they are logged as a warning."""
+        refuse_dev_secrets(
+            "user-service", self.dev_secret_problems(),
+            dev_mode=self.dev_mode, dev_flag=f"{PREFIX}DEV_MODE", log=log,
+        )  # fmt: skip
 
     def _problems(self) -> list[str]:
         p = PREFIX
