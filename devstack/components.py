@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from devstack import postgres, redis_server, seaweed, victoria
+from devstack.secrets import dev_password
 from devstack.service import ServicePlan
 from devstack.settings import (
     DEFAULT_PG_BINDIR,
@@ -40,7 +41,11 @@ def infra_components(settings: Settings | None = None, *, fsync: bool = True) ->
         return victoria.influx_plan(ctx.data_dir, ctx.port)
 
     def plan_s3(ctx: ComponentContext) -> ServicePlan[Any]:
-        return seaweed.s3_plan(ctx.data_dir, ctx.port, access_key=access_key, secret_key=secret_key)
+        secret = secret_key
+        if settings is not None and secret == DEFAULT_S3_SECRET_KEY:
+            # `make up` without MESH_S3_SECRET_KEY: a random dev key kept under .run/.
+            secret = dev_password(ctx.data_dir.resolve() / "s3-secret-key")
+        return seaweed.s3_plan(ctx.data_dir, ctx.port, access_key=access_key, secret_key=secret)
 
     def port(name: str) -> int | None:
         return settings.port_of(name) if settings else None

@@ -1,9 +1,11 @@
 """Redis 7 from Debian's redis-server: with an append-only file for `make up` (the audit
-client's spool must survive a Redis restart), without persistence for most tests."""
+client's spool must survive a Redis restart), without persistence for most tests.
+Every server requires a password (`requirepass`): a random development one, kept in
+its data folder (0600) so a restart over the same folder keeps it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -14,6 +16,7 @@ from devstack import binaries
 from devstack.errors import DevstackError
 from devstack.ports import LOOPBACK, free_port
 from devstack.process import ProcessSpec
+from devstack.secrets import dev_password
 from devstack.service import RunningService, ServicePlan, start_service
 
 
@@ -24,22 +27,30 @@ class RedisInfo:
     host: str
     port: int
     db: int = 0
+    password: str = field(default="", repr=False)
 
     @property
     def url(self) -> str:
-        """e.g. redis://127.0.0.1:6379/0"""
-        return f"redis://{self.host}:{self.port}/{self.db}"
+        """e.g. redis://:<password>@127.0.0.1:6379/0"""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
 
     def describe(self) -> str:
-        """One line for humans."""
-        return self.url
+        """One line for humans: the URL without its password (in redis-password)."""
+        return f"redis://{self.host}:{self.port}/{self.db}"
 
 
 def probe(info: RedisInfo) -> None:
     """Return once PING answers PONG; raise otherwise."""
     # One attempt per probe: redis-py's default retries would slow the polling loop.
     no_retry = Retry(NoBackoff(), 0)
-    with redis.Redis(host=info.host, port=info.port, socket_timeout=2, retry=no_retry) as client:
+    with redis.Redis(
+        host=info.host,
+        port=info.port,
+        password=info.password or None,
+        socket_timeout=2,
+        retry=no_retry,
+    ) as client:
         if client.ping() is not True:
             raise DevstackError("PING did not answer PONG")
 
@@ -57,7 +68,8 @@ def redis_plan(
     of writes. `always` writes and fsyncs before answering: nothing answered is lost.
     """
     data_dir = data_dir.resolve()
-    info = RedisInfo(LOOPBACK, port)
+    password = dev_password(data_dir / "redis-password")
+    info = RedisInfo(LOOPBACK, port, password=password)
     persistence = (
         ("--appendonly", "yes", "--appendfsync", appendfsync)
         if appendfsync
@@ -71,6 +83,7 @@ def redis_plan(
         *persistence,
         "--dir", str(data_dir),
         "--daemonize", "no",
+        "--requirepass", password,
     )  # fmt: skip
     spec = ProcessSpec(
         name="redis",
@@ -80,9 +93,7 @@ def redis_plan(
         cwd=data_dir,
         stop_timeout=10.0,
     )
-    return ServicePlan(
-        spec=spec, info=info, prepare=lambda: data_dir.mkdir(parents=True, exist_ok=True)
-    )
+    return ServicePlan(spec=spec, info=info)
 
 
 def start_redis(

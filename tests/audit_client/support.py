@@ -22,6 +22,7 @@ from devstack import PostgresInfo, RedisInfo, RunningService, ServiceInfo, free_
 from devstack.events import guide_event
 from devstack.mesh import GrpcServiceInfo, audit_plan
 from devstack.process import family
+from devstack.secrets import dev_password
 from devstack.service import start_service
 from devstack.stack import ComponentContext
 from tests.testkit import tls
@@ -147,7 +148,9 @@ class OwnRedis(OwnServer[RedisInfo]):
 
     def __init__(self, data_dir: Path, *, appendfsync: str | None = None) -> None:
         super().__init__(data_dir, lambda d, port: start_redis(d, port, appendfsync=appendfsync))
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        # Its password is made once in its folder: the URL holds across restarts.
+        password = dev_password(data_dir.resolve() / "redis-password")
+        self.url = RedisInfo("127.0.0.1", self.port, password=password).url
 
 
 def make_events(count: int, **changes: Any) -> list[event_pb2.AuditEvent]:
