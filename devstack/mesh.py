@@ -18,15 +18,30 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devstack.certs import ensure_certs, files_of
 from devstack.errors import DevstackError
 from devstack.ports import LOOPBACK, ensure_port_free, free_port
-from devstack.postgres import PostgresInfo, create_database
+from devstack.postgres import PostgresInfo, create_database, create_role
 from devstack.process import ProcessSpec
 from devstack.seaweed import S3Info
+from devstack.secrets import dev_password
 from devstack.service import ServicePlan
 from devstack.settings import PORT_VARIABLES, Settings
 from devstack.stack import Component, ComponentContext, restore_as
 from devstack.victoria import InfluxInfo
 
 USERS_DATABASE = "users"
+# Each service logs in to PostgreSQL as its own role (scram), owner of its database;
+# its random development password is kept 0600 in its data folder under .run/.
+AUDIT_ROLE = "audit_svc"
+USER_ROLE = "user_svc"
+DATABASE_PASSWORD_FILE = "database-password"
+
+
+def service_database(pg: PostgresInfo, data_dir: Path, database: str, role: str) -> PostgresInfo:
+    """`database` owned by `role` (both made if missing), as `role` logs in to it."""
+    password = dev_password(data_dir / DATABASE_PASSWORD_FILE)
+    create_role(pg, role, password)
+    return create_database(pg, database, owner=role).as_role(role, password)
+
+
 # The user-service's access-token public key, beside the certificates.
 TOKEN_KEY_FILE = "token-public-key.pem"
 
@@ -155,8 +170,10 @@ def audit_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[Grpc
     info = GrpcServiceInfo(LOOPBACK, ctx.port, str(certs), metrics_port)
     data_dir = ctx.data_dir.resolve()
     log_path = data_dir / "audit-service.log"
+    # The role is made (and its database handed over) in prepare(), before migrating.
+    password = dev_password(data_dir / DATABASE_PASSWORD_FILE)
     env = {
-        "AUDIT_DATABASE_URL": pg.dsn,
+        "AUDIT_DATABASE_URL": pg.as_role(AUDIT_ROLE, password).dsn,
         "AUDIT_GRPC_LISTEN": info.url,
         **certs_env("AUDIT_TLS", certs, "audit-service"),
         # The user-service writes it when it starts (USER_JWT_PUBLIC_KEY_FILE).
@@ -172,6 +189,7 @@ def audit_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[Grpc
     def prepare() -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         write_tool_env(data_dir / TOOL_ENV, env)
+        service_database(pg, data_dir, pg.database, AUDIT_ROLE)
         _migrate("audit_svc", env)
 
     spec = ProcessSpec(
@@ -256,8 +274,9 @@ def user_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcS
     certs = _certs_dir(ctx)
     info = GrpcServiceInfo(LOOPBACK, ctx.port, str(certs), metrics_port)
     data_dir = ctx.data_dir.resolve()
+    password = dev_password(data_dir / DATABASE_PASSWORD_FILE)
     env = {
-        "USER_DATABASE_URL": pg.for_database(USERS_DATABASE).dsn,
+        "USER_DATABASE_URL": pg.for_database(USERS_DATABASE).as_role(USER_ROLE, password).dsn,
         "USER_GRPC_LISTEN": info.url,
         **certs_env("USER_TLS", certs, "user-service"),
         "USER_JWT_PUBLIC_KEY_FILE": str(certs / TOKEN_KEY_FILE),
@@ -273,7 +292,7 @@ def user_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcS
 
     def prepare() -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        create_database(pg, USERS_DATABASE)
+        service_database(pg, data_dir, USERS_DATABASE, USER_ROLE)
         _migrate("user_svc", env)
 
     spec = ProcessSpec(

@@ -11,10 +11,12 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
 import pytest
+import redis
 import redis.asyncio
 import urllib3
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
@@ -46,6 +48,7 @@ from devstack import (
 )
 from devstack.binaries import require_binary
 from devstack.cli import components_of
+from devstack.postgres import create_role
 from devstack.redis_server import redis_plan
 from devstack.service import ServicePlan
 from devstack.settings import PORT_VARIABLES
@@ -81,12 +84,51 @@ async def test_create_database_is_idempotent_and_usable(postgres: PostgresInfo) 
     first = create_database(postgres, "infra_extra")
     again = create_database(postgres, "infra_extra")
     assert first == again
-    assert first.dsn == f"postgresql://postgres@127.0.0.1:{postgres.port}/infra_extra"
+    assert first.dsn == (
+        f"postgresql://postgres:{postgres.password}@127.0.0.1:{postgres.port}/infra_extra"
+    )
     conn = await asyncpg.connect(first.dsn)
     try:
         assert await conn.fetchval("SELECT current_database()") == "infra_extra"
     finally:
         await conn.close()
+
+
+async def test_tcp_logins_need_the_password_scram(postgres: PostgresInfo) -> None:
+    """No password or a wrong one is refused over TCP; the server stores scram."""
+    for wrong in ("", "auditmesh-dev-wrong"):
+        with pytest.raises(
+            (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+        ):
+            await asyncpg.connect(replace(postgres, password=wrong).dsn)
+    conn = await asyncpg.connect(postgres.dsn)
+    try:
+        hashed = await conn.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'")
+        assert hashed.startswith("SCRAM-SHA-256$")
+    finally:
+        await conn.close()
+
+
+async def test_a_service_role_owns_its_database(postgres: PostgresInfo) -> None:
+    role = create_role(postgres, "infra_svc", "auditmesh-dev-infra-svc")
+    own = create_database(role, "infra_owned", owner="infra_svc")
+    conn = await asyncpg.connect(own.dsn)
+    try:
+        assert await conn.fetchval("SELECT current_user") == "infra_svc"
+        await conn.execute("CREATE TABLE mine (id int)")  # the owner may create tables
+    finally:
+        await conn.close()
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(replace(own, password="auditmesh-dev-wrong").dsn)
+
+
+def test_redis_requires_its_password(redis_server: RedisInfo) -> None:
+    assert redis_server.password
+    with redis.Redis(host=redis_server.host, port=redis_server.port) as anonymous:
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+    with redis.Redis.from_url(redis_server.url) as client:
+        assert client.ping() is True
 
 
 async def test_redis_keeps_a_list(redis_server: RedisInfo) -> None:
