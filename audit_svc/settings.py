@@ -42,6 +42,9 @@ class Settings:
     # What `make up` runs, loopback only: callers on loopback without credentials may
     # read and write, as the anonymous principal (a banner at start and in Health).
     dev_mode: bool = False
+    # Development secrets (meshkit.secrets) are a warning instead of refused at start-up:
+    # compose.override.yml's dev values, on any listener. AUDIT_DEV_MODE implies it.
+    dev_secrets: bool = False
     # One `audit.read` event per read call (who, what, how many); off only for tests
     # that count the events they wrote.
     read_audit: bool = True
@@ -161,10 +164,11 @@ class Settings:
 
     def check_secrets(self, log: logging.Logger) -> None:
         """At start-up: raise SettingsError naming each development secret unless
-        AUDIT_DEV_MODE is on, in which case they are logged as a warning."""
+        AUDIT_DEV_MODE or AUDIT_DEV_SECRETS is on, in which case they are logged as a warning."""
         refuse_dev_secrets(
             "audit-service", self.dev_secret_problems(),
-            dev_mode=self.dev_mode, dev_flag=f"{PREFIX}DEV_MODE", log=log,
+            dev_mode=self.dev_mode or self.dev_secrets,
+            dev_flag=f"{PREFIX}DEV_MODE / {PREFIX}DEV_SECRETS", log=log,
         )  # fmt: skip
 
     def _problems(self) -> list[str]:

@@ -52,6 +52,14 @@ def test_dev_defaults_accepted_in_dev_mode_with_a_warning(
         assert variable in warned[0].getMessage()
 
 
+def test_dev_secrets_flag_accepts_them_on_any_listener() -> None:
+    """compose.override.yml: dev secrets on 0.0.0.0, where AUDIT_DEV_MODE is refused."""
+    settings = Settings.from_env(
+        {**DEV_DEFAULTS, "AUDIT_DEV_SECRETS": "true", "AUDIT_GRPC_LISTEN": "0.0.0.0:50052"}
+    )
+    settings.check_secrets(log)
+
+
 def test_production_secrets_accepted_without_dev_mode() -> None:
     settings = Settings.from_env(
         {
