@@ -144,7 +144,7 @@ async def _own_public_schema(server: PostgresInfo, name: str, owner: str) -> Non
     )
     try:
         rows = await conn.fetch(
-            "SELECT c.relname, c.relkind FROM pg_class c"
+            "SELECT c.relname, c.relkind::text AS relkind FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')"
             " AND pg_get_userbyid(c.relowner) <> $1",

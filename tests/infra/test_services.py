@@ -110,12 +110,21 @@ async def test_tcp_logins_need_the_password_scram(postgres: PostgresInfo) -> Non
 
 
 async def test_a_service_role_owns_its_database(postgres: PostgresInfo) -> None:
+    """...and is handed what the superuser made there before (an older make up's)."""
+    old = create_database(postgres, "infra_owned")
+    conn = await asyncpg.connect(old.dsn)
+    try:
+        await conn.execute("CREATE TABLE older (id serial PRIMARY KEY)")
+    finally:
+        await conn.close()
     role = create_role(postgres, "infra_svc", "auditmesh-dev-infra-svc")
     own = create_database(role, "infra_owned", owner="infra_svc")
     conn = await asyncpg.connect(own.dsn)
     try:
         assert await conn.fetchval("SELECT current_user") == "infra_svc"
         await conn.execute("CREATE TABLE mine (id int)")  # the owner may create tables
+        await conn.execute("INSERT INTO older DEFAULT VALUES")
+        await conn.execute("ALTER TABLE older ADD COLUMN note text")
     finally:
         await conn.close()
     with pytest.raises(asyncpg.InvalidPasswordError):
