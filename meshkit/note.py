@@ -48,6 +48,15 @@ def key_id(name: str, alg: int, public: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public).digest()[:4]
 
 
+def ed25519_valid(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """Whether `signature` is `public_key`'s Ed25519 signature of `message`."""
+    try:
+        public_key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
 def _raw(public: Ed25519PublicKey) -> bytes:
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -72,11 +81,7 @@ class NoteVerifier:
         return f"{self.name}+{self.key_id.hex()}+{data}"
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        try:
-            self.public_key.verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        return ed25519_valid(self.public_key, signature, message)
 
     @classmethod
     def parse(cls, vkey: str) -> NoteVerifier:

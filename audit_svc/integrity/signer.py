@@ -18,9 +18,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from meshkit.note import ed25519_valid
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,7 @@ class Verifier:
         return hashlib.sha256(raw).hexdigest()[:16]
 
     def verify(self, signature: bytes, message: bytes) -> bool:
-        try:
-            self.public_key.verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        return ed25519_valid(self.public_key, signature, message)
 
     @classmethod
     def from_pem(cls, pem: str) -> Verifier:

@@ -111,7 +111,7 @@ class Reader:
     async def verify(self, chain_id: str, from_seq: int, to_seq: int) -> VerifyResult:
         """Verify a range of a chain; this replica's own chain when `chain_id` is empty.
         With checkpoints on, the chain is also compared with the bucket's checkpoints."""
-        chain = _no_nul(chain_id) or self._appender.chain_id
+        chain = self._chain(chain_id)
         marks = None
         if self._sinks is not None:
             try:
@@ -138,6 +138,10 @@ class Reader:
     def public_key(self) -> integrity.PublicKey:
         return integrity.public_key(self._sinks, self._checkpoint_bucket)
 
+    def _chain(self, chain_id: str) -> str:
+        """The chain a read names; this replica's own when empty."""
+        return _no_nul(chain_id) or self._appender.chain_id
+
     def _merkle(self) -> TreeStore:
         if self._tree is None:
             raise NotFound(
@@ -148,13 +152,13 @@ class Reader:
 
     async def checkpoint_note(self, chain_id: str) -> str:
         """The chain's newest signed checkpoint (this replica's chain when empty)."""
-        chain = _no_nul(chain_id) or self._appender.chain_id
+        chain = self._chain(chain_id)
         return await proofs.latest_checkpoint(self._merkle(), chain)
 
     async def inclusion_proof(
         self, chain_id: str, event_id: str, seq: int, tree_size: int
     ) -> proofs.InclusionProof:
-        chain = _no_nul(chain_id) or self._appender.chain_id
+        chain = self._chain(chain_id)
         return await proofs.inclusion_proof(
             self._merkle(), chain, event_id=event_id, seq=seq, tree_size=tree_size
         )
@@ -162,7 +166,7 @@ class Reader:
     async def consistency_proof(
         self, chain_id: str, old_size: int, new_size: int
     ) -> proofs.ConsistencyProof:
-        chain = _no_nul(chain_id) or self._appender.chain_id
+        chain = self._chain(chain_id)
         return await proofs.consistency_proof(self._merkle(), chain, old_size, new_size)
 
     async def health(self) -> HealthReport:
