@@ -111,6 +111,9 @@ class Reader:
     async def verify(self, chain_id: str, from_seq: int, to_seq: int) -> VerifyResult:
         """Verify a range of a chain; this replica's own chain when `chain_id` is empty.
         With checkpoints on, the chain is also compared with the bucket's checkpoints."""
+        if from_seq < 0 or to_seq < 0:
+            field = "from_seq" if from_seq < 0 else "to_seq"
+            raise InvalidArgument([FieldViolation(field, "must not be negative")])
         chain = self._chain(chain_id)
         marks = None
         if self._sinks is not None:

@@ -233,3 +233,14 @@ async def test_v1_search_and_dashboard_use_legacy_names(
     assert logs.logs[0].timestamp.ToDatetime(tzinfo=UTC) >= since
     assert (board.total_events, board.successful_logins, board.failed_logins) == (2, 1, 1)
     assert board.events_by_type["user_login"] == 1
+
+
+async def test_verify_integrity_refuses_a_negative_range(stub: pb_grpc.AuditServiceStub) -> None:
+    for request, field in (
+        (pb.VerifyIntegrityRequest(from_seq=-1), "from_seq"),
+        (pb.VerifyIntegrityRequest(to_seq=-5), "to_seq"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.VerifyIntegrity(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert reason_and_fields(caught.value)[1] == [field]
