@@ -51,6 +51,18 @@ class DuplicateEventId(AuditError):
     reason = "DUPLICATE_EVENT_ID"
 
 
+class EventIdConflict(AuditError):
+    """An event id is already stored for another writer or other content: an
+    idempotency key names one event (audit_svc.ingest.idempotency)."""
+
+    code = code_pb2.ALREADY_EXISTS
+    reason = "EVENT_ID_CONFLICT"
+
+    def __init__(self, message: str, *, violations: Sequence[FieldViolation] = ()) -> None:
+        super().__init__(message)
+        self.violations = tuple(violations)
+
+
 class FellBehind(AuditError):
     """A live-tail subscriber could not keep up and was disconnected."""
 

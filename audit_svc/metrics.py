@@ -47,6 +47,11 @@ STORED, DUPLICATE, REJECTED, FAILED = (
 BATCH_OK, BATCH_PARTIAL, BATCH_REFUSED, BATCH_FAILED = (
     INGEST_BATCHES.labels(r) for r in ("ok", "partial", "refused", "failed")
 )
+EVENT_ID_CONFLICTS = Counter(
+    "auditmesh_ingest_event_id_conflicts_total",
+    "Events rejected as EVENT_ID_CONFLICT: a stored event_id sent again by another "
+    "writer or with other content (each also logged as a warning).",
+)
 GROUP_EVENTS = Histogram(
     "auditmesh_appender_group_events",
     "Events per group commit.",
@@ -176,6 +181,12 @@ def count_batch(rejected: int, *, refused: bool = False) -> None:
     (BATCH_REFUSED if refused else BATCH_PARTIAL if rejected else BATCH_OK).inc()
     if rejected:
         REJECTED.inc(rejected)
+
+
+def count_conflicts(events: int) -> None:
+    """Count events rejected as EVENT_ID_CONFLICT (also counted as rejected)."""
+    if events:
+        EVENT_ID_CONFLICTS.inc(events)
 
 
 def count_failed(events: int) -> None:

@@ -106,3 +106,5 @@ class EventResult:
     violations: tuple[FieldViolation, ...] = ()
     # Rejected by the access policy (PERMISSION_DENIED), not for being invalid.
     denied: bool = False
+    # Its event_id is already stored for another writer or content (ALREADY_EXISTS).
+    conflict: bool = False

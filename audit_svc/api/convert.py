@@ -179,7 +179,13 @@ def _fill_result(out: event_pb2.EventResult, result: EventResult) -> None:
         _fill_receipt(out.receipt, result.receipt)
     if result.reason:
         out.reason = result.reason
-        out.code = code_pb2.PERMISSION_DENIED if result.denied else code_pb2.INVALID_ARGUMENT
+        out.code = (
+            code_pb2.PERMISSION_DENIED
+            if result.denied
+            else code_pb2.ALREADY_EXISTS
+            if result.conflict
+            else code_pb2.INVALID_ARGUMENT
+        )
     for v in result.violations:
         out.field_violations.add(field=v.field, description=v.description)
 

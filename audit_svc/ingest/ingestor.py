@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from audit_svc import metrics
 from audit_svc.access import Policy, Principal
-from audit_svc.errors import InvalidArgument, PermissionDenied
+from audit_svc.errors import EventIdConflict, InvalidArgument, PermissionDenied
 from audit_svc.ingest.appender import Appender
+from audit_svc.ingest.idempotency import StoredById, bind_duplicates
 from audit_svc.ingest.validation import Invalid, validate, validate_batch_size
 from audit_svc.model import EventInput, EventResult, Outcome
 
@@ -44,12 +45,14 @@ class Ingestor:
         self,
         appender: Appender,
         policy: Policy,
+        store: StoredById,
         *,
         max_clock_skew: timedelta,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._appender = appender
         self._policy = policy
+        self._store = store
         self._skew = max_clock_skew
         self._clock = clock
         # Bounded as the appender's queue is: nothing read ahead waits beyond it.
@@ -68,8 +71,9 @@ class Ingestor:
         A batch over the size limit is refused as a whole (INVALID_ARGUMENT), and so is
         any batch of a principal the policy lets write nothing (PERMISSION_DENIED);
         inside a batch, each invalid event, and each event outside the principal's
-        grant (SERVICE_MISMATCH, EVENT_TYPE_MISMATCH), is rejected by index and the
-        rest are stored.
+        grant (SERVICE_MISMATCH, EVENT_TYPE_MISMATCH), and each reuse of a stored
+        event_id by another writer or for other content (EVENT_ID_CONFLICT), is
+        rejected by index and the rest are stored.
         """
         if problems := validate_batch_size(len(inputs)):
             metrics.count_batch(len(inputs), refused=True)
@@ -111,9 +115,12 @@ class Ingestor:
         except Exception:
             metrics.count_failed(len(valid))
             raise
-        metrics.count_batch(len(inputs) - len(valid))
         for (index, event), (outcome, receipt) in zip(valid, outcomes, strict=True):
             results[index] = EventResult(index, str(event.event_id), outcome, receipt)
+        sent = [(i, e, inputs[i].event_time is not None) for i, e in valid]
+        conflicts = await bind_duplicates(results, sent, self._store)
+        metrics.count_conflicts(conflicts)
+        metrics.count_batch(len(inputs) - len(valid) + conflicts)
         return [results[i] for i in range(len(inputs))]
 
     async def ingest_one(self, raw: EventInput, principal: Principal) -> EventResult:
@@ -123,6 +130,8 @@ class Ingestor:
         if result.outcome is Outcome.REJECTED and result.denied:
             message = "; ".join(f"{v.field}: {v.description}" for v in result.violations)
             raise PermissionDenied(message, reason=result.reason, violations=result.violations)
+        if result.outcome is Outcome.REJECTED and result.conflict:
+            raise EventIdConflict(result.violations[0].description, violations=result.violations)
         if result.outcome is Outcome.REJECTED:
             raise InvalidArgument(result.violations, reason=result.reason)
         return result

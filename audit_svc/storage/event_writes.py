@@ -13,9 +13,17 @@ import asyncpg
 from audit_svc.errors import ChainLockLost, HeadMoved
 from audit_svc.integrity.chain import canonical_bytes, link
 from audit_svc.integrity.tiles import TileAppends
-from audit_svc.model import Event, Outcome, Receipt
+from audit_svc.model import Event, Outcome, Receipt, StoredEvent
 from audit_svc.storage import merkle_tiles
-from audit_svc.storage.postgres import EVENT_COLUMNS, Database, acquire, event_row, map_db_errors
+from audit_svc.storage.postgres import (
+    EVENT_COLUMNS,
+    SELECT_EVENT,
+    Database,
+    acquire,
+    event_row,
+    map_db_errors,
+    stored_event,
+)
 from audit_svc.storage.protocols import Head, Prepared
 from meshkit.merkle import CompactRange, leaf_hashes
 
@@ -204,6 +212,14 @@ async def stored_receipts(
     }
 
 
+async def events_by_id(
+    conn: asyncpg.Connection, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, StoredEvent]:
+    """The stored events with these ids (any chain), by id."""
+    rows = await conn.fetch(f"{SELECT_EVENT} WHERE event_id = ANY($1::uuid[])", list(ids))
+    return {r["event_id"]: stored_event(r) for r in rows}
+
+
 # The rollups of one group commit, counted by PostgreSQL from the rows it has just
 # written (the group is the seq range ($2, $3] of chain $1): one statement instead of a
 # Python pass per event. Hours and days are cut in UTC whatever the session's zone;
@@ -276,6 +292,10 @@ class PgEventStore:
     async def stored_receipts(self, events: Sequence[Event]) -> dict[uuid.UUID, Receipt]:
         async with acquire(self._db) as conn:
             return await stored_receipts(conn, events)
+
+    async def events_by_id(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StoredEvent]:
+        async with acquire(self._db) as conn:
+            return await events_by_id(conn, ids)
 
     def prepare(
         self, chain_id: str, head: Head, events: Sequence[Event], stored: dict[uuid.UUID, Receipt]

@@ -123,6 +123,10 @@ class EventStore(Protocol):
         """The receipts of those of `events` whose ids are already stored (any chain)."""
         ...
 
+    async def events_by_id(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StoredEvent]:
+        """The stored events with these ids (any chain): who wrote them and what."""
+        ...
+
     def prepare(
         self, chain_id: str, head: Head, events: Sequence[Event], stored: dict[uuid.UUID, Receipt]
     ) -> Prepared:

@@ -1,0 +1,96 @@
+"""The abuse paths of issue 19 on the audit-service, each reproduced against a real
+server and shown refused: status and ErrorInfo reason, as a caller sees them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+from google.rpc import code_pb2
+
+from audit.v2 import audit_service_pb2 as pb
+from audit.v2 import audit_service_pb2_grpc as pb_grpc
+from audit.v2 import event_pb2
+from audit_svc.app import AuditApp
+from devstack.events import guide_event
+from tests.testkit import tls
+from tests.testkit.grpc_status import reason_and_fields
+from tests.testkit.metrics import scrape
+
+BILLING_EVENT = {"service": "billing-service", "event_type": "billing.invoice_paid"}
+
+
+def audit_settings(audit_db: str, **values: Any) -> Any:
+    return tls.audit_settings(
+        database_url=audit_db,
+        grpc_listen="127.0.0.1:0",
+        metrics_listen="127.0.0.1:0",
+        **values,
+    )
+
+
+@pytest.fixture
+async def app(audit_db: str) -> AsyncIterator[AuditApp]:
+    """A real audit-service with its /metrics endpoint."""
+    async with AuditApp(audit_settings(audit_db)) as running:
+        yield running
+
+
+async def metric(app: AuditApp, name: str, **labels: str) -> float:
+    return (await asyncio.to_thread(scrape, app.metrics_port)).value(name, **labels)
+
+
+@pytest.fixture
+async def billing(app: AuditApp) -> AsyncIterator[pb_grpc.AuditServiceStub]:
+    """A client of `app` as the billing-service (tests/testkit/policy.toml)."""
+    async with tls.channel(f"127.0.0.1:{app.port}", "billing-service") as channel:
+        yield pb_grpc.AuditServiceStub(channel)
+
+
+async def test_a_used_event_id_names_one_event_of_one_writer(
+    app: AuditApp,
+    stub: pb_grpc.AuditServiceStub,
+    billing: pb_grpc.AuditServiceStub,
+    db: asyncpg.Connection,
+) -> None:
+    taken = str(uuid.uuid4())
+    sent_time = {"event_time": "2026-12-03T06:00:00Z"}
+    original = guide_event(event_id=taken, **BILLING_EVENT, **sent_time)
+    first = await billing.Ingest(pb.IngestRequest(event=original))
+    conflicts_before = await metric(app, "auditmesh_ingest_event_id_conflicts_total")
+
+    # Another writer reusing the id (it read it in a spool), in a batch: rejected by
+    # index, the rest stored; the same writer with other content: rejected too.
+    reply = await stub.IngestBatch(
+        pb.IngestBatchRequest(events=[guide_event(event_id=taken, **BILLING_EVENT), guide_event()])
+    )
+    changed = guide_event(event_id=taken, **BILLING_EVENT, **sent_time, result="failure")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await billing.Ingest(pb.IngestRequest(event=changed))
+    resend = await billing.Ingest(pb.IngestRequest(event=original))
+
+    assert [r.outcome for r in reply.results] == [
+        event_pb2.OUTCOME_REJECTED,
+        event_pb2.OUTCOME_STORED,
+    ]
+    assert reply.results[0].reason == "EVENT_ID_CONFLICT"
+    assert reply.results[0].code == code_pb2.ALREADY_EXISTS
+    assert [v.field for v in reply.results[0].field_violations] == ["event_id"]
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert reason_and_fields(caught.value) == ("EVENT_ID_CONFLICT", ["event_id"])
+    assert resend.result.outcome == event_pb2.OUTCOME_DUPLICATE
+    assert resend.result.receipt == first.result.receipt
+    conflicts = await metric(app, "auditmesh_ingest_event_id_conflicts_total")
+    assert conflicts == conflicts_before + 2
+    row = await db.fetchrow(
+        "SELECT result, principal FROM audit_events WHERE event_id = $1", uuid.UUID(taken)
+    )
+    assert (row["result"], row["principal"]) == (
+        "success",
+        "spiffe://auditmesh.local/billing-service",
+    )
