@@ -6,9 +6,10 @@ from user_svc import ids
 from user_svc.access import Guard, actor
 from user_svc.audit import FAILURE, SUCCESS, Auditor
 from user_svc.errors import AlreadyExists, FailedPrecondition, NotFound
-from user_svc.model import ADMIN, Caller, User, UserPage
+from user_svc.model import Caller, User, UserPage
 from user_svc.passwords import Passwords
 from user_svc.protection import Protection
+from user_svc.roles import last_active_admin
 from user_svc.storage.protocols import UserStore
 from user_svc.tokens import PageTokens
 from user_svc.validation import Checks
@@ -169,7 +170,7 @@ class Accounts:
             user = await db.get(user_id)
             if user is None:
                 raise NotFound("no such account", reason="USER_NOT_FOUND")
-            if ADMIN in user.roles and await db.lock_role(ADMIN) <= 1:
+            if await last_active_admin(db, user):
                 raise FailedPrecondition("the last admin cannot be deleted", reason="LAST_ADMIN")
             await db.delete(user_id)
             await self._audit.record(
@@ -185,23 +186,34 @@ class Accounts:
         checks.done()
         identity = await self._guard.admin(caller, "user.user_locked", user_id=user_id)
         async with self._store.transaction() as db:
-            user = await db.set_lock(user_id, locked=True)
-            if user is None:
+            target = await db.get(user_id)
+            if target is None:
                 raise NotFound("no such account", reason="USER_NOT_FOUND")
-            ended = await db.end_sessions(user_id, "locked")
-            await self._audit.record(
-                "user.user_locked",
-                SUCCESS,
-                caller,
-                **_who(user),
-                details={
-                    "reason": reason or "locked by an admin",
-                    "trigger": "admin",
-                    "sessions_ended": ended,
-                    **actor(identity),
-                },
-            )
-        return user
+            if not await last_active_admin(db, target):
+                user = await db.set_lock(user_id, locked=True)
+                assert user is not None
+                ended = await db.end_sessions(user_id, "locked")
+                await self._audit.record(
+                    "user.user_locked",
+                    SUCCESS,
+                    caller,
+                    **_who(user),
+                    details={
+                        "reason": reason or "locked by an admin",
+                        "trigger": "admin",
+                        "sessions_ended": ended,
+                        **actor(identity),
+                    },
+                )
+                return user
+        await self._audit.record(
+            "user.user_locked",
+            FAILURE,
+            caller,
+            **_who(target),
+            details={"reason": "last_admin", "trigger": "admin", **actor(identity)},
+        )
+        raise FailedPrecondition("the last active admin cannot be locked", reason="LAST_ADMIN")
 
     async def unlock(self, caller: Caller, user_id: str) -> User:
         """Unlock an account and clear its failed sign-ins (admin; `user.user_updated`)."""

@@ -12,6 +12,11 @@ from user_svc.storage.protocols import UserRecords, UserStore
 from user_svc.validation import Checks
 
 
+async def last_active_admin(db: UserRecords, user: User) -> bool:
+    """Whether taking `user` out (delete, lock, role removal) would leave no active admin."""
+    return ADMIN in user.roles and not user.locked and await db.active_holders(ADMIN) <= 1
+
+
 class Roles:
     """Changes to what an account may do. Granting what it already has succeeds and
     says so (`changed: false`); removing a role it does not have is NOT_FOUND."""
@@ -91,7 +96,7 @@ class Roles:
                 problem: NotFound | FailedPrecondition | None = NotFound(
                     "the account does not have this role", reason="ROLE_NOT_ASSIGNED"
                 )
-            elif role == ADMIN and await db.lock_role(ADMIN) <= 1:
+            elif role == ADMIN and await last_active_admin(db, user):
                 problem = FailedPrecondition(
                     "the last admin cannot lose the admin role", reason="LAST_ADMIN"
                 )

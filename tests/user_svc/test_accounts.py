@@ -293,3 +293,34 @@ async def test_lock_ends_sessions_and_unlock_lets_the_account_in(h: Harness) -> 
     assert list(lock.compliance_tags) == ["SOX", "GDPR"]
     assert details(events[3])["reason"] == "account_locked"
     assert details(events[4])["change"] == "unlocked"
+
+
+async def test_the_last_active_admin_cannot_lock_itself_out(h: Harness) -> None:
+    admin = await h.admin()
+    other = await h.admin()
+    # With a second active admin, locking the first is fine; then the other is the last.
+    await h.stub.LockUser(
+        pb.LockUserRequest(user_id=admin.user_id), metadata=md(token=other.access_token)
+    )
+    for call in (
+        h.stub.LockUser(
+            pb.LockUserRequest(user_id=other.user_id), metadata=md(token=other.access_token)
+        ),
+        # A locked admin still holds the role, but it is not an active admin.
+        h.stub.DeleteUser(
+            pb.DeleteUserRequest(user_id=other.user_id), metadata=md(token=other.access_token)
+        ),
+        h.stub.RemoveRole(
+            pb.RemoveRoleRequest(user_id=other.user_id, role="admin"),
+            metadata=md(token=other.access_token),
+        ),
+    ):
+        err = await fails(call)
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert reason_and_fields(err)[0] == "LAST_ADMIN"
+    reply = await h.stub.GetUser(
+        pb.GetUserRequest(user_id=other.user_id), metadata=md(token=other.access_token)
+    )
+    assert not reply.user.locked
+    [refused] = await h.events(event_type="user.user_locked", result="failure")
+    assert details(refused)["reason"] == "last_admin"

@@ -53,7 +53,7 @@ class PgUserRecords:
     remove_role = _bound(users.remove_role)
     add_permission = _bound(users.add_permission)
     touch = _bound(users.touch)
-    lock_role = _bound(users.lock_role)
+    active_holders = _bound(users.active_holders)
     known_addresses = _bound(users.known_addresses)
     remember_address = _bound(users.remember_address)
     dev_key = _bound(users.dev_key)

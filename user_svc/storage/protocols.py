@@ -116,8 +116,9 @@ class UserRecords(Protocol):
 
     async def touch(self, user_id: str) -> None: ...
 
-    async def lock_role(self, role: str) -> int:
-        """Holders of `role`, counted under a transaction-scoped lock so that two callers"""
+    async def active_holders(self, role: str) -> int:
+        """Unlocked holders of `role`, counted under a transaction-scoped lock so that two
+        callers cannot both take the last one away."""
         ...
 
     async def known_addresses(self, user_id: str, ip: str) -> tuple[int, bool]:

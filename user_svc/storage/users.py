@@ -227,11 +227,15 @@ async def touch(conn: asyncpg.Connection, user_id: str) -> None:
     await conn.execute("UPDATE users SET update_time = now() WHERE user_id = $1", user_id)
 
 
-async def lock_role(conn: asyncpg.Connection, role: str) -> int:
-    """Holders of `role`, counted under a transaction-scoped lock so that two callers
-    cannot both take the last one away."""
+async def active_holders(conn: asyncpg.Connection, role: str) -> int:
+    """Holders of `role` whose account is not locked, counted under a transaction-scoped
+    lock so that two callers cannot both take the last one away."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('role:' || $1))", role)
-    count: int = await conn.fetchval("SELECT count(*) FROM user_roles WHERE role = $1", role)
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM user_roles r JOIN users u USING (user_id) WHERE r.role = $1 "
+        "AND NOT (u.locked AND (u.locked_until IS NULL OR u.locked_until > now()))",
+        role,
+    )
     return count
 
 
