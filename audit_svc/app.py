@@ -112,7 +112,13 @@ class AuditApp(ServiceApp):
                 "no token key at %s yet: bearer tokens are refused", s.token_public_key_file
             )
         skew = timedelta(seconds=s.max_clock_skew_seconds)
-        self.ingestor = ingestor = Ingestor(self.appender, policy, events, max_clock_skew=skew)
+        self.ingestor = ingestor = Ingestor(
+            self.appender,
+            policy,
+            events,
+            max_clock_skew=skew,
+            max_event_age=timedelta(days=s.max_event_age_days),
+        )
         self.sinks = Sinks.open(s, sink_state, self.chain_id, tree)
         self._stack.push_async_callback(self.sinks.release)
         reader = Reader(

@@ -58,6 +58,9 @@ class Settings:
     # wait beyond it (back-pressure), which bounds the service's memory.
     max_queue_events: int = 20_000
     max_clock_skew_seconds: float = 300.0
+    # Oldest event_time accepted, in days before now; older events are rejected
+    # (EVENT_TIME_TOO_OLD) unless the writer has `backfill = true` in the policy.
+    max_event_age_days: float = 7.0
     shutdown_grace_seconds: float = 10.0
     # How often grpc.health re-checks that this replica can commit (database, lock).
     health_interval_seconds: float = 1.0
@@ -211,6 +214,7 @@ class Settings:
             "CHECKPOINT_EVERY_EVENTS": self.checkpoint_every_events,
             "ARCHIVE_OBJECT_EVENTS": self.archive_object_events,
             "METRICS_REFRESH_SECONDS": self.metrics_refresh_seconds,
+            "MAX_EVENT_AGE_DAYS": self.max_event_age_days,
         }
         out += [f"{PREFIX}{name} must be > 0" for name, value in positive.items() if value <= 0]
         not_negative = {

@@ -4,6 +4,8 @@ start-up (`AUDIT_POLICY_FILE`, default `audit_svc/policy.toml`):
 - `[[writers]]`: a SPIFFE id, the `service` values it may write and the event-type
   prefixes (`auth.`; `*` is any). An event outside them is rejected by index
   (`SERVICE_MISMATCH` / `EVENT_TYPE_MISMATCH`), the rest of the batch is kept.
+  `backfill = true` lets it send events older than AUDIT_MAX_EVENT_AGE_DAYS (an
+  importer of old logs); without it they are rejected (`EVENT_TIME_TOO_OLD`).
 - `[[readers]]`: a SPIFFE id and the read roles it holds (`audit.reader`, `audit.admin`).
 - `relays`: SPIFFE ids that forward REST callers (the gateway): their certificate
   grants nothing by itself; the caller's bearer token decides.
@@ -35,6 +37,8 @@ class WriterGrant:
 
     services: frozenset[str]
     event_type_prefixes: tuple[str, ...]
+    # May send event times older than the service's window (AUDIT_MAX_EVENT_AGE_DAYS).
+    backfill: bool = False
 
     def violation(self, service: str, event_type: str) -> tuple[str, FieldViolation] | None:
         """(reason, violation) when the event is outside this grant, else None."""
@@ -96,10 +100,13 @@ def load_policy(path: Path | str = DEFAULT_PATH) -> Policy:
         principal = _spiffe(entry, where, problems)
         services = _strings(entry, "services", where, problems)
         prefixes = _strings(entry, "event_types", where, problems)
+        backfill = entry.get("backfill", False)
+        if not isinstance(backfill, bool):
+            problems.append(f"{where}.backfill must be true or false")
         problems += [f"{where}: unknown key {k!r}" for k in sorted(set(entry) - _WRITER_KEYS)]
         if principal in writers:
             problems.append(f"{where}: {principal} is listed twice")
-        writers[principal] = WriterGrant(frozenset(services), tuple(prefixes))
+        writers[principal] = WriterGrant(frozenset(services), tuple(prefixes), backfill is True)
     readers: dict[str, frozenset[str]] = {}
     for i, entry in enumerate(_tables(data, "readers", problems)):
         where = f"readers[{i}]"
@@ -119,7 +126,7 @@ def load_policy(path: Path | str = DEFAULT_PATH) -> Policy:
     return Policy(writers, readers, frozenset(relays))
 
 
-_WRITER_KEYS = frozenset({"principal", "services", "event_types"})
+_WRITER_KEYS = frozenset({"principal", "services", "event_types", "backfill"})
 _READER_KEYS = frozenset({"principal", "roles"})
 
 

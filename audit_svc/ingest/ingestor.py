@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from audit_svc import metrics
 from audit_svc.access import Policy, Principal
 from audit_svc.errors import EventIdConflict, InvalidArgument, PermissionDenied
+from audit_svc.ingest import time_window
 from audit_svc.ingest.appender import Appender
 from audit_svc.ingest.idempotency import StoredById, bind_duplicates
 from audit_svc.ingest.validation import Invalid, validate, validate_batch_size
@@ -48,12 +49,14 @@ class Ingestor:
         store: StoredById,
         *,
         max_clock_skew: timedelta,
+        max_event_age: timedelta,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._appender = appender
         self._policy = policy
         self._store = store
         self._skew = max_clock_skew
+        self._max_age = max_event_age
         self._clock = clock
         # Bounded as the appender's queue is: nothing read ahead waits beyond it.
         self.budget = EventBudget(appender.max_queue_events)
@@ -71,7 +74,8 @@ class Ingestor:
         A batch over the size limit is refused as a whole (INVALID_ARGUMENT), and so is
         any batch of a principal the policy lets write nothing (PERMISSION_DENIED);
         inside a batch, each invalid event, and each event outside the principal's
-        grant (SERVICE_MISMATCH, EVENT_TYPE_MISMATCH), and each reuse of a stored
+        grant (SERVICE_MISMATCH, EVENT_TYPE_MISMATCH), each event older than the
+        window of a writer that may not backfill (EVENT_TIME_TOO_OLD), and each reuse of a stored
         event_id by another writer or for other content (EVENT_ID_CONFLICT), is
         rejected by index and the rest are stored.
         """
@@ -100,6 +104,13 @@ class Ingestor:
                     None,
                     "INVALID_EVENT",
                     tuple(exc.violations),
+                )
+                continue
+            if not grant.backfill and (
+                old := time_window.too_old(event.event_time, now, self._max_age)
+            ):
+                results[index] = EventResult(
+                    index, raw.event_id, Outcome.REJECTED, None, time_window.REASON, (old,)
                 )
                 continue
             if denied := grant.violation(event.service, event.event_type):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -59,7 +60,7 @@ async def test_a_used_event_id_names_one_event_of_one_writer(
     db: asyncpg.Connection,
 ) -> None:
     taken = str(uuid.uuid4())
-    sent_time = {"event_time": "2026-12-03T06:00:00Z"}
+    sent_time = {"event_time": datetime.now(UTC).isoformat()}
     original = guide_event(event_id=taken, **BILLING_EVENT, **sent_time)
     first = await billing.Ingest(pb.IngestRequest(event=original))
     conflicts_before = await metric(app, "auditmesh_ingest_event_id_conflicts_total")
@@ -94,3 +95,32 @@ async def test_a_used_event_id_names_one_event_of_one_writer(
         "success",
         "spiffe://auditmesh.local/billing-service",
     )
+
+
+async def test_event_times_outside_the_window_are_refused_unless_the_writer_may_backfill(
+    app: AuditApp, stub: pb_grpc.AuditServiceStub
+) -> None:
+    now = datetime.now(UTC)
+    times = [
+        now - timedelta(days=365 * 55),  # 1971
+        now - timedelta(days=6),
+        now + timedelta(hours=1),
+    ]
+    events = [guide_event(event_time=t.isoformat()) for t in times]
+
+    reply = await stub.IngestBatch(pb.IngestBatchRequest(events=events))
+    async with tls.channel(f"127.0.0.1:{app.port}", "importer") as channel:
+        importer = pb_grpc.AuditServiceStub(channel)
+        backfill = await importer.Ingest(pb.IngestRequest(event=events[0]))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Ingest(pb.IngestRequest(event=events[0]))
+
+    assert [(r.outcome, r.reason) for r in reply.results] == [
+        (event_pb2.OUTCOME_REJECTED, "EVENT_TIME_TOO_OLD"),
+        (event_pb2.OUTCOME_STORED, ""),
+        (event_pb2.OUTCOME_REJECTED, "INVALID_EVENT"),
+    ]
+    assert [v.field for r in reply.results for v in r.field_violations] == ["event_time"] * 2
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_and_fields(caught.value) == ("EVENT_TIME_TOO_OLD", ["event_time"])
+    assert backfill.result.outcome == event_pb2.OUTCOME_STORED

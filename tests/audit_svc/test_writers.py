@@ -105,10 +105,12 @@ def test_the_shipped_policy_loads_and_a_bad_one_lists_every_problem(tmp_path: Pa
     bad.write_text(
         'relays = "gateway"\n'
         '[[writers]]\nprincipal = "billing"\nservices = []\nevent_types = ["billing."]\n'
+        'backfill = "yes"\n'
         '[[readers]]\nprincipal = "spiffe://auditmesh.local/x"\nroles = ["audit.root"]\n'
     )
     with pytest.raises(PolicyError) as caught:
         load_policy(bad)
     text = str(caught.value)
-    for problem in ("relays", "writers[0].principal", "writers[0].services", "audit.root"):
+    problems = ("relays", "writers[0].principal", "writers[0].services", "writers[0].backfill")
+    for problem in (*problems, "audit.root"):
         assert problem in text
