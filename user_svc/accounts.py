@@ -12,10 +12,9 @@ from user_svc.protection import Protection
 from user_svc.roles import last_active_admin
 from user_svc.storage.protocols import UserStore
 from user_svc.tokens import PageTokens
-from user_svc.validation import Checks
+from user_svc.validation import MAX_LOCK_REASON, Checks
 
 UPDATABLE = ("email", "display_name")
-MAX_LOCK_REASON = 256
 
 
 class Accounts:
@@ -181,8 +180,7 @@ class Accounts:
         """Lock an account until an admin unlocks it; its sessions end (admin)."""
         checks = Checks()
         checks.user_id("user_id", user_id)
-        if len(reason) > MAX_LOCK_REASON:
-            checks.bad("reason", f"must be at most {MAX_LOCK_REASON} characters")
+        checks.text("reason", reason, MAX_LOCK_REASON)
         checks.done()
         identity = await self._guard.admin(caller, "user.user_locked", user_id=user_id)
         async with self._store.transaction() as db:

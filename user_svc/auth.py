@@ -24,7 +24,7 @@ from user_svc.settings import Settings
 from user_svc.storage.protocols import RefreshRow, UserRecords, UserStore
 from user_svc.tokens import REFRESH_PREFIX, AccessClaims, AccessTokens, digest, new_opaque
 from user_svc.totp import SecretBox
-from user_svc.validation import Checks
+from user_svc.validation import MAX_LOGIN_NAME, Checks
 
 
 def _invalid_credentials() -> Unauthenticated:
@@ -61,9 +61,7 @@ class Auth:
 
     async def login(self, caller: Caller, username: str, password: str, totp_code: str) -> SignIn:
         checks = Checks()
-        checks.required("username", username)
-        if len(username) > 256:
-            checks.bad("username", "must be at most 256 characters")
+        checks.text("username", username, MAX_LOGIN_NAME, required=True)
         checks.password("password", password)
         checks.totp_code("totp_code", totp_code, required=False)
         checks.done()

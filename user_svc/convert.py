@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from user.v1 import user_service_pb2 as pb
 from user_svc.model import Caller, TokenPair, User
+from user_svc.validation import CONTROL
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -63,10 +64,15 @@ def caller(
     agent = md.get(FORWARDED_USER_AGENT) or md.get("user-agent", "")
     return Caller(
         ip_address=client_address(peer, md.get("x-forwarded-for", ""), trusted),
-        user_agent=agent[:MAX_USER_AGENT],
+        user_agent=_escaped(agent[:MAX_USER_AGENT]),
         bearer_token=token.strip() if scheme.lower() == "bearer" else "",
         method=method,
     )
+
+
+def _escaped(text: str) -> str:
+    """`text` with control characters as `\\xNN` (metadata is not a field to refuse)."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def client_address(peer: str, forwarded_for: str, trusted: Sequence[Network]) -> str:

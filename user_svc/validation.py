@@ -13,12 +13,17 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 ROLE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 PERMISSION = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_*-]+){0,7}")
 TOTP_CODE = re.compile(r"[0-9]{6}")
+# C0 and C1 controls (NUL included: PostgreSQL text cannot hold it) and the Unicode line
+# separators: refused in every free-text field, so none reaches SQL, logs or the audit trail.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 MIN_PASSWORD = 12
 # argon2 hashes whatever it is given; a bound keeps one request from costing much.
 MAX_PASSWORD = 1024
 MAX_EMAIL = 254
 MAX_DISPLAY_NAME = 128
 MAX_TOKEN = 512
+MAX_LOGIN_NAME = 256
+MAX_LOCK_REASON = 256
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
@@ -46,8 +51,19 @@ class Checks:
         if self.required(field, value) and not USERNAME.fullmatch(value):
             self.bad(field, "must be 3 to 64 letters, digits, '.', '_' or '-'")
 
+    def text(self, field: str, value: str, max_chars: int, *, required: bool = False) -> None:
+        """Free text: at most `max_chars` characters, no control characters."""
+        if required and not self.required(field, value):
+            return
+        if len(value) > max_chars:
+            self.bad(field, f"must be at most {max_chars} characters")
+        elif CONTROL.search(value):
+            self.bad(field, "must not contain control characters")
+
     def email(self, field: str, value: str) -> None:
-        if self.required(field, value) and (len(value) > MAX_EMAIL or not EMAIL.fullmatch(value)):
+        if self.required(field, value) and (
+            len(value) > MAX_EMAIL or not EMAIL.fullmatch(value) or CONTROL.search(value)
+        ):
             self.bad(field, f"must be an email address of at most {MAX_EMAIL} characters")
 
     def new_password(self, field: str, value: str) -> None:
@@ -65,10 +81,7 @@ class Checks:
             self.bad(field, f"must be at most {MAX_PASSWORD} characters")
 
     def display_name(self, field: str, value: str) -> None:
-        if len(value) > MAX_DISPLAY_NAME:
-            self.bad(field, f"must be at most {MAX_DISPLAY_NAME} characters")
-        if any(ord(c) < 32 for c in value):
-            self.bad(field, "must not contain control characters")
+        self.text(field, value, MAX_DISPLAY_NAME)
 
     def user_id(self, field: str, value: str) -> None:
         if self.required(field, value):

@@ -324,3 +324,34 @@ async def test_the_last_active_admin_cannot_lock_itself_out(h: Harness) -> None:
     assert not reply.user.locked
     [refused] = await h.events(event_type="user.user_locked", result="failure")
     assert details(refused)["reason"] == "last_admin"
+
+
+async def test_control_characters_in_strings_are_refused_by_field(h: Harness) -> None:
+    """A NUL would reach the driver (PostgreSQL text has none); an escape sequence or a
+    newline in a free-text field would reach logs and the audit trail."""
+    admin = await h.admin()
+    token = md(token=admin.access_token)
+    calls = {
+        "username": h.stub.Login(
+            pb.LoginRequest(username="bob\x00", password=PASSWORD), metadata=md()
+        ),
+        "email": h.stub.RequestPasswordReset(
+            pb.RequestPasswordResetRequest(email="bob\x00@example.com"), metadata=md()
+        ),
+        "display_name": h.stub.CreateUser(
+            pb.CreateUserRequest(
+                username="mallory",
+                email="m@example.com",
+                password=PASSWORD,
+                display_name="Mallory\x1b[2J\x7f",
+            ),
+            metadata=md(),
+        ),
+        "reason": h.stub.LockUser(
+            pb.LockUserRequest(user_id=admin.user_id, reason="ok\nFAKE LOG LINE"), metadata=token
+        ),
+    }
+    for field, call in calls.items():
+        err = await fails(call)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert reason_and_fields(err) == ("INVALID_ARGUMENT", [field])
