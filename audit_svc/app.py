@@ -21,6 +21,7 @@ from audit_svc.access import load_policy
 from audit_svc.access.authn import DEV_MODE_BANNER, Authenticator
 from audit_svc.access.policy import DEFAULT_PATH as DEFAULT_POLICY
 from audit_svc.access.tokens import JwtVerifier
+from audit_svc.api.amqp_consumer import AmqpIngest
 from audit_svc.api.guard import Guard
 from audit_svc.api.health_watch import HealthWatch
 from audit_svc.api.servicer import AuditServicer
@@ -74,6 +75,8 @@ class AuditApp(ServiceApp):
         self._closing = asyncio.Event()
         self.metrics_port = 0
         self._refresher: asyncio.Task[None] | None = None
+        self.amqp: AmqpIngest | None = None
+        self._amqp_task: asyncio.Task[None] | None = None
 
     async def _start(self) -> None:
         s = self.settings
@@ -119,6 +122,15 @@ class AuditApp(ServiceApp):
             max_clock_skew=skew,
             max_event_age=timedelta(days=s.max_event_age_days),
         )
+        if s.amqp_url:
+            self.amqp = AmqpIngest(
+                s.amqp_url,
+                s.amqp_queue,
+                ingestor,
+                self.authenticator,
+                prefetch=s.amqp_prefetch,
+                retry_max_seconds=s.amqp_retry_max_seconds,
+            )
         self.sinks = Sinks.open(s, sink_state, self.chain_id, tree)
         self._stack.push_async_callback(self.sinks.release)
         reader = Reader(
@@ -130,6 +142,7 @@ class AuditApp(ServiceApp):
             checkpoint_bucket=s.checkpoint_bucket,
             tree=tree,
             lock_held=self._holds_lock,
+            queue_health=self.amqp.health if self.amqp is not None else None,
         )
         self.health_watch = HealthWatch(
             self.health, SERVICE_NAMES, self._health_verdict, interval=s.health_interval_seconds
@@ -165,6 +178,8 @@ class AuditApp(ServiceApp):
             refresher = metrics.refresh(state, s.metrics_refresh_seconds)
             self._refresher = await self.start_task(refresher, name="metrics")
         self._read_audit_task = await self.start_task(self.read_audit.run(), name="read-audit")
+        if self.amqp is not None:
+            self._amqp_task = await self.start_task(self.amqp.run(), name="amqp-ingest")
         await server.start()
         await self.health_watch.set(True)
         self._health_task = await self.start_task(self.health_watch.run(), name="health")
@@ -176,7 +191,9 @@ class AuditApp(ServiceApp):
         endpoint = MetricsEndpoint(self.settings.metrics_listen, "AUDIT_METRICS_LISTEN")
         self._stack.callback(endpoint.close)
         self.metrics_port = endpoint.port
-        state = metrics.ServiceState(store, self.appender, self.sinks)
+        state = metrics.ServiceState(
+            store, self.appender, self.sinks, amqp=self.amqp.status if self.amqp else None
+        )
         metrics.track(state)
         self._stack.callback(metrics.untrack, state)
         return state
@@ -265,6 +282,8 @@ class AuditApp(ServiceApp):
                 self._health_task.cancel()
                 await self.health.enter_graceful_shutdown()
                 self.ingestor.drain()
+                if self.amqp is not None:
+                    await self.amqp.stop(grace)  # what it holds is committed and acked
                 self.tail.close()  # live tails end now; they would hold stop() for `grace`
                 await self.server.stop(grace)
             if self.read_audit is not None:
@@ -272,6 +291,8 @@ class AuditApp(ServiceApp):
                 await self.read_audit.flush()  # the last reads' records, before the appender
             if self.appender is not None:
                 await self.appender.close()
+            if self._amqp_task is not None:
+                self._amqp_task.cancel()  # only if a message it held outlived `grace`
             if self._refresher is not None:
                 self._refresher.cancel()
             if self.sinks is not None:

@@ -68,6 +68,34 @@ VERIFY = Counter(
     ["result"],
 )
 VERIFY_OK, VERIFY_FAILED, VERIFY_ERROR = (VERIFY.labels(r) for r in ("ok", "failed", "error"))
+AMQP_MESSAGES = Counter(
+    "auditmesh_amqp_messages_total",
+    "RabbitMQ ingest messages, by result: acked (every event stored or duplicate), "
+    "partial (acked, some events dead-lettered), dead_lettered (acked, the whole "
+    "message dead-lettered), retried (a commit failed; kept unacked and tried again).",
+    ["result"],
+)
+AMQP_ACKED, AMQP_PARTIAL, AMQP_DEAD, AMQP_RETRIED = (
+    AMQP_MESSAGES.labels(r) for r in ("acked", "partial", "dead_lettered", "retried")
+)
+AMQP_DEAD_LETTERS = Counter(
+    "auditmesh_amqp_dead_letters_total",
+    "Messages published to the dead-letter queue: one per rejected event, or the "
+    "whole message when it cannot be read or its publisher may not write.",
+)
+
+
+@dataclass
+class QueueStatus:
+    """The RabbitMQ consumer's state (audit_svc.api.amqp_consumer), for /metrics and
+    Health; `ready` and `dead` are read from the broker every second or so."""
+
+    queue: str
+    connected: bool = False
+    ready: int = 0  # messages waiting in the queue (the consumer's lag)
+    unacked: int = 0  # delivered to this replica and not yet acked
+    dead: int = 0  # messages in the dead-letter queue
+    last_error: str = ""
 
 
 @dataclass
@@ -80,6 +108,7 @@ class ServiceState:
     sinks: Sinks
     lags: dict[str, tuple[int, float]] = field(default_factory=dict)
     checkpoint: tuple[int, float] | None = None  # seq, unix time of the newest one
+    amqp: QueueStatus | None = None  # the RabbitMQ consumer, when AUDIT_AMQP_URL is set
 
 
 class _Collector(Collector):
@@ -127,7 +156,24 @@ class _Collector(Collector):
             "Unix time of the newest signed checkpoint (age: time() - this).",
             labels=["chain"],
         )
+        amqp = {
+            name: GaugeMetricFamily(f"auditmesh_amqp_{name}", text, labels=["queue"])
+            for name, text in (
+                ("connected", "1 while the RabbitMQ consumer is connected and consuming."),
+                ("queue_messages", "Messages waiting in the ingest queue (consumer lag)."),
+                ("unacked_messages", "Messages delivered to this replica, not yet acked."),
+                ("dead_letter_messages", "Messages in the dead-letter queue."),
+            )
+        }
         for s in list(self.states):
+            if (q := s.amqp) is not None:
+                for name, value in (
+                    ("connected", int(q.connected)),
+                    ("queue_messages", q.ready),
+                    ("unacked_messages", q.unacked),
+                    ("dead_letter_messages", q.dead),
+                ):
+                    amqp[name].add_metric([q.queue], value)
             chain = s.appender.chain_id
             queue.add_metric([chain], s.appender.queue_depth)
             age.add_metric([chain], s.appender.lag_seconds)
@@ -141,6 +187,7 @@ class _Collector(Collector):
                 cp_seq.add_metric([chain], s.checkpoint[0])
                 cp_time.add_metric([chain], s.checkpoint[1])
         yield from (queue, age, head, lag_events, lag_seconds, failures, cp_seq, cp_time)
+        yield from amqp.values()
 
 
 _COLLECTOR = _Collector()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -73,6 +74,17 @@ class Settings:
     # Signs page tokens. Random per process when empty: tokens then expire on restart.
     page_token_key: str = field(default="", repr=False)
 
+    # RabbitMQ ingest (audit_svc.api.amqp_consumer); off when the URL is empty. The URL
+    # carries the consumer's user and password (required outside dev mode); amqps://
+    # for TLS. Publishers send to the exchange <queue>; bad events go to <queue>.dead.
+    amqp_url: str = ""
+    amqp_queue: str = "audit.ingest"
+    # Messages delivered and not yet acked (each acked after its commit).
+    amqp_prefetch: int = 64
+    # Longest wait between reconnects to the broker, and between retries of a
+    # message whose commit failed (the database is down): it stays unacked meanwhile.
+    amqp_retry_max_seconds: float = 10.0
+
     # Sinks (audit_svc.sinks): each works from its own cursor, off the ingest path.
     # How often an idle sink looks for work without a nudge; longest retry back-off.
     sink_poll_seconds: float = 1.0
@@ -122,7 +134,7 @@ class Settings:
         shown = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "database_url":
+            if f.name in ("database_url", "amqp_url"):
                 value = mask_url(value)
             elif f.name in _SECRETS and value:
                 value = "***"
@@ -163,6 +175,8 @@ class Settings:
             out += secret_problem(f"{PREFIX}INFLUX_TOKEN", self.influx_token)
         if self.signing_key:
             out += secret_problem(f"{PREFIX}SIGNING_KEY", self.signing_key)
+        if self.amqp_url:
+            out += url_password_problem(f"{PREFIX}AMQP_URL", self.amqp_url)
         return out
 
     def check_secrets(self, log: logging.Logger) -> None:
@@ -193,6 +207,10 @@ class Settings:
             out.append(f"{PREFIX}POOL_MIN_SIZE must be between 1 and {PREFIX}POOL_MAX_SIZE")
         if self.max_group_events < 1 or self.max_queue_events < self.max_group_events:
             out.append(f"{PREFIX}MAX_QUEUE_EVENTS must be >= {PREFIX}MAX_GROUP_EVENTS >= 1")
+        if self.amqp_url and not self.amqp_url.startswith(("amqp://", "amqps://")):
+            out.append(f"{PREFIX}AMQP_URL must start with amqp:// or amqps://")
+        if not _QUEUE_NAME.fullmatch(self.amqp_queue):
+            out.append(f"{PREFIX}AMQP_QUEUE must be letters, digits, '.', '_' or '-'")
         if self.influx_url and not self.influx_url.startswith(("http://", "https://")):
             out.append(f"{PREFIX}INFLUX_URL must start with http:// or https://")
         if self.s3_endpoint and "://" in self.s3_endpoint:
@@ -215,6 +233,8 @@ class Settings:
             "ARCHIVE_OBJECT_EVENTS": self.archive_object_events,
             "METRICS_REFRESH_SECONDS": self.metrics_refresh_seconds,
             "MAX_EVENT_AGE_DAYS": self.max_event_age_days,
+            "AMQP_PREFETCH": self.amqp_prefetch,
+            "AMQP_RETRY_MAX_SECONDS": self.amqp_retry_max_seconds,
         }
         out += [f"{PREFIX}{name} must be > 0" for name, value in positive.items() if value <= 0]
         not_negative = {
@@ -236,4 +256,5 @@ def _loopback(host: str) -> bool:
 
 
 _PROCESS_KEY = secrets.token_bytes(32)
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,200}")
 _SECRETS = frozenset({"page_token_key", "influx_token", "s3_secret_key", "signing_key"})

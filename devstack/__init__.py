@@ -1,8 +1,8 @@
 """Real servers for development and tests, as supervised child processes on loopback.
 
-PostgreSQL 15, Redis 7, VictoriaMetrics (InfluxDB v2 write API) and SeaweedFS (S3)
-start on fixed or free ports, are checked with a real client request before use, and
-stop cleanly with no orphan processes. `python -m devstack up|down|status` runs them
+PostgreSQL 15, Redis 7, VictoriaMetrics (InfluxDB v2 write API), SeaweedFS (S3) and
+RabbitMQ start on fixed or free ports, are checked with a real client request before
+use, and stop cleanly with no orphan processes. `python -m devstack up|down|status` runs them
 detached for `make up`; tests use the `start_*` functions through fixtures.
 """
 
@@ -18,6 +18,7 @@ from devstack.errors import (
 from devstack.ports import ensure_port_free, free_port, free_ports, is_port_free
 from devstack.postgres import PostgresInfo, create_database, postgres_plan, start_postgres
 from devstack.process import ManagedProcess, ProcessSpec, family, start_time
+from devstack.rabbitmq import RabbitInfo, rabbitmq_plan, start_rabbitmq
 from devstack.redis_server import RedisInfo, redis_plan, start_redis
 from devstack.seaweed import S3Info, s3_plan, start_s3
 from devstack.service import RunningService, ServiceInfo, ServicePlan, start_service
@@ -43,6 +44,7 @@ __all__ = [
     "MissingBinaryError",
     "PortInUseError",
     "PostgresInfo",
+    "RabbitInfo",
     "ProcessSpec",
     "RedisInfo",
     "RunningService",
@@ -66,10 +68,12 @@ __all__ = [
     "influx_plan",
     "is_port_free",
     "postgres_plan",
+    "rabbitmq_plan",
     "redis_plan",
     "s3_plan",
     "start_influx",
     "start_postgres",
+    "start_rabbitmq",
     "start_redis",
     "start_s3",
     "start_service",

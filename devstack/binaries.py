@@ -52,3 +52,17 @@ def weed() -> Path:
 def prometheus() -> Path:
     """prometheus from Debian's prometheus package."""
     return require_binary("prometheus", f"{APT} prometheus")
+
+
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+
+def rabbitmq_server() -> Path:
+    """The broker's own start script from Debian's rabbitmq-server (not the
+    /usr/sbin wrapper, which switches to the `rabbitmq` user and its fixed folders)."""
+    return require_file(RABBITMQ_SERVER, f"{APT} rabbitmq-server")
+
+
+def epmd() -> Path:
+    """Erlang's port mapper daemon (erlang-base, a dependency of rabbitmq-server)."""
+    return require_binary("epmd", f"{APT} rabbitmq-server")

@@ -17,6 +17,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # prometheus + promtool
+# RabbitMQ (and Erlang's epmd): the message-queue ingest (devstack/rabbitmq.py).
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 # A compose implementation whose `config` needs no engine (tests/deploy checks compose.yml).
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
@@ -43,7 +45,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   done
   # Debian starts the packaged servers as system services; the mesh runs its
   # own instances on its own ports, so stop the packaged ones where possible.
-  for svc in postgresql redis-server victoria-metrics prometheus; do
+  for svc in postgresql redis-server victoria-metrics prometheus rabbitmq-server; do
     $SUDO service "$svc" stop >/dev/null 2>&1 || true
   done
 fi

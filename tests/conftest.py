@@ -13,10 +13,12 @@ from audit_svc.ops.migrate import upgrade as audit_upgrade
 from devstack import (
     InfluxInfo,
     PostgresInfo,
+    RabbitInfo,
     RedisInfo,
     S3Info,
     start_influx,
     start_postgres,
+    start_rabbitmq,
     start_redis,
     start_s3,
 )
@@ -48,6 +50,19 @@ def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxInfo]:
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Info]:
     """S3 (SeaweedFS) with an access key pair; versioning and object lock work."""
     with start_s3(tmp_path_factory.mktemp("s3")) as server:
+        yield server.info
+
+
+# RabbitMQ users of the tests: the consumer (audit-service) and these publishers, each
+# mapped to a principal by tests/testkit/policy.toml.
+AMQP_PUBLISHERS = ("test-client", "user-service", "billing-service", "stranger")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitInfo]:
+    """RabbitMQ, one node for the session (it takes seconds to start): each test
+    uses queues of its own (`audit.ingest.<id>`)."""
+    with start_rabbitmq(tmp_path_factory.mktemp("rabbitmq"), publishers=AMQP_PUBLISHERS) as server:
         yield server.info
 
 

@@ -79,3 +79,16 @@ class Authenticator:
             "no credentials: present a client certificate of the mesh, or a bearer token",
             reason="NO_CREDENTIALS",
         )
+
+    def publisher(self, user_id: str) -> Principal:
+        """The principal of a RabbitMQ message whose `user_id` property the broker
+        checked against the publishing connection's user (Policy.amqp_principal).
+        Without one: the anonymous principal in dev mode, else UNAUTHENTICATED."""
+        if user_id:
+            return self.policy.amqp_principal(user_id)
+        if self.dev_mode:
+            return ANONYMOUS
+        raise Unauthenticated(
+            "the message has no user_id property (set it to the publishing user)",
+            reason="NO_PUBLISHER_IDENTITY",
+        )

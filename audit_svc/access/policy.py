@@ -9,6 +9,9 @@ start-up (`AUDIT_POLICY_FILE`, default `audit_svc/policy.toml`):
 - `[[readers]]`: a SPIFFE id and the read roles it holds (`audit.reader`, `audit.admin`).
 - `relays`: SPIFFE ids that forward REST callers (the gateway): their certificate
   grants nothing by itself; the caller's bearer token decides.
+- `[amqp_users]`: RabbitMQ user -> SPIFFE id. The broker checks each message's
+  `user_id` property against the user of the publishing connection; a mapped user
+  writes with that principal's grant, an unmapped one writes nothing.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class Policy:
     writers: Mapping[str, WriterGrant] = field(default_factory=dict)
     readers: Mapping[str, frozenset[str]] = field(default_factory=dict)
     relays: frozenset[str] = frozenset()
+    amqp_users: Mapping[str, str] = field(default_factory=dict)
 
     def writer_grant(self, principal: Principal) -> WriterGrant | None:
         """What `principal` may write; None when it may write nothing."""
@@ -84,6 +88,13 @@ class Policy:
     def is_relay(self, spiffe_id: str) -> bool:
         return spiffe_id in self.relays
 
+    def amqp_principal(self, user: str) -> Principal:
+        """The principal of messages whose broker-checked `user_id` is `user`: the
+        mapped SPIFFE id (with its grants), else `amqp:<user>`, which writes nothing."""
+        if spiffe_id := self.amqp_users.get(user):
+            return Principal(Kind.SERVICE, spiffe_id, self.service_roles(spiffe_id))
+        return Principal(Kind.SERVICE, f"amqp:{user}")
+
 
 def load_policy(path: Path | str = DEFAULT_PATH) -> Policy:
     """The policy in `path`; PolicyError listing every problem."""
@@ -92,7 +103,7 @@ def load_policy(path: Path | str = DEFAULT_PATH) -> Policy:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"cannot read the policy {path}: {exc}") from None
     problems: list[str] = []
-    unknown = set(data) - {"writers", "readers", "relays"}
+    unknown = set(data) - {"writers", "readers", "relays", "amqp_users"}
     problems += [f"unknown key {key!r}" for key in sorted(unknown)]
     writers: dict[str, WriterGrant] = {}
     for i, entry in enumerate(_tables(data, "writers", problems)):
@@ -121,9 +132,16 @@ def load_policy(path: Path | str = DEFAULT_PATH) -> Policy:
     ):
         problems.append("relays must be a list of spiffe:// ids")
         relays = []
+    amqp_users = data.get("amqp_users", {})
+    if not isinstance(amqp_users, dict) or not all(
+        isinstance(u, str) and u and isinstance(p, str) and p.startswith("spiffe://")
+        for u, p in amqp_users.items()
+    ):
+        problems.append("amqp_users must map RabbitMQ user names to spiffe:// ids")
+        amqp_users = {}
     if problems:
         raise PolicyError(f"invalid policy {path}:\n  " + "\n  ".join(problems))
-    return Policy(writers, readers, frozenset(relays))
+    return Policy(writers, readers, frozenset(relays), amqp_users)
 
 
 _WRITER_KEYS = frozenset({"principal", "services", "event_types", "backfill"})

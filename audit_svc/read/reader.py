@@ -60,8 +60,11 @@ class Reader:
         checkpoint_bucket: str = "",
         tree: TreeStore | None = None,
         lock_held: Callable[[], Awaitable[bool]] | None = None,
+        queue_health: Callable[[], ComponentHealth] | None = None,
     ) -> None:
         self._sinks = sinks
+        # The RabbitMQ consumer's state, when it runs; it does not decide `serving`.
+        self._queue_health = queue_health
         self._tree = tree
         # Whether this replica still holds its chain's lock (None: not checked).
         self._lock_held = lock_held
@@ -191,6 +194,7 @@ class Reader:
                 database,
                 ComponentHealth("appender", True, self._appender.chain_id),
                 lock,
+                *((self._queue_health(),) if self._queue_health is not None else ()),
             ),
             queue_depth=self._appender.queue_depth,
             lag_seconds=self._appender.lag_seconds,

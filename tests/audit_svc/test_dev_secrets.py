@@ -21,6 +21,7 @@ DEV_DEFAULTS = {
     "AUDIT_S3_SECRET_KEY": DEFAULT_S3_SECRET_KEY,
     "AUDIT_INFLUX_URL": "http://127.0.0.1:8086",
     "AUDIT_SIGNING_KEY": "auditmesh-dev-seed",
+    "AUDIT_AMQP_URL": "amqp://audit-service@127.0.0.1:5672/",  # no password
 }
 OFFENDING = (
     "AUDIT_DATABASE_URL",
@@ -28,6 +29,7 @@ OFFENDING = (
     "AUDIT_S3_SECRET_KEY",
     "AUDIT_INFLUX_TOKEN",
     "AUDIT_SIGNING_KEY",
+    "AUDIT_AMQP_URL",
 )
 log = logging.getLogger("test")
 
@@ -69,6 +71,7 @@ def test_production_secrets_accepted_without_dev_mode() -> None:
             "AUDIT_S3_SECRET_KEY": "s3-production-secret",
             "AUDIT_INFLUX_TOKEN": "influx-production-token",
             "AUDIT_SIGNING_KEY": "production-seed",
+            "AUDIT_AMQP_URL": "amqps://audit-service:r4bb1t-Pr0d@mq:5671/",
         }
     )
     assert settings.dev_secret_problems() == []
