@@ -1,5 +1,5 @@
-"""`python -m audit_svc [serve|migrate|verify|archive|restore|witness|export|audit]`: run
-the audit-service or its tools."""
+"""`python -m audit_svc [serve|migrate|verify|archive|restore|witness|export|audit|
+export-events]`: run the audit-service or its tools."""
 
 from __future__ import annotations
 
@@ -73,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument(
         "--trusted-checkpoint", default="", help="your last trusted checkpoint note (a file)"
     )
+    events = sub.add_parser(
+        "export-events", help="stream events matching filters as ndjson, ocsf, ecs, cef or csv"
+    )
+    from audit_svc.ops.export_events import add_arguments
+
+    add_arguments(events)
     args = parser.parse_args(argv)
     if args.command == "audit":  # no settings: an auditor has no database
         from audit_svc.ops.export import run_audit
@@ -111,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             settings, args.bundle, args.chain, args.from_seq, args.to_seq,
             tuple(args.trusted_size), args.public_key,
         )  # fmt: skip
+    if args.command == "export-events":
+        from audit_svc.ops.export_events import run_export_events
+
+        return run_export_events(settings, args)
     if args.command in ("archive", "restore"):
         from audit_svc.ops import archive as commands
 

@@ -131,6 +131,14 @@ class _Builder:
 
     def success(self, route: Route) -> dict[str, Any]:
         item = self.ref_message(route.method.output_type)
+        if route.streaming and route.method.output_type.full_name == "google.api.HttpBody":
+            return {
+                "description": (
+                    "A streamed body: the bytes of the messages as they come, with the "
+                    "content type of the first; gzip with `Accept-Encoding: gzip`."
+                ),
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            }
         if not route.streaming:
             return {"description": "OK", "content": {"application/json": {"schema": item}}}
         return {

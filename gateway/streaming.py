@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ from google.rpc import status_pb2
 from starlette.types import Receive, Send
 
 from gateway import errors
-from gateway.jsonout import Printer, StreamFraming
+from gateway.jsonout import FRAMINGS, Printer, StreamFraming
 
 log = logging.getLogger(__name__)
 Closing = asyncio.Event
@@ -87,10 +88,13 @@ class Tail:
             if item is grpc.aio.EOF:
                 await self._finish(send, request_id)
                 return 200
-            await self._start(send, request_id)
-            chunk = self._framing.item(self._printer.dumps(item), first=self._first)
-            self._first = False
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self._write(send, request_id, item)
+
+    async def _write(self, send: Send, request_id: str, item: Any) -> None:
+        await self._start(send, request_id)
+        chunk = self._framing.item(self._printer.dumps(item), first=self._first)
+        self._first = False
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     async def _start(self, send: Send, request_id: str) -> None:
         if self._started:
@@ -124,6 +128,73 @@ class Tail:
         tail = self._framing.error(body) + self._framing.end(empty=False)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         return 200
+
+
+class BodyTail(Tail):
+    """A server stream of `google.api.HttpBody`: the body is the messages' bytes as
+    they come, with the first one's content type, as Envoy streams it; gzip (each
+    message flushed) when the caller accepts it. A failure after the first bytes
+    cuts the body off (no final chunk), so the caller sees an incomplete transfer
+    rather than a short file that looks whole."""
+
+    def __init__(
+        self, call: grpc.aio.UnaryStreamCall, printer: Printer, closing: Closing, *, gzip: bool
+    ) -> None:
+        super().__init__(call, FRAMINGS["ndjson"], printer, closing)
+        self._gzip = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
+        self._content_type = b"application/octet-stream"
+
+    async def _write(self, send: Send, request_id: str, item: Any) -> None:
+        if not self._started:
+            self._content_type = item.content_type.encode() or self._content_type
+        await self._start(send, request_id)
+        data = item.data
+        if self._gzip is not None and data:
+            data = self._gzip.compress(data) + self._gzip.flush(zlib.Z_SYNC_FLUSH)
+        if data:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def _start(self, send: Send, request_id: str) -> None:
+        if self._started:
+            return
+        self._started = True
+        headers = [
+            (b"content-type", self._content_type),
+            (b"x-request-id", request_id.encode()),
+            (b"cache-control", b"no-cache"),
+            (b"vary", b"accept-encoding"),
+        ]
+        if self._gzip is not None:
+            headers.append((b"content-encoding", b"gzip"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def _finish(self, send: Send, request_id: str) -> None:
+        await self._start(send, request_id)
+        end = self._gzip.flush(zlib.Z_FINISH) if self._gzip is not None else b""
+        await send({"type": "http.response.body", "body": end, "more_body": False})
+
+    async def _failed(self, send: Send, request_id: str, status: status_pb2.Status) -> int:
+        if not self._started:
+            return await super()._failed(send, request_id, status)
+        log.warning("body stream failed after it started (body cut off): %s", status.message)
+        raise StreamBroken(status.message)
+
+
+class StreamBroken(Exception):
+    """An HttpBody stream failed after its first bytes: the response is abandoned."""
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip (and not with q=0)."""
+    for item in accept_encoding.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "x-gzip", "*"):
+            q = params.strip().removeprefix("q=").strip()
+            try:
+                return not params or float(q) > 0
+            except ValueError:
+                return True
+    return False
 
 
 async def _disconnect(receive: Receive) -> None:

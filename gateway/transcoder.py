@@ -75,6 +75,8 @@ class Transcoder:
             )
         except ClientGone:
             status = 499
+        except streaming.StreamBroken:
+            status = 502  # logged where it broke; the body is left incomplete
         except Exception:
             log.exception("unhandled error in %s %s", method, path)
             if not responded:
@@ -109,12 +111,17 @@ class Transcoder:
         except errors.GatewayError as exc:
             return await self._error(send, exc, info)
         if route.streaming:
-            framing = choose_framing(headers.get("accept", ""), self._options.stream_format)
             timeout = info.timeout if "grpc-timeout" in headers else None
             call = self._upstream.server_stream(route.grpc_path, route.response_class)(
                 request, metadata=info.metadata, timeout=timeout
             )
-            tail = streaming.Tail(call, framing, self._printer, self._closing)
+            tail: streaming.Tail
+            if route.response_class.DESCRIPTOR.full_name == HTTP_BODY:
+                gzip = streaming.accepts_gzip(headers.get("accept-encoding", ""))
+                tail = streaming.BodyTail(call, self._printer, self._closing, gzip=gzip)
+            else:
+                framing = choose_framing(headers.get("accept", ""), self._options.stream_format)
+                tail = streaming.Tail(call, framing, self._printer, self._closing)
             return await tail.serve(receive, send, info.request_id, self._failure)
         began = time.perf_counter()
         try:

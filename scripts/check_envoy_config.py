@@ -28,6 +28,8 @@ _MODULES = {
     ),
     "transcoder": "envoy.extensions.filters.http.grpc_json_transcoder.v3.transcoder_pb2",
     "router": "envoy.extensions.filters.http.router.v3.router_pb2",
+    "compressor": "envoy.extensions.filters.http.compressor.v3.compressor_pb2",
+    "gzip": "envoy.extensions.compression.gzip.compressor.v3.gzip_pb2",
     "http_options": "envoy.extensions.upstreams.http.v3.http_protocol_options_pb2",
     "upstream_tls": "envoy.extensions.transport_sockets.tls.v3.tls_pb2",
 }
@@ -45,7 +47,8 @@ def summarise(config_path: Path, descriptor_set: Path) -> dict[str, Any]:
         network_filter.typed_config.Unpack(hcm)
         transcoder = modules["transcoder"].GrpcJsonTranscoder()
         http_filters = [f.name for f in hcm.http_filters]
-        hcm.http_filters[0].typed_config.Unpack(transcoder)
+        (coder,) = [f for f in hcm.http_filters if f.name.endswith("grpc_json_transcoder")]
+        coder.typed_config.Unpack(transcoder)
         missing = [s for s in transcoder.services if not _has_service(pool, s)]
         validation = transcoder.request_validation_options
         routes = []

@@ -101,6 +101,7 @@ def _listener(mesh: MeshConfig, listener: Listener, routes: Sequence[Route]) -> 
         "always_set_request_id_in_response": True,
         "route_config": _route_config(mesh, listener, routes),
         "http_filters": [
+            _compressor(),
             {
                 "name": "envoy.filters.http.grpc_json_transcoder",
                 "typed_config": _transcoder(mesh, listener),
@@ -121,6 +122,39 @@ def _listener(mesh: MeshConfig, listener: Listener, routes: Sequence[Route]) -> 
                 ]
             }
         ],
+    }
+
+
+# gzip for the streamed HttpBody responses only (exports), as the gateway does: every
+# other route turns the compressor off (COMPRESSION_OFF).
+COMPRESSOR = "envoy.filters.http.compressor"
+COMPRESSION_OFF = {
+    COMPRESSOR: {
+        "@type": f"{_TYPES}.filters.http.compressor.v3.CompressorPerRoute",
+        "disabled": True,
+    }
+}
+HTTP_BODY = "google.api.HttpBody"
+
+
+def _compressor() -> dict[str, Any]:
+    return {
+        "name": COMPRESSOR,
+        "typed_config": {
+            "@type": f"{_TYPES}.filters.http.compressor.v3.Compressor",
+            "response_direction_config": {
+                "common_config": {
+                    "min_content_length": 0,
+                    "content_type": ["application/x-ndjson", "text/csv", "text/plain"],
+                }
+            },
+            "compressor_library": {
+                "name": "gzip",
+                "typed_config": {
+                    "@type": f"{_TYPES}.compression.gzip.compressor.v3.Gzip",
+                },
+            },
+        },
     }
 
 
@@ -165,11 +199,13 @@ def _route_config(mesh: MeshConfig, listener: Listener, routes: Sequence[Route])
                 "envoy.filters.http.grpc_json_transcoder": {
                     "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
                     "disabled": True,
-                }
+                },
+                **COMPRESSION_OFF,
             },
         }
     ]
     streaming = sorted({r.grpc_path for r in routes if r.streaming})
+    bodies = {r.grpc_path for r in routes if r.method.output_type.full_name == HTTP_BODY}
     for path in streaming:
         entries.append(
             {
@@ -180,6 +216,7 @@ def _route_config(mesh: MeshConfig, listener: Listener, routes: Sequence[Route])
                     "idle_timeout": "0s",
                     "max_stream_duration": {"grpc_timeout_header_max": "0s"},
                 },
+                **({} if path in bodies else {"typed_per_filter_config": COMPRESSION_OFF}),
             }
         )
     for service in listener.services:
@@ -191,6 +228,7 @@ def _route_config(mesh: MeshConfig, listener: Listener, routes: Sequence[Route])
                     "timeout": default_timeout,
                     "max_stream_duration": {"grpc_timeout_header_max": "0s"},
                 },
+                "typed_per_filter_config": COMPRESSION_OFF,
             }
         )
     return {

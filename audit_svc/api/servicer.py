@@ -192,6 +192,17 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             root_hash=p.root_hash, leaf_hash=p.leaf_hash, hashes=p.hashes, checkpoint=p.checkpoint,
         )  # fmt: skip
 
+    async def ExportEvents(
+        self, request: pb.ExportEventsRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        principal = self._guard.reader(context, READER)
+        export = self._reader.export(convert.query_filters(request), request.format, principal)
+        try:
+            async for chunk in export.chunks():
+                yield httpbody_pb2.HttpBody(content_type=export.content_type, data=chunk)
+        finally:  # recorded however it ended, with what was sent
+            self._guard.record(principal, "ExportEvents", request, export.count)
+
     async def GetConsistencyProof(
         self, request: pb.GetConsistencyProofRequest, context: Context
     ) -> pb.GetConsistencyProofResponse:

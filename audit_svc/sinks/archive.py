@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from audit_svc.formats.flat import event_doc
 from audit_svc.integrity.chain import GENESIS, canonical_bytes, link
 from audit_svc.integrity.verify import (
     CHECKPOINT_MISMATCH,
@@ -58,37 +59,12 @@ def object_key(chain_id: str, first: int, last: int) -> str:
 
 def encode_events(events: Sequence[StoredEvent]) -> bytes:
     """Gzip NDJSON, one event per line, byte-for-byte reproducible."""
-    lines = (json.dumps(_doc(s), sort_keys=True, ensure_ascii=False) for s in events)
+    lines = (json.dumps(event_doc(s), sort_keys=True, ensure_ascii=False) for s in events)
     return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
 
 
 def decode_events(data: bytes) -> list[StoredEvent]:
     return [_stored(json.loads(line)) for line in gzip.decompress(data).splitlines() if line]
-
-
-def _doc(s: StoredEvent) -> dict[str, Any]:
-    e, r = s.event, s.receipt
-    return {
-        "chain_id": r.chain_id,
-        "seq": r.seq,
-        "event_id": str(e.event_id),
-        "event_type": e.event_type,
-        "user_id": e.user_id,
-        "username": e.username,
-        "ip_address": None if e.ip_address is None else str(e.ip_address),
-        "user_agent": e.user_agent,
-        "service": e.service,
-        "action": e.action,
-        "result": e.result,
-        "details": e.details,
-        "compliance_tags": list(e.compliance_tags),
-        "data_classification": e.data_classification,
-        "event_time": e.event_time.astimezone(UTC).isoformat(timespec="microseconds"),
-        "receive_time": e.receive_time.astimezone(UTC).isoformat(timespec="microseconds"),
-        "prev_hash": r.prev_hash.hex(),
-        "hash": r.hash.hex(),
-        "principal": e.principal,
-    }
 
 
 def _stored(d: dict[str, Any]) -> StoredEvent:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,6 +60,19 @@ async def query_events(conn: asyncpg.Connection, spec: QuerySpec) -> tuple[list[
     rows = await conn.fetch(sql, *args)
     events = [stored_event(row) for row in rows[: spec.page_size]]
     return events, len(rows) > spec.page_size
+
+
+async def export_events(
+    conn: asyncpg.Connection, spec: QuerySpec, batch: int
+) -> AsyncIterator[list[StoredEvent]]:
+    """Every event matching `spec`'s filters, oldest first, `batch` rows at a time,
+    through one server-side cursor: `conn` must be in a transaction (a `snapshot`),
+    so the whole export is one consistent view however long it runs."""
+    where, args = _predicates(replace(spec, after=None))
+    sql = f"{SELECT_EVENT} WHERE {' AND '.join(where) or 'TRUE'} ORDER BY event_time, event_id"
+    cursor = await conn.cursor(sql, *args)
+    while rows := await cursor.fetch(batch):
+        yield [stored_event(row) for row in rows]
 
 
 # The predicate of each kind of filter ({column}: the filter's name; {arg}: its value).
@@ -223,6 +237,13 @@ class PgEventReader:
     async def get_event(self, event_id: uuid.UUID) -> StoredEvent | None:
         async with acquire(self._db) as conn:
             return await get_event(conn, event_id)
+
+    async def export_events(
+        self, spec: QuerySpec, batch: int = 2000
+    ) -> AsyncGenerator[list[StoredEvent], None]:
+        async with snapshot(self._db) as conn:
+            async for rows in export_events(conn, spec, batch):
+                yield rows
 
     async def count(
         self, start: datetime, end: datetime, bucket_width: timedelta, top_users: int,

@@ -158,6 +158,13 @@ class EventReader(Protocol):
         """The event with this id, or None."""
         ...
 
+    def export_events(
+        self, spec: QuerySpec, batch: int = 2000
+    ) -> AsyncGenerator[list[StoredEvent], None]:
+        """Every event matching `spec`'s filters (no page limit), oldest first, `batch`
+        at a time, from one snapshot."""
+        ...
+
     async def count(
         self,
         start: datetime,

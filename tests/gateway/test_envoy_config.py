@@ -69,6 +69,7 @@ def test_envoy_yaml_is_a_bootstrap_with_the_gateways_listeners(envoy_python: Pat
         got = listeners[want.name]
         assert got["port"] == want.port
         assert got["http_filters"] == [
+            "envoy.filters.http.compressor",  # gzip of exports only (per-route off elsewhere)
             "envoy.filters.http.grpc_json_transcoder",
             "envoy.filters.http.router",
         ]
@@ -96,16 +97,17 @@ def test_envoy_yaml_is_a_bootstrap_with_the_gateways_listeners(envoy_python: Pat
         assert set(prefixes) == {f"/{s}/" for s in want.services}
         assert {r["cluster"] for r in prefixes.values()} == {cluster["name"]}
 
-    # The live tail has no route timeout; everything else has the configured default.
+    # The live tail and exports have no route timeout; everything else has the configured default.
     descriptors = Descriptors.load(default_descriptor_set())
     streaming = {
         r.grpc_path
         for r in build_routes(descriptors, mesh.listener("audit").services)
         if r.streaming
     }
-    assert streaming == {"/audit.v2.AuditService/Watch"}
+    assert streaming == {"/audit.v2.AuditService/Watch", "/audit.v2.AuditService/ExportEvents"}
     audit_routes = {r["match"].get("path"): r for r in listeners["audit"]["routes"]}
     assert audit_routes["/audit.v2.AuditService/Watch"]["timeout"] == "0s"
+    assert audit_routes["/audit.v2.AuditService/ExportEvents"]["timeout"] == "0s"
     assert {r["timeout"] for r in listeners["audit"]["routes"] if "prefix" in r["match"]} == {
         f"{mesh.transcoding.default_timeout_seconds:g}s"
     }

@@ -14,6 +14,36 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ExportEventsRequest(_message.Message):
+    __slots__ = ("event_type", "user_id", "username", "service", "action", "result", "compliance_tag", "data_classification", "ip_address", "start_time", "end_time", "details_contains", "format")
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANCE_TAG_FIELD_NUMBER: _ClassVar[int]
+    DATA_CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    event_type: str
+    user_id: str
+    username: str
+    service: str
+    action: str
+    result: str
+    compliance_tag: str
+    data_classification: str
+    ip_address: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    details_contains: str
+    format: str
+    def __init__(self, event_type: _Optional[str] = ..., user_id: _Optional[str] = ..., username: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[str] = ..., result: _Optional[str] = ..., compliance_tag: _Optional[str] = ..., data_classification: _Optional[str] = ..., ip_address: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., details_contains: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
+
 class IngestRequest(_message.Message):
     __slots__ = ("event",)
     EVENT_FIELD_NUMBER: _ClassVar[int]

@@ -107,6 +107,11 @@ class AuditServiceStub:
                 request_serializer=audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofRequest.SerializeToString,
                 response_deserializer=audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofResponse.FromString,
                 _registered_method=True)
+        self.ExportEvents = channel.unary_stream(
+                '/audit.v2.AuditService/ExportEvents',
+                request_serializer=audit_dot_v2_dot_audit__service__pb2.ExportEventsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -230,6 +235,20 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportEvents(self, request, context):
+        """Every event matching the filters (those of `Query`), oldest first, with no
+        page limit, in a SIEM format: `ndjson` (the default), `ocsf`, `ecs` (both
+        NDJSON), `cef` (lines) or `csv` (with a header row). Streamed as chunks of
+        lines (`google.api.HttpBody`); REST callers get one HTTP body, gzip when
+        they send `Accept-Encoding: gzip`. Needs the `audit.reader` role and is
+        recorded as a read. INVALID_ARGUMENT names a bad filter or `format`.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -302,6 +321,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.GetConsistencyProof,
                     request_deserializer=audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofRequest.FromString,
                     response_serializer=audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofResponse.SerializeToString,
+            ),
+            'ExportEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportEvents,
+                    request_deserializer=audit_dot_v2_dot_audit__service__pb2.ExportEventsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -684,6 +708,33 @@ class AuditService:
             '/audit.v2.AuditService/GetConsistencyProof',
             audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofRequest.SerializeToString,
             audit_dot_v2_dot_audit__service__pb2.GetConsistencyProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/audit.v2.AuditService/ExportEvents',
+            audit_dot_v2_dot_audit__service__pb2.ExportEventsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
