@@ -29,6 +29,7 @@ from audit_svc.api.servicer_v1 import AuditLogServicer
 from audit_svc.errors import DOMAIN, Unavailable
 from audit_svc.ingest.appender import Appender
 from audit_svc.ingest.ingestor import Ingestor
+from audit_svc.ingest.quota import Rates, WriteQuotas
 from audit_svc.read.audited import ReadAudit
 from audit_svc.read.live_tail import LiveTail
 from audit_svc.read.reader import Reader
@@ -121,6 +122,10 @@ class AuditApp(ServiceApp):
             events,
             max_clock_skew=skew,
             max_event_age=timedelta(days=s.max_event_age_days),
+            quotas=WriteQuotas(
+                Rates(s.write_quota_events_per_second, s.write_quota_bytes_per_second),
+                s.write_quota_burst_seconds,
+            ),
         )
         if s.amqp_url:
             self.amqp = AmqpIngest(

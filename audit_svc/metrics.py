@@ -52,6 +52,12 @@ EVENT_ID_CONFLICTS = Counter(
     "Events rejected as EVENT_ID_CONFLICT: a stored event_id sent again by another "
     "writer or with other content (each also logged as a warning).",
 )
+WRITE_QUOTA_EXCEEDED = Counter(
+    "auditmesh_write_quota_exceeded_total",
+    "Batches refused as WRITE_QUOTA_EXCEEDED (RESOURCE_EXHAUSTED), by principal and "
+    "by the limit hit (events or bytes per second).",
+    ["principal", "limit"],
+)
 GROUP_EVENTS = Histogram(
     "auditmesh_appender_group_events",
     "Events per group commit.",
@@ -234,6 +240,12 @@ def count_conflicts(events: int) -> None:
     """Count events rejected as EVENT_ID_CONFLICT (also counted as rejected)."""
     if events:
         EVENT_ID_CONFLICTS.inc(events)
+
+
+def count_over_quota(principal: str, limit: str) -> None:
+    """Count a batch refused for its principal's write quota (also a refused batch)."""
+    WRITE_QUOTA_EXCEEDED.labels(principal, limit).inc()
+    BATCH_REFUSED.inc()
 
 
 def count_failed(events: int) -> None:

@@ -62,6 +62,13 @@ class Settings:
     # Oldest event_time accepted, in days before now; older events are rejected
     # (EVENT_TIME_TOO_OLD) unless the writer has `backfill = true` in the policy.
     max_event_age_days: float = 7.0
+    # Write quota per principal (token buckets holding BURST_SECONDS of the rate): a
+    # batch over it is RESOURCE_EXHAUSTED (WRITE_QUOTA_EXCEEDED) with a RetryInfo.
+    # 0 is no limit; a writer's `events_per_second` / `bytes_per_second` in the policy
+    # overrides these.
+    write_quota_events_per_second: float = 5000.0
+    write_quota_bytes_per_second: float = 5_000_000.0
+    write_quota_burst_seconds: float = 2.0
     shutdown_grace_seconds: float = 10.0
     # How often grpc.health re-checks that this replica can commit (database, lock).
     health_interval_seconds: float = 1.0
@@ -235,12 +242,15 @@ class Settings:
             "MAX_EVENT_AGE_DAYS": self.max_event_age_days,
             "AMQP_PREFETCH": self.amqp_prefetch,
             "AMQP_RETRY_MAX_SECONDS": self.amqp_retry_max_seconds,
+            "WRITE_QUOTA_BURST_SECONDS": self.write_quota_burst_seconds,
         }
         out += [f"{PREFIX}{name} must be > 0" for name, value in positive.items() if value <= 0]
         not_negative = {
             "CHECKPOINT_INTERVAL_SECONDS": self.checkpoint_interval_seconds,
             "HOT_RETENTION_DAYS": self.hot_retention_days,
             "ARCHIVE_INTERVAL_SECONDS": self.archive_interval_seconds,
+            "WRITE_QUOTA_EVENTS_PER_SECOND": self.write_quota_events_per_second,
+            "WRITE_QUOTA_BYTES_PER_SECOND": self.write_quota_bytes_per_second,
         }
         out += [f"{PREFIX}{name} must be >= 0" for name, value in not_negative.items() if value < 0]
         return out

@@ -60,15 +60,17 @@ class Bench:
         self, dsn: str, env: Mapping[str, str] | None = None, *, tls: bool = True
     ) -> Iterator[RunningService[GrpcServiceInfo]]:
         """The audit-service over `dsn`; `env` adds AUDIT_* settings (sinks). With
-        mutual TLS as `make up` runs it, or plaintext (for the on/off comparison)."""
+        mutual TLS as `make up` runs it, or plaintext (for the on/off comparison).
+        Without write quotas: a benchmark measures what the service can take."""
+        env = {**NO_QUOTA_ENV, **(env or {})}
         if not tls:
-            env = {**(env or {}), **PLAINTEXT_ENV}
+            env = {**env, **PLAINTEXT_ENV}
         name = dsn.rsplit("/", 1)[1]
         context = ComponentContext(
             self.folder / f"audit-{name}", free_port(), {"postgres": self.pg.for_database(name)}
         )
         plan = audit_plan(context)
-        if env:
+        if env:  # always: the quotas at least
             spec = dataclasses.replace(plan.spec, env={**plan.spec.env, **env})
             plan = dataclasses.replace(plan, spec=spec)
         if not tls:  # devstack's probe dials mutual TLS
@@ -77,6 +79,11 @@ class Bench:
         with start_service(plan) as service:
             yield service
 
+
+NO_QUOTA_ENV = {
+    "AUDIT_WRITE_QUOTA_EVENTS_PER_SECOND": "0",
+    "AUDIT_WRITE_QUOTA_BYTES_PER_SECOND": "0",
+}
 
 # The audit-service without TLS (its callers are then anonymous: dev mode on loopback).
 PLAINTEXT_ENV = {"AUDIT_TLS": "plaintext"}

@@ -6,6 +6,8 @@ start-up (`AUDIT_POLICY_FILE`, default `audit_svc/policy.toml`):
   (`SERVICE_MISMATCH` / `EVENT_TYPE_MISMATCH`), the rest of the batch is kept.
   `backfill = true` lets it send events older than AUDIT_MAX_EVENT_AGE_DAYS (an
   importer of old logs); without it they are rejected (`EVENT_TIME_TOO_OLD`).
+  `events_per_second` / `bytes_per_second` override the write quota of that writer
+  (AUDIT_WRITE_QUOTA_*; 0 is no limit).
 - `[[readers]]`: a SPIFFE id and the read roles it holds (`audit.reader`, `audit.admin`).
 - `relays`: SPIFFE ids that forward REST callers (the gateway): their certificate
   grants nothing by itself; the caller's bearer token decides.
@@ -42,6 +44,9 @@ class WriterGrant:
     event_type_prefixes: tuple[str, ...]
     # May send event times older than the service's window (AUDIT_MAX_EVENT_AGE_DAYS).
     backfill: bool = False
+    # The writer's own write quota (None: the service's AUDIT_WRITE_QUOTA_*; 0: none).
+    events_per_second: float | None = None
+    bytes_per_second: float | None = None
 
     def violation(self, service: str, event_type: str) -> tuple[str, FieldViolation] | None:
         """(reason, violation) when the event is outside this grant, else None."""
@@ -114,10 +119,15 @@ def load_policy(path: Path | str = DEFAULT_PATH) -> Policy:
         backfill = entry.get("backfill", False)
         if not isinstance(backfill, bool):
             problems.append(f"{where}.backfill must be true or false")
+        rates = [
+            _rate(entry, k, where, problems) for k in ("events_per_second", "bytes_per_second")
+        ]
         problems += [f"{where}: unknown key {k!r}" for k in sorted(set(entry) - _WRITER_KEYS)]
         if principal in writers:
             problems.append(f"{where}: {principal} is listed twice")
-        writers[principal] = WriterGrant(frozenset(services), tuple(prefixes), backfill is True)
+        writers[principal] = WriterGrant(
+            frozenset(services), tuple(prefixes), backfill is True, *rates
+        )
     readers: dict[str, frozenset[str]] = {}
     for i, entry in enumerate(_tables(data, "readers", problems)):
         where = f"readers[{i}]"
@@ -144,8 +154,20 @@ def load_policy(path: Path | str = DEFAULT_PATH) -> Policy:
     return Policy(writers, readers, frozenset(relays), amqp_users)
 
 
-_WRITER_KEYS = frozenset({"principal", "services", "event_types", "backfill"})
+_WRITER_KEYS = frozenset(
+    {"principal", "services", "event_types", "backfill", "events_per_second", "bytes_per_second"}
+)
 _READER_KEYS = frozenset({"principal", "roles"})
+
+
+def _rate(entry: dict[str, Any], key: str, where: str, problems: list[str]) -> float | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        problems.append(f"{where}.{key} must be a number >= 0 (0: no limit)")
+        return None
+    return float(value)
 
 
 def _tables(data: dict[str, Any], key: str, problems: list[str]) -> list[dict[str, Any]]:

@@ -56,7 +56,7 @@ def event_input(pb: event_pb2.AuditEvent) -> EventInput:
 
 def stream_batch(pb: audit_service_pb2.StreamIngestRequest) -> StreamBatch:
     """A batch read off StreamIngest, its events as domain inputs."""
-    return StreamBatch(pb.batch_id, [event_input(e) for e in pb.events])
+    return StreamBatch(pb.batch_id, [event_input(e) for e in pb.events], pb.ByteSize())
 
 
 def query_filters(request: Message) -> QueryFilters:

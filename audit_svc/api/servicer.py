@@ -37,7 +37,9 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         principal = self._guard.principal(context)
         if not request.HasField("event"):
             raise InvalidArgument([FieldViolation("event", "is required")])
-        result = await self._ingestor.ingest_one(convert.event_input(request.event), principal)
+        result = await self._ingestor.ingest_one(
+            convert.event_input(request.event), principal, size=request.ByteSize()
+        )
         return pb.IngestResponse(result=convert.result_pb(result))
 
     async def IngestBatch(
@@ -45,7 +47,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     ) -> pb.IngestBatchResponse:
         principal = self._guard.principal(context)
         inputs = [convert.event_input(e) for e in request.events]
-        results = await self._ingestor.ingest(inputs, principal)
+        results = await self._ingestor.ingest(inputs, principal, size=request.ByteSize())
         response = pb.IngestBatchResponse()
         convert.add_results(response.results, results)
         return response

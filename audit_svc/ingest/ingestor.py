@@ -8,12 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 from audit_svc import metrics
 from audit_svc.access import Policy, Principal
+from audit_svc.access.policy import WriterGrant
 from audit_svc.errors import EventIdConflict, InvalidArgument, PermissionDenied
 from audit_svc.ingest import time_window
 from audit_svc.ingest.appender import Appender
 from audit_svc.ingest.idempotency import StoredById, bind_duplicates
+from audit_svc.ingest.quota import WriteQuotas
 from audit_svc.ingest.validation import Invalid, validate, validate_batch_size
 from audit_svc.model import EventInput, EventResult, Outcome
+
+# What an event weighs against the bytes quota when the entry point does not say.
+ESTIMATED_EVENT_BYTES = 400
 
 
 class EventBudget:
@@ -50,6 +55,7 @@ class Ingestor:
         *,
         max_clock_skew: timedelta,
         max_event_age: timedelta,
+        quotas: WriteQuotas,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._appender = appender
@@ -57,6 +63,7 @@ class Ingestor:
         self._store = store
         self._skew = max_clock_skew
         self._max_age = max_event_age
+        self.quotas = quotas
         self._clock = clock
         # Bounded as the appender's queue is: nothing read ahead waits beyond it.
         self.budget = EventBudget(appender.max_queue_events)
@@ -67,12 +74,16 @@ class Ingestor:
         """Shutting down: every stream stops reading new batches (see ingest.stream)."""
         self.draining.set()
 
-    async def ingest(self, inputs: Sequence[EventInput], principal: Principal) -> list[EventResult]:
+    async def ingest(
+        self, inputs: Sequence[EventInput], principal: Principal, *, size: int | None = None
+    ) -> list[EventResult]:
         """Store the valid events, each recording `principal`; one result per input, in
         order, after the commit.
 
         A batch over the size limit is refused as a whole (INVALID_ARGUMENT), and so is
-        any batch of a principal the policy lets write nothing (PERMISSION_DENIED);
+        any batch of a principal the policy lets write nothing (PERMISSION_DENIED) or
+        over its write quota (RESOURCE_EXHAUSTED, WRITE_QUOTA_EXCEEDED; `size` is the
+        batch's bytes as received);
         inside a batch, each invalid event, and each event outside the principal's
         grant (SERVICE_MISMATCH, EVENT_TYPE_MISMATCH), each event older than the
         window of a writer that may not backfill (EVENT_TIME_TOO_OLD), and each reuse of a stored
@@ -90,6 +101,7 @@ class Ingestor:
                 reason="NOT_A_WRITER",
                 metadata={"principal": principal.name},
             )
+        self.take_quota(principal, grant, len(inputs), size)
         now = self._clock()
         results: dict[int, EventResult] = {}
         valid = []
@@ -134,10 +146,25 @@ class Ingestor:
         metrics.count_batch(len(inputs) - len(valid) + conflicts)
         return [results[i] for i in range(len(inputs))]
 
-    async def ingest_one(self, raw: EventInput, principal: Principal) -> EventResult:
+    def take_quota(
+        self, principal: Principal, grant: WriterGrant, events: int, size: int | None
+    ) -> None:
+        """Take a batch of `events` (`size` bytes as received; None: estimated) from the
+        principal's write quota, or raise WriteQuotaExceeded (RESOURCE_EXHAUSTED)."""
+        self.quotas.take(
+            principal.name,
+            events,
+            size if size is not None else events * ESTIMATED_EVENT_BYTES,
+            events_per_second=grant.events_per_second,
+            bytes_per_second=grant.bytes_per_second,
+        )
+
+    async def ingest_one(
+        self, raw: EventInput, principal: Principal, *, size: int | None = None
+    ) -> EventResult:
         """Store one event; an invalid one is an INVALID_ARGUMENT error, one outside
         the principal's grant PERMISSION_DENIED, not a result."""
-        (result,) = await self.ingest([raw], principal)
+        (result,) = await self.ingest([raw], principal, size=size)
         if result.outcome is Outcome.REJECTED and result.denied:
             message = "; ".join(f"{v.field}: {v.description}" for v in result.violations)
             raise PermissionDenied(message, reason=result.reason, violations=result.violations)

@@ -41,6 +41,8 @@ class StreamBatch:
 
     batch_id: str
     events: list[EventInput]
+    # Its bytes as received (for the write quota); None: estimated.
+    size: int | None = None
 
 
 @dataclass(slots=True)
@@ -112,7 +114,7 @@ async def _ack(ingestor: Ingestor, principal: Principal, batch: StreamBatch) -> 
     try:
         if not batch.batch_id:
             raise InvalidArgument([FieldViolation("batch_id", "is required")])
-        results = await ingestor.ingest(batch.events, principal)
+        results = await ingestor.ingest(batch.events, principal, size=batch.size)
     except InvalidArgument as exc:
         results = [
             EventResult(i, raw.event_id, Outcome.REJECTED, None, exc.reason, exc.violations)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import asyncpg
@@ -119,3 +120,28 @@ async def test_a_burst_larger_than_memory_goes_through_the_spool_without_loss_in
     assert stats.spooled > 0
     assert stats.stored == 20_000
     assert await stored_order(db) == {app.chain_id: ids}
+
+
+async def test_a_write_quota_slows_the_client_down_and_loses_nothing(
+    audit_db: str, client_settings: MakeSettings, db: asyncpg.Connection
+) -> None:
+    # RESOURCE_EXHAUSTED (WRITE_QUOTA_EXCEEDED) ends the stream: the client backs off,
+    # spools, and sends again what was not acked, as for any outage.
+    settings = dataclasses.replace(
+        service_settings(audit_db),
+        write_quota_events_per_second=100,
+        write_quota_bytes_per_second=1e6,
+        write_quota_burst_seconds=1,
+    )
+    events = make_events(400)
+    async with AuditApp(settings) as app:
+        target = f"127.0.0.1:{app.port}"
+        async with AuditClient(client_settings(target, max_batch_events=50)) as client:
+            ids = [await client.emit(e) for e in events]
+            await client.flush(timeout=60)  # acked or spooled
+            await eventually(lambda: client.stats().stored == 400, what="all stored")
+            stats = client.stats()
+
+    assert stats.stream_failures > 0  # the quota was hit
+    assert (stats.rejected, stats.dropped) == (0, 0)
+    assert sorted((await stored_order(db))[app.chain_id]) == sorted(ids)

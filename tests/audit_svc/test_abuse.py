@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
-from google.rpc import code_pb2
+from google.rpc import code_pb2, error_details_pb2
+from grpc_status import rpc_status
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
@@ -124,3 +125,61 @@ async def test_event_times_outside_the_window_are_refused_unless_the_writer_may_
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert reason_and_fields(caught.value) == ("EVENT_TIME_TOO_OLD", ["event_time"])
     assert backfill.result.outcome == event_pb2.OUTCOME_STORED
+
+
+async def test_a_writer_over_its_quota_is_refused_with_retry_info_on_every_entry_point(
+    audit_db: str, db: asyncpg.Connection
+) -> None:
+    settings = audit_settings(
+        audit_db,
+        write_quota_events_per_second=10,
+        write_quota_bytes_per_second=1e6,
+        write_quota_burst_seconds=1,
+    )
+    async with AuditApp(settings) as app, tls.channel(f"127.0.0.1:{app.port}") as channel:
+        stub = pb_grpc.AuditServiceStub(channel)
+        await stub.IngestBatch(pb.IngestBatchRequest(events=[guide_event()] * 9))
+        errors = []
+        with pytest.raises(grpc.aio.AioRpcError) as batch:
+            await stub.IngestBatch(pb.IngestBatchRequest(events=[guide_event()] * 5))
+        errors.append(batch.value)
+        await stub.Ingest(pb.IngestRequest(event=guide_event()))  # the 10th fits
+        with pytest.raises(grpc.aio.AioRpcError) as unary:
+            await stub.Ingest(pb.IngestRequest(event=guide_event()))
+        errors.append(unary.value)
+        stream = stub.StreamIngest()
+        await stream.write(pb.StreamIngestRequest(batch_id="b1", events=[guide_event()]))
+        with pytest.raises(grpc.aio.AioRpcError) as streamed:
+            await stream.read()
+        errors.append(streamed.value)
+        # The billing-service's own quota (tests/testkit/policy.toml) is not spent.
+        async with tls.channel(f"127.0.0.1:{app.port}", "billing-service") as other:
+            billing = pb_grpc.AuditServiceStub(other)
+            events = [guide_event(**BILLING_EVENT)] * 20
+            own = await billing.IngestBatch(pb.IngestBatchRequest(events=events))
+        refused = await metric(
+            app,
+            "auditmesh_write_quota_exceeded_total",
+            principal="spiffe://auditmesh.local/test-client",
+            limit="events",
+        )
+
+    for err in errors:
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert reason_and_fields(err)[0] == "WRITE_QUOTA_EXCEEDED"
+        assert 0 < retry_delay(err) <= 1.0
+    assert all(r.outcome == event_pb2.OUTCOME_STORED for r in own.results)
+    assert refused == 3
+    assert await db.fetchval("SELECT count(*) FROM audit_events") == 10 + 20
+
+
+def retry_delay(err: grpc.aio.AioRpcError) -> float:
+    """The RetryInfo delay of a failed call, in seconds (0 when it carries none)."""
+    status = rpc_status.from_call(err)
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.ToTimedelta().total_seconds())
+    return 0.0

@@ -105,12 +105,12 @@ def test_the_shipped_policy_loads_and_a_bad_one_lists_every_problem(tmp_path: Pa
     bad.write_text(
         'relays = "gateway"\n'
         '[[writers]]\nprincipal = "billing"\nservices = []\nevent_types = ["billing."]\n'
-        'backfill = "yes"\n'
+        'backfill = "yes"\nevents_per_second = -1\n'
         '[[readers]]\nprincipal = "spiffe://auditmesh.local/x"\nroles = ["audit.root"]\n'
     )
     with pytest.raises(PolicyError) as caught:
         load_policy(bad)
     text = str(caught.value)
     problems = ("relays", "writers[0].principal", "writers[0].services", "writers[0].backfill")
-    for problem in (*problems, "audit.root"):
+    for problem in (*problems, "writers[0].events_per_second", "audit.root"):
         assert problem in text

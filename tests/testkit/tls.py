@@ -58,13 +58,18 @@ TEST_POLICY = Path(__file__).with_name("policy.toml")
 
 def audit_settings(**values: Any) -> AuditSettings:
     """The audit-service's settings for a test: its own certificate of the session's
-    CA, the test policy (tests/testkit/policy.toml), no read audit, plus `values`."""
+    CA, the test policy (tests/testkit/policy.toml), no read audit, no write quota,
+    plus `values`."""
     # Reads are not audited by default here: most tests count the events they wrote;
-    # tests/gateway/test_auth.py and tests/audit_svc/test_readers.py turn it on.
+    # tests/gateway/test_auth.py and tests/audit_svc/test_readers.py turn it on. Most
+    # tests write as one principal as fast as they can: the write quota is off unless
+    # a test sets it (tests/audit_svc/test_abuse.py, tests/audit_client).
     base = {
         **settings_of("audit-service"),
         "policy_file": str(TEST_POLICY),
         "read_audit": False,
+        "write_quota_events_per_second": 0,
+        "write_quota_bytes_per_second": 0,
     }
     return AuditSettings.from_env({}, **{**base, **values})
 
