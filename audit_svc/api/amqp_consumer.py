@@ -196,7 +196,7 @@ class AmqpIngest:
         budget = self._ingestor.budget
         await budget.take(len(inputs))
         try:
-            results = await self._commit(inputs, principal)
+            results = await self._commit(inputs, principal, len(message.body))
         except (InvalidArgument, PermissionDenied) as exc:  # the message as a whole
             return whole(exc.reason, exc.violations or (FieldViolation("user_id", exc.message),))
         finally:
@@ -217,18 +217,21 @@ class AmqpIngest:
         ]
         return letters, False
 
-    async def _commit(self, inputs: list[EventInput], principal: Principal) -> list[EventResult]:
-        """The ingest results, once committed; a failed commit is tried again (the
-        message stays unacked), until it succeeds or the service shuts down."""
+    async def _commit(
+        self, inputs: list[EventInput], principal: Principal, size: int
+    ) -> list[EventResult]:
+        """The ingest results, once committed; a failed commit (or one over the
+        publisher's write quota) is tried again (the message stays unacked), until it
+        succeeds or the service shuts down."""
         delay = RETRY_INITIAL_SECONDS
         while True:
             try:
-                return await self._ingestor.ingest(inputs, principal)
+                return await self._ingestor.ingest(inputs, principal, size=size)
             except (InvalidArgument, PermissionDenied):
                 raise
             except ShuttingDown:
                 raise _Abandoned from None
-            except Exception as exc:  # Unavailable, ChainLockLost, a database error...
+            except Exception as exc:  # Unavailable, ChainLockLost, WriteQuotaExceeded...
                 if self._closing.is_set():
                     raise _Abandoned from None
                 metrics.AMQP_RETRIED.inc()
