@@ -2,8 +2,9 @@
 
 A wrong password and an unknown account look the same to the caller (UNAUTHENTICATED,
 INVALID_CREDENTIALS) and cost the same (an unknown account hashes a dummy password);
-only the audit trail says which it was. `lockout_threshold` failed sign-ins in a row
-lock the account for `lockout_seconds` (`user.user_locked`). Refresh tokens are single
+only the audit trail says which it was. Failed sign-ins delay further tries
+(`throttle.py`) rather than lock the account, so the owner is never locked out by
+someone else's guesses. Refresh tokens are single
 use: each refresh hands out a new one, and presenting a used one again ends the session
 (`security.suspicious_activity`, rule `refresh_token_reuse`).
 """
@@ -12,16 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from user_svc import ids, metrics, totp
 from user_svc.audit import DENIED, FAILURE, SUCCESS, Auditor
 from user_svc.errors import Unauthenticated
 from user_svc.model import Caller, Credentials, SignIn, TokenPair, User
 from user_svc.passwords import Passwords
-from user_svc.protection import Protection, Subject
+from user_svc.protection import Protection
 from user_svc.settings import Settings
 from user_svc.storage.protocols import RefreshRow, UserRecords, UserStore
+from user_svc.throttle import PER_ACCOUNT, PER_SOURCE, LoginThrottle, throttled
 from user_svc.tokens import REFRESH_PREFIX, AccessClaims, AccessTokens, digest, new_opaque
 from user_svc.totp import SecretBox
 from user_svc.validation import MAX_LOGIN_NAME, Checks
@@ -49,8 +50,10 @@ class Auth:
         access_tokens: AccessTokens,
         box: SecretBox,
         protection: Protection,
+        throttle: LoginThrottle,
         settings: Settings,
     ) -> None:
+        self._throttle = throttle
         self._store = store
         self._audit = auditor
         self._passwords = passwords
@@ -65,15 +68,46 @@ class Auth:
         checks.password("password", password)
         checks.totp_code("totp_code", totp_code, required=False)
         checks.done()
-        await self._protection.limit(caller, "login", Subject(key=username.lower()))
+        # Per address only: the per-account brake is the throttle, which the owner passes.
+        await self._protection.limit(caller, "login")
+        key = username.lower()
+        waits = await self._throttle.waits(key, caller.ip_address)
+        if waits.source:
+            raise throttled(PER_SOURCE, waits.source)
         async with self._store.connection() as db:
             account = await db.credentials_by_username(username)
+            known = False
+            if waits.account and account is not None:
+                known = (await db.known_addresses(account.user.user_id, caller.ip_address))[1]
+        # During an account-wide delay, an unknown address passes only with the right
+        # password and a valid TOTP code; any other answer is the delay.
+        gated = bool(waits.account) and not known
+        if gated and not (account is not None and account.user.mfa_enabled and totp_code):
+            raise throttled(PER_ACCOUNT, waits.account)
+        try:
+            return await self._check(caller, username, account, password, totp_code)
+        except Unauthenticated:
+            if gated:
+                raise throttled(PER_ACCOUNT, waits.account) from None
+            raise
+
+    async def _check(
+        self,
+        caller: Caller,
+        username: str,
+        account: Credentials | None,
+        password: str,
+        totp_code: str,
+    ) -> SignIn:
+        """Password, lock and TOTP code, in that order; sign in when all are good."""
+        key = username.lower()
         ok = await self._passwords.verify(account.password_hash if account else None, password)
         if account is None:
             await self._failed_event(caller, "", username, "unknown_user", mfa_used=False)
+            await self._throttle.failed(caller, key)
             raise _invalid_credentials()
         if not ok:
-            await self._failure(caller, account, "wrong_password", mfa_used=False)
+            await self._failure(caller, key, account, "wrong_password", mfa_used=False)
             raise _invalid_credentials()
         if account.user.locked:
             await self._failed_event(
@@ -93,9 +127,11 @@ class Auth:
                 secret, totp_code, account.mfa_last_step, self._s.totp_window_steps
             )
             if step is None:
-                await self._failure(caller, account, "invalid_mfa_code", mfa_used=True)
+                await self._failure(caller, key, account, "invalid_mfa_code", mfa_used=True)
                 raise Unauthenticated("the TOTP code is not valid", reason="INVALID_MFA_CODE")
-        return await self._sign_in(caller, account, password, mfa_step=step)
+        signed_in = await self._sign_in(caller, account, password, mfa_step=step)
+        await self._throttle.succeeded(key, caller.ip_address)
+        return signed_in
 
     async def _sign_in(
         self, caller: Caller, account: Credentials, password: str, mfa_step: int | None
@@ -151,42 +187,17 @@ class Auth:
         return TokenPair(access, refresh, self._tokens.ttl_seconds, session_id)
 
     async def _failure(
-        self, caller: Caller, account: Credentials, reason: str, *, mfa_used: bool
+        self, caller: Caller, key: str, account: Credentials, reason: str, *, mfa_used: bool
     ) -> None:
-        """A failed sign-in of a real account: audited, counted, maybe locked."""
+        """A failed sign-in of a real account: audited, counted, delaying the next."""
         user = account.user
         await self._failed_event(caller, user.user_id, user.username, reason, mfa_used)
         await self._protection.sign_in_failed(caller, account)
-        if user.locked:
-            return
+        await self._throttle.failed(caller, key, user_id=user.user_id, username=user.username)
         async with self._store.transaction() as db:
             fresh = await db.credentials_by_id(user.user_id, for_update=True)
-            if fresh is None or fresh.user.locked:
-                return
-            count = fresh.failed_logins + 1
-            now = datetime.now(UTC)
-            if count < self._s.lockout_threshold:
-                await db.set_failures(user.user_id, count, now)
-                return
-            seconds = self._s.lockout_seconds
-            until = now + timedelta(seconds=seconds) if seconds else None
-            await db.set_lock(user.user_id, locked=True, until=until)
-            metrics.LOCKOUTS.inc()
-            await db.set_failures(user.user_id, 0, now)
-            details: dict[str, Any] = {
-                "reason": "too many failed sign-ins",
-                "trigger": "failed_logins",
-                "failed_logins": count,
-                "lock_seconds": seconds,
-            }
-            await self._audit.record(
-                "user.user_locked",
-                SUCCESS,
-                caller,
-                user_id=user.user_id,
-                username=user.username,
-                details=details,
-            )
+            if fresh is not None:
+                await db.set_failures(user.user_id, fresh.failed_logins + 1, datetime.now(UTC))
 
     async def _failed_event(
         self, caller: Caller, user_id: str, username: str, reason: str, mfa_used: bool

@@ -47,13 +47,14 @@ def caller(
     peer: str,
     method: str,
     trusted: Sequence[Network],
+    proxy_identity: bool,
 ) -> Caller:
     """Address, user agent and bearer token of a call.
 
-    The address is the peer's, unless the peer is a trusted proxy (by default: loopback,
-    where the gateway runs): then `x-forwarded-for` is read from the right, skipping
-    trusted proxies, and the first other address is the caller (with only the gateway
-    in between, that is the first hop).
+    The address is the peer's, unless the peer is a trusted proxy: its address is in
+    `trusted` and `proxy_identity` says its TLS identity is a proxy's (or the link is
+    plaintext). Then it is the last hop of `x-forwarded-for`, the address the proxy saw;
+    earlier hops are whatever the caller sent, and are never believed.
     """
     md: dict[str, str] = {}
     for key, value in metadata or ():
@@ -62,8 +63,9 @@ def caller(
     authorization = md.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
     agent = md.get(FORWARDED_USER_AGENT) or md.get("user-agent", "")
+    forwarded = md.get("x-forwarded-for", "") if proxy_identity else ""
     return Caller(
-        ip_address=client_address(peer, md.get("x-forwarded-for", ""), trusted),
+        ip_address=client_address(peer, forwarded, trusted),
         user_agent=_escaped(agent[:MAX_USER_AGENT]),
         bearer_token=token.strip() if scheme.lower() == "bearer" else "",
         method=method,
@@ -76,19 +78,14 @@ def _escaped(text: str) -> str:
 
 
 def client_address(peer: str, forwarded_for: str, trusted: Sequence[Network]) -> str:
+    """The peer's address, or the last `forwarded_for` hop when the peer is trusted."""
     address = _peer_address(peer)
     if address is None:
         return ""
     if not forwarded_for or not _is_trusted(address, trusted):
         return str(address)
-    for hop in reversed(forwarded_for.split(",")):
-        parsed = _parse(hop)
-        if parsed is None:
-            break
-        address = parsed
-        if not _is_trusted(address, trusted):
-            break
-    return str(address)
+    hop = _parse(forwarded_for.rsplit(",", 1)[-1])
+    return str(hop if hop is not None else address)
 
 
 def _peer_address(peer: str) -> Address | None:

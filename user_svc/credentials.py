@@ -21,6 +21,7 @@ from user_svc.protection import Protection, Subject
 from user_svc.settings import Settings
 from user_svc.storage.protocols import UserStore
 from user_svc.storage.redis_state import RedisState
+from user_svc.throttle import LoginThrottle
 from user_svc.tokens import RESET_PREFIX, digest, new_opaque
 from user_svc.validation import Checks
 
@@ -39,6 +40,7 @@ class PasswordFlows:
         auditor: Auditor,
         passwords: Passwords,
         protection: Protection,
+        throttle: LoginThrottle,
         state: RedisState,
         settings: Settings,
     ) -> None:
@@ -47,6 +49,7 @@ class PasswordFlows:
         self._audit = auditor
         self._passwords = passwords
         self._protection = protection
+        self._throttle = throttle
         self._state = state
         self._s = settings
 
@@ -155,6 +158,7 @@ class PasswordFlows:
             if row is not None and row.usable:
                 await db.set_password(row.user_id, new_hash)
                 ended = await db.end_sessions(row.user_id, "password_reset")
+                await self._throttle.forget(row.username.lower())
                 await self._audit.record(
                     CHANGED,
                     SUCCESS,

@@ -60,7 +60,8 @@ class FailedPrecondition(UserError):
 
 
 class RateLimited(UserError):
-    """Too many calls; `metadata` names the limit and when to retry."""
+    """Too many calls (RATE_LIMITED), or sign-ins after failures (LOGIN_THROTTLED);
+    `metadata` names the limit and when to retry."""
 
     code = code_pb2.RESOURCE_EXHAUSTED
     reason = "RATE_LIMITED"

@@ -11,11 +11,9 @@ LOGINS = Counter(
     "unknown_user, account_locked, mfa_required, invalid_mfa_code).",
     ["result"],
 )
-LOCKOUTS = Counter(
-    "auditmesh_user_lockouts_total", "Accounts locked after too many failed sign-ins."
-)
 RATE_LIMITED = Counter(
     "auditmesh_user_rate_limited_total",
-    "Calls refused by a rate limit, by limit (e.g. login_per_ip).",
+    "Calls refused by a rate limit or a sign-in delay, by limit (e.g. login_per_ip, "
+    "login_failures_per_source, login_failures_per_account).",
     ["limit"],
 )

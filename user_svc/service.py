@@ -20,6 +20,7 @@ from user_svc.roles import Roles
 from user_svc.settings import Settings
 from user_svc.storage.protocols import UserStore
 from user_svc.storage.redis_state import RedisState
+from user_svc.throttle import LoginThrottle
 from user_svc.tokens import AccessTokens, PageTokens, signing_key
 from user_svc.totp import SecretBox
 
@@ -56,11 +57,12 @@ def build_services(
     access_tokens = AccessTokens(signing_key(keys.jwt_signing), s.access_token_ttl_seconds)
     box = SecretBox(keys.mfa_encryption)
     protection = Protection(state, auditor, s)
+    throttle = LoginThrottle(state, auditor, s)
     guard = Guard(store, access_tokens, auditor)
     return Services(
         accounts=Accounts(store, guard, auditor, hasher, protection, PageTokens(keys.jwt_signing)),
-        auth=Auth(store, auditor, hasher, access_tokens, box, protection, s),
-        passwords=PasswordFlows(store, guard, auditor, hasher, protection, state, s),
+        auth=Auth(store, auditor, hasher, access_tokens, box, protection, throttle, s),
+        passwords=PasswordFlows(store, guard, auditor, hasher, protection, throttle, state, s),
         mfa=Mfa(store, guard, auditor, box, protection, s.totp_window_steps),
         roles=Roles(store, guard, auditor),
         auditor=auditor,

@@ -8,6 +8,7 @@ from typing import TypeAlias
 import grpc
 
 from meshkit import logs
+from meshkit.tls import IdentityError, peer_identity
 from user.v1 import user_service_pb2 as pb
 from user.v1 import user_service_pb2_grpc as pb_grpc
 from user_svc import convert
@@ -38,6 +39,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         version: str,
     ) -> None:
         self._trusted = settings.trusted_networks
+        self._proxy_names = settings.trusted_proxy_names
         self._accounts = accounts
         self._auth = auth
         self._passwords = passwords
@@ -48,8 +50,21 @@ class UserServicer(pb_grpc.UserServiceServicer):
 
     def _caller(self, context: Context) -> Caller:
         return convert.caller(
-            context.invocation_metadata(), context.peer() or "", logs.method.get(), self._trusted
+            context.invocation_metadata(),
+            context.peer() or "",
+            logs.method.get(),
+            self._trusted,
+            self._is_proxy(context),
         )
+
+    def _is_proxy(self, context: Context) -> bool:
+        """Whether the peer's TLS identity is a trusted proxy's (plaintext: no identity
+        to check, the address decides)."""
+        try:
+            identity = peer_identity(context.auth_context())
+        except IdentityError:
+            return False
+        return identity is None or identity.name in self._proxy_names
 
     async def CreateUser(
         self, request: pb.CreateUserRequest, context: Context

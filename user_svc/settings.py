@@ -69,11 +69,17 @@ class Settings:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
 
-    # Failed logins in a row that lock an account, and for how long (0: until an admin
-    # unlocks it).
-    lockout_threshold: int = 5
-    lockout_seconds: int = 900
-    # Calls per window per caller address, and per account, on the sign-in paths.
+    # Delays after failed sign-ins (user_svc/throttle.py), never a lock: failures of one
+    # account from one address, and from every address, that pass before delays start;
+    # the first delay (doubling with each further failure) and its cap; how long after
+    # the last failure they are forgotten (at least the cap).
+    login_free_failures: int = 5
+    login_account_free_failures: int = 20
+    login_delay_seconds: int = 1
+    login_max_delay_seconds: int = 900
+    login_failure_memory_seconds: int = 3600
+    # Calls per window per caller address, and per account (reset, password change and
+    # MFA checks; sign-in is per address, its per-account brake is the delay above).
     rate_limit_per_ip: int = 30
     rate_limit_per_account: int = 10
     rate_limit_window_seconds: int = 60
@@ -82,8 +88,12 @@ class Settings:
     suspicious_distinct_ips: int = 3
     suspicious_failures_before_new_ip: int = 3
     suspicious_window_seconds: int = 600
-    # Peers whose x-forwarded-for is believed (comma-separated addresses or networks).
+    # Proxies whose x-forwarded-for is believed (its last hop is the caller): the peer's
+    # address must be in TRUSTED_PROXIES (comma-separated addresses or networks) and, over
+    # mutual TLS, its SPIFFE name in TRUSTED_PROXY_IDS (the gateway and Envoy dial as
+    # `gateway`). Any other peer is the caller itself, whatever header it sends.
     trusted_proxies: str = "127.0.0.0/8,::1/128"
+    trusted_proxy_ids: str = "gateway"
 
     # Auditing. Off: nothing is sent (for the overhead benchmark only).
     audit_enabled: bool = True
@@ -126,6 +136,10 @@ class Settings:
             for part in self.trusted_proxies.split(",")
             if part.strip()
         )
+
+    @property
+    def trusted_proxy_names(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.trusted_proxy_ids.split(",") if n.strip())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -183,16 +197,19 @@ class Settings:
                 out.append(f"{p}{name.upper()} must be set when {p}REQUIRE_KEYS is true")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith("_seconds") and f.name != "lockout_seconds" and not value > 0:
+            if f.name.endswith("_seconds") and not value > 0:
                 out.append(f"{p}{f.name.upper()} must be a positive number of seconds")
         if not 0 <= self.totp_window_steps <= 10:
             out.append(f"{p}TOTP_WINDOW_STEPS must be between 0 and 10")
-        if self.lockout_seconds < 0:
-            out.append(f"{p}LOCKOUT_SECONDS must not be negative (0: until an admin unlocks)")
+        if self.login_failure_memory_seconds < self.login_max_delay_seconds:
+            out.append(
+                f"{p}LOGIN_FAILURE_MEMORY_SECONDS must be at least {p}LOGIN_MAX_DELAY_SECONDS"
+            )
         for name in (
             "argon2_time_cost",
             "argon2_parallelism",
-            "lockout_threshold",
+            "login_free_failures",
+            "login_account_free_failures",
             "rate_limit_per_ip",
             "rate_limit_per_account",
             "suspicious_distinct_ips",

@@ -103,7 +103,8 @@ def start_user(
         )
         async with (
             UserApp(settings, audit_settings) as app,
-            tls.channel(f"127.0.0.1:{app.port}") as channel,
+            # As the gateway: its x-forwarded-for is believed (tests/user_svc/test_throttle.py).
+            tls.channel(f"127.0.0.1:{app.port}", "gateway") as channel,
             tls.channel(f"127.0.0.1:{audit_app.port}") as audit_channel,
         ):
             yield Harness(

@@ -44,11 +44,11 @@ def test_settings_mask_secrets_and_list_every_problem() -> None:
             "USER_JWT_SIGNING_KEY": KEY_A,
             "USER_MFA_ENCRYPTION_KEY": KEY_B,
             "USER_DATABASE_URL": "postgresql://svc:hunter2@db:5432/users",
-            "USER_LOCKOUT_THRESHOLD": "7",
+            "USER_LOGIN_FREE_FAILURES": "7",
             **tls.env_of("USER_", "user-service"),
         }
     )
-    assert settings.lockout_threshold == 7
+    assert settings.login_free_failures == 7
     shown = repr(settings)
     assert KEY_A not in shown and KEY_B not in shown and "hunter2" not in shown
     assert "jwt_signing_key='***'" in shown and "svc:***@db" in shown
@@ -78,7 +78,8 @@ def test_settings_mask_secrets_and_list_every_problem() -> None:
 async def test_the_caller_address_comes_from_the_trusted_proxy_chain(h: Harness) -> None:
     chains = [
         ((("grpcgateway-user-agent", "ua-1"),), "127.0.0.1"),
-        ((("x-forwarded-for", "198.51.100.7, 127.0.0.1"),), "198.51.100.7"),
+        # Only the last hop (what the gateway saw) is believed, loopback included.
+        ((("x-forwarded-for", "198.51.100.7, 127.0.0.1"),), "127.0.0.1"),
         ((("x-forwarded-for", "198.51.100.8, 192.0.2.1"),), "192.0.2.1"),
         ((("x-forwarded-for", "garbage"),), "127.0.0.1"),
         ((("x-forwarded-for", "2001:db8::5"),), "2001:db8::5"),

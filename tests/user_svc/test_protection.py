@@ -1,5 +1,6 @@
-"""Lockout, rate limits and suspicious-activity rules, against the real Redis and
-PostgreSQL. Rate-limit windows are a day long here so no window ends mid-test."""
+"""Rate limits and suspicious-activity rules, against the real Redis and PostgreSQL
+(sign-in delays: test_throttle.py). Rate-limit windows are a day long here so no window
+ends mid-test."""
 
 from __future__ import annotations
 
@@ -17,46 +18,6 @@ DAY = 86400
 
 def wrong(account: Account) -> Account:
     return Account(account.user, "not the password")
-
-
-async def test_lockout_after_n_failed_sign_ins(start_user: StartUser) -> None:
-    async with start_user(lockout_threshold=3) as h:
-        alice = await h.register("alice")
-        for _ in range(3):
-            err = await fails(h.login(wrong(alice)))
-            assert reason_and_fields(err)[0] == "INVALID_CREDENTIALS"
-        err = await fails(h.login(alice))
-        assert reason_and_fields(err)[0] == "ACCOUNT_LOCKED"
-        # A wrong password on a locked account still says only "invalid credentials".
-        err = await fails(h.login(wrong(alice)))
-        assert reason_and_fields(err)[0] == "INVALID_CREDENTIALS"
-
-        admin = await h.admin()
-        await h.stub.UnlockUser(
-            pb.UnlockUserRequest(user_id=alice.user_id), metadata=md(token=admin.access_token)
-        )
-        await h.login(alice)
-
-        events = await h.events(user_id=alice.user_id)
-    assert [(e.event_type, details(e).get("reason")) for e in events] == [
-        ("user.user_created", None),
-        ("auth.login_failed", "wrong_password"),
-        ("auth.login_failed", "wrong_password"),
-        ("auth.login_failed", "wrong_password"),
-        ("user.user_locked", "too many failed sign-ins"),
-        ("auth.login_failed", "account_locked"),
-        ("auth.login_failed", "wrong_password"),
-        ("user.user_updated", None),
-        ("auth.login_success", None),
-    ]
-    lock = events[4]
-    assert lock.result == "success"
-    assert details(lock) == {
-        "reason": "too many failed sign-ins",
-        "trigger": "failed_logins",
-        "failed_logins": 3,
-        "lock_seconds": 900,
-    }
 
 
 async def test_rate_limit_per_address(start_user: StartUser) -> None:
@@ -90,25 +51,39 @@ async def test_rate_limit_per_address(start_user: StartUser) -> None:
 
 async def test_rate_limit_per_account(start_user: StartUser) -> None:
     async with start_user(rate_limit_per_account=2, rate_limit_window_seconds=DAY) as h:
-        alice = await h.register("alice")
-        await h.login(alice, ip="198.51.100.1")
-        await fails(h.login(wrong(alice), ip="198.51.100.2"))
-        err = await fails(h.login(alice, ip="198.51.100.3"))
+        await h.register("alice")
+        for ip in ("198.51.100.1", "198.51.100.2"):
+            await h.stub.RequestPasswordReset(
+                pb.RequestPasswordResetRequest(email="alice@example.com"), metadata=md(ip)
+            )
+        err = await fails(
+            h.stub.RequestPasswordReset(
+                pb.RequestPasswordResetRequest(email="ALICE@example.com"),
+                metadata=md("198.51.100.3"),
+            )
+        )
         assert reason_and_fields(err)[0] == "RATE_LIMITED"
-        # The same limit counts user names that have no account, and says the same.
+        # The same limit counts emails that have no account, and says the same.
         for _ in range(2):
-            await fails(h.login(Account(pb.User(username="ghost"), "x"), ip="198.51.100.4"))
-        err = await fails(h.login(Account(pb.User(username="GHOST"), "x"), ip="198.51.100.5"))
+            await h.stub.RequestPasswordReset(
+                pb.RequestPasswordResetRequest(email="ghost@example.com"), metadata=md()
+            )
+        err = await fails(
+            h.stub.RequestPasswordReset(
+                pb.RequestPasswordResetRequest(email="GHOST@example.com"),
+                metadata=md("198.51.100.5"),
+            )
+        )
         assert reason_and_fields(err)[0] == "RATE_LIMITED"
         limited = await h.events(event_type="security.rate_limit_exceeded")
     assert [(e.ip_address, details(e)["limit"]) for e in limited] == [
-        ("198.51.100.3", "login_per_account"),
-        ("198.51.100.5", "login_per_account"),
+        ("198.51.100.3", "password_reset_per_account"),
+        ("198.51.100.5", "password_reset_per_account"),
     ]
 
 
 async def test_failures_from_many_addresses_are_suspicious(start_user: StartUser) -> None:
-    async with start_user(suspicious_distinct_ips=3, lockout_threshold=10) as h:
+    async with start_user(suspicious_distinct_ips=3) as h:
         alice = await h.register("alice")
         for ip in ("198.51.100.1", "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"):
             await fails(h.login(wrong(alice), ip=ip))
