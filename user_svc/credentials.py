@@ -2,13 +2,13 @@
 
 A reset request answers the same whether or not the email belongs to an account. For
 an account, a one-time token is made, stored only as its SHA-256, and handed to the
-mailer through a Redis list (`reset_outbox_key`): delivery is outside this service.
+mailer sealed, for a few minutes, through the Redis outbox (`outbox.py`): delivery is
+outside this service.
 A changed or reset password ends the account's other sessions.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +16,7 @@ from user_svc.access import Guard
 from user_svc.audit import FAILURE, SUCCESS, Auditor
 from user_svc.errors import Unauthenticated, Unavailable
 from user_svc.model import Caller
+from user_svc.outbox import MailBox, message_key
 from user_svc.passwords import Passwords
 from user_svc.protection import Protection, Subject
 from user_svc.settings import Settings
@@ -42,6 +43,7 @@ class PasswordFlows:
         protection: Protection,
         throttle: LoginThrottle,
         state: RedisState,
+        mail: MailBox,
         settings: Settings,
     ) -> None:
         self._store = store
@@ -51,6 +53,7 @@ class PasswordFlows:
         self._protection = protection
         self._throttle = throttle
         self._state = state
+        self._mail = mail
         self._s = settings
 
     async def change(self, caller: Caller, current: str, new: str) -> None:
@@ -131,15 +134,18 @@ class PasswordFlows:
         key = self._s.reset_outbox_key
         if not key:
             return False
-        entry = {
+        message = {
             "kind": "password_reset",
-            "user_id": user_id,
             "email": email,
             "reset_token": token,
             "expire_time": expires.isoformat(),
         }
+        message_id, sealed = self._mail.seal(message)
         try:
-            await self._state.push_outbox(key, json.dumps(entry))
+            await self._state.push_outbox(
+                key, message_key(key, message_id), message_id, sealed,
+                self._s.reset_outbox_ttl_seconds,
+            )  # fmt: skip
         except Unavailable as exc:
             log.warning("reset message for user %s not queued: %s", user_id, exc.message)
             return False

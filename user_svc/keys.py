@@ -20,16 +20,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Signing key of access tokens (and page tokens); sealing key of TOTP secrets."""
+    """Signing key of access tokens (and page tokens); sealing keys of TOTP secrets and
+    of the mail outbox."""
 
     jwt_signing: bytes = field(repr=False)
     mfa_encryption: bytes = field(repr=False)
+    mail_encryption: bytes = field(repr=False)
 
 
 async def load_keys(store: UserStore, settings: Settings) -> Keys:
     """The configured keys; a missing one is the database's development key."""
     found: dict[str, bytes] = {}
-    for name in ("jwt_signing_key", "mfa_encryption_key"):
+    for name in ("jwt_signing_key", "mfa_encryption_key", "mail_encryption_key"):
         configured: str = getattr(settings, name)
         if configured:
             found[name] = configured.encode()
@@ -42,11 +44,22 @@ async def load_keys(store: UserStore, settings: Settings) -> Keys:
             "(at least 32 random characters) and USER_REQUIRE_KEYS=true in production.",
             name.upper(),
             "generated now and kept" if created else "generated on first start, kept",
-            "forge access tokens" if name == "jwt_signing_key" else "read TOTP secrets",
+            _EXPOSES[name],
             name.upper(),
         )
         found[name] = key
-    return Keys(jwt_signing=found["jwt_signing_key"], mfa_encryption=found["mfa_encryption_key"])
+    return Keys(
+        jwt_signing=found["jwt_signing_key"],
+        mfa_encryption=found["mfa_encryption_key"],
+        mail_encryption=found["mail_encryption_key"],
+    )
+
+
+_EXPOSES = {
+    "jwt_signing_key": "forge access tokens",
+    "mfa_encryption_key": "read TOTP secrets",
+    "mail_encryption_key": "read reset tokens in the mail outbox",
+}
 
 
 def write_public_key(path: Path, key: Ed25519PrivateKey) -> None:

@@ -14,6 +14,7 @@ from user_svc.auth import Auth
 from user_svc.credentials import PasswordFlows
 from user_svc.keys import Keys
 from user_svc.mfa import Mfa
+from user_svc.outbox import MailBox
 from user_svc.passwords import Passwords
 from user_svc.protection import Protection
 from user_svc.roles import Roles
@@ -62,7 +63,17 @@ def build_services(
     return Services(
         accounts=Accounts(store, guard, auditor, hasher, protection, PageTokens(keys.jwt_signing)),
         auth=Auth(store, auditor, hasher, access_tokens, box, protection, throttle, s),
-        passwords=PasswordFlows(store, guard, auditor, hasher, protection, throttle, state, s),
+        passwords=PasswordFlows(
+            store,
+            guard,
+            auditor,
+            hasher,
+            protection,
+            throttle,
+            state,
+            MailBox(keys.mail_encryption),
+            s,
+        ),
         mfa=Mfa(store, guard, auditor, box, protection, s.totp_window_steps),
         roles=Roles(store, guard, auditor),
         auditor=auditor,

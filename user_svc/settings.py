@@ -46,6 +46,8 @@ class Settings:
     # USER_REQUIRE_KEYS=true, which refuses to start without them).
     jwt_signing_key: str = field(default="", repr=False)
     mfa_encryption_key: str = field(default="", repr=False)
+    # Seals mail outbox messages (reset tokens); the mailer holds the same key.
+    mail_encryption_key: str = field(default="", repr=False)
     require_keys: bool = False
     # What `make up` runs: development secrets (no database or Redis password, keys kept
     # in the database) are a warning at start-up; off, they are refused (check_secrets).
@@ -58,9 +60,11 @@ class Settings:
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     reset_token_ttl_seconds: int = 1800
-    # Redis list a mailer consumes: one JSON entry per reset request, with the token.
-    # Empty: reset tokens are created but not delivered anywhere.
+    # Redis outbox a mailer consumes (user_svc/outbox.py): message ids in this list, each
+    # sealed message at `<key>:<id>`, gone after RESET_OUTBOX_TTL_SECONDS. Empty: reset
+    # tokens are created but not delivered anywhere.
     reset_outbox_key: str = "user-service:mail:outbox"
+    reset_outbox_ttl_seconds: int = 600
     # TOTP codes this many 30 s steps before or after now are accepted (clock drift).
     totp_window_steps: int = 1
 
@@ -156,6 +160,7 @@ class Settings:
             out += url_password_problem(f"{p}AUDIT_REDIS_URL", self.audit_redis_url)
         out += secret_problem(f"{p}JWT_SIGNING_KEY", self.jwt_signing_key)
         out += secret_problem(f"{p}MFA_ENCRYPTION_KEY", self.mfa_encryption_key)
+        out += secret_problem(f"{p}MAIL_ENCRYPTION_KEY", self.mail_encryption_key)
         return out
 
     def check_secrets(self, log: logging.Logger) -> None:
@@ -189,7 +194,7 @@ class Settings:
                 out.append(f"{p}{name} must start with redis://, rediss:// or unix://")
         if not 1 <= self.pool_min_size <= self.pool_max_size:
             out.append(f"{p}POOL_MIN_SIZE must be between 1 and {p}POOL_MAX_SIZE")
-        for name in ("jwt_signing_key", "mfa_encryption_key"):
+        for name in ("jwt_signing_key", "mfa_encryption_key", "mail_encryption_key"):
             value = getattr(self, name)
             if value and len(value) < MIN_KEY_CHARS:
                 out.append(f"{p}{name.upper()} must be at least {MIN_KEY_CHARS} characters")
@@ -201,6 +206,8 @@ class Settings:
                 out.append(f"{p}{f.name.upper()} must be a positive number of seconds")
         if not 0 <= self.totp_window_steps <= 10:
             out.append(f"{p}TOTP_WINDOW_STEPS must be between 0 and 10")
+        if self.reset_outbox_ttl_seconds > self.reset_token_ttl_seconds:
+            out.append(f"{p}RESET_OUTBOX_TTL_SECONDS must not exceed {p}RESET_TOKEN_TTL_SECONDS")
         if self.login_failure_memory_seconds < self.login_max_delay_seconds:
             out.append(
                 f"{p}LOGIN_FAILURE_MEMORY_SECONDS must be at least {p}LOGIN_MAX_DELAY_SECONDS"
@@ -240,5 +247,12 @@ def _mask(value: str) -> str:
 
 
 _SECRETS = frozenset(
-    {"jwt_signing_key", "mfa_encryption_key", "database_url", "redis_url", "audit_redis_url"}
+    {
+        "jwt_signing_key",
+        "mfa_encryption_key",
+        "mail_encryption_key",
+        "database_url",
+        "redis_url",
+        "audit_redis_url",
+    }
 )

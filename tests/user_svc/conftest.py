@@ -19,7 +19,7 @@ from audit_svc.app import AuditApp
 from devstack import PostgresInfo, RedisInfo
 from tests.testkit import tls
 from tests.testkit.databases import copy_of, make_template
-from tests.user_svc.support import Harness
+from tests.user_svc.support import MAIL_KEY, Harness
 from user.v1 import user_service_pb2_grpc as pb_grpc
 from user_svc.app import UserApp
 from user_svc.migrate import upgrade as users_upgrade
@@ -65,6 +65,7 @@ def user_settings(
             "redis_url": redis_server.url,
             "redis_prefix": prefix,
             "reset_outbox_key": f"{prefix}mail:outbox",
+            "mail_encryption_key": MAIL_KEY,
             "audit_target": f"127.0.0.1:{audit_app.port}",
             "audit_spool_key": f"{prefix}audit:retry_queue",
             "pool_min_size": 1,

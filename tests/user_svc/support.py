@@ -4,12 +4,11 @@ audit-service stored."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 import pyotp
@@ -23,10 +22,13 @@ from user.v1 import user_service_pb2 as pb
 from user.v1 import user_service_pb2_grpc as pb_grpc
 from user_svc.app import UserApp
 from user_svc.model import ADMIN, Caller
+from user_svc.outbox import message_key, open_message
 
 IP = "203.0.113.10"
 AGENT = "Mozilla/5.0 (pytest)"
 PASSWORD = "correct horse battery staple"
+# The outbox key the tests' user-service and "mailer" share (USER_MAIL_ENCRYPTION_KEY).
+MAIL_KEY = "test mail key, 32 characters or more"
 T = TypeVar("T")
 
 
@@ -126,13 +128,22 @@ class Harness:
         return await self.login(account)
 
     async def reset_messages(self) -> list[dict[str, Any]]:
-        """What the mailer would find in the outbox."""
+        """What a mailer holding the mail key finds in the outbox (user_svc/outbox.py)."""
+        key = self.app.settings.reset_outbox_key
         client = aioredis.Redis.from_url(self.redis_url)
         try:
-            raw = await client.lrange(self.app.settings.reset_outbox_key, 0, -1)
+            # A client without decode_responses answers bytes.
+            ids = cast(list[bytes], await client.lrange(key, 0, -1))
+            sealed = [
+                cast(bytes | None, await client.get(message_key(key, i.decode()))) for i in ids
+            ]
         finally:
             await client.aclose()
-        return [json.loads(item) for item in raw]
+        return [
+            open_message(MAIL_KEY.encode(), i.decode(), m)
+            for i, m in zip(ids, sealed, strict=True)
+            if m is not None
+        ]
 
 
 def next_code(secret: str, account: Account) -> str:

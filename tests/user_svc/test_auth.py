@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import cast
+
 import grpc
 import jwt
+import redis.asyncio as aioredis
 from grpc_status import rpc_status
 
 from tests.testkit.grpc_status import reason_and_fields
+from tests.user_svc.conftest import StartUser
 from tests.user_svc.support import AGENT, IP, PASSWORD, Account, Harness, details, fails, md
 from user.v1 import user_service_pb2 as pb
 
@@ -198,7 +203,9 @@ async def test_password_reset_answers_the_same_and_the_token_works_once(h: Harne
         pb.RequestPasswordResetRequest(email="nobody@example.com"), metadata=md()
     )
     [message] = await h.reset_messages()
-    assert message["user_id"] == alice.user_id and message["email"] == "alice@example.com"
+    # Only what a mail sender needs.
+    assert set(message) == {"kind", "email", "reset_token", "expire_time"}
+    assert message["email"] == "alice@example.com"
     token = message["reset_token"]
 
     err = await fails(
@@ -244,3 +251,65 @@ async def test_password_reset_answers_the_same_and_the_token_works_once(h: Harne
         (alice.user_id, "failure", {"method": "reset", "reason": "used_or_expired_reset"}),
     ]
     assert all((e.ip_address, e.user_agent) == (IP, AGENT) for e in requested + changed)
+
+
+async def redis_dump(client: aioredis.Redis, prefix: str) -> tuple[list[bytes], bytes]:
+    """Every key of the service and every value in them, as someone reading Redis sees
+    (a client without decode_responses answers bytes)."""
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    async for key in client.scan_iter(match=f"{prefix}*"):
+        keys.append(key)
+        kind = await client.type(key)
+        if kind == b"string":
+            values.append(cast(bytes, await client.get(key)))
+        elif kind == b"list":
+            values += cast(list[bytes], await client.lrange(key, 0, -1))
+        elif kind == b"hash":
+            for field, value in cast(dict[bytes, bytes], await client.hgetall(key)).items():
+                values += [field, value]
+        elif kind == b"zset":
+            values += cast(list[bytes], await client.zrange(key, 0, -1))
+    return keys, b"\n".join(values)
+
+
+async def test_reading_redis_gives_no_usable_reset_token(start_user: StartUser) -> None:
+    async with start_user(reset_outbox_ttl_seconds=2) as h:
+        await h.register("alice")
+        await h.stub.RequestPasswordReset(
+            pb.RequestPasswordResetRequest(email="alice@example.com"), metadata=md()
+        )
+        client = aioredis.Redis.from_url(h.redis_url)
+        try:
+            keys, values = await redis_dump(client, h.app.settings.redis_prefix)
+            [message] = await h.reset_messages()  # the mailer, which holds the key
+            token = message["reset_token"].encode()
+            assert token not in values and token not in b"".join(keys)
+            assert b"pr_" not in values and b"reset_token" not in values
+            # What Redis shows (the message id) is no token either.
+            outbox = h.app.settings.reset_outbox_key.encode()
+            [sealed_key] = [k for k in keys if k.startswith(outbox + b":")]
+            err = await fails(
+                h.stub.ConfirmPasswordReset(
+                    pb.ConfirmPasswordResetRequest(
+                        reset_token=sealed_key.rsplit(b":", 1)[-1].decode(),
+                        new_password=NEW_PASSWORD,
+                    ),
+                    metadata=md(),
+                )
+            )
+            assert reason_and_fields(err)[0] == "INVALID_RESET_TOKEN"
+            # The sealed message is gone after its TTL (the token itself lives longer).
+            assert 0 < await client.pttl(sealed_key) <= 2000
+            for _ in range(100):
+                if not await client.exists(sealed_key, outbox):
+                    break
+                await asyncio.sleep(0.1)
+            assert await h.reset_messages() == []
+            assert not await client.exists(sealed_key, outbox)
+        finally:
+            await client.aclose()
+        await h.stub.ConfirmPasswordReset(
+            pb.ConfirmPasswordResetRequest(reset_token=token.decode(), new_password=NEW_PASSWORD),
+            metadata=md(),
+        )

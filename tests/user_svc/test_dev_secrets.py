@@ -21,6 +21,7 @@ OFFENDING = (
     "USER_REDIS_URL",
     "USER_JWT_SIGNING_KEY",
     "USER_MFA_ENCRYPTION_KEY",
+    "USER_MAIL_ENCRYPTION_KEY",
 )
 log = logging.getLogger("test")
 
@@ -60,6 +61,7 @@ def test_production_secrets_accepted_without_dev_mode() -> None:
             "USER_REDIS_URL": "redis://:Hq7e2k@redis:6379/0",
             "USER_JWT_SIGNING_KEY": "j" * 32,
             "USER_MFA_ENCRYPTION_KEY": "m" * 32,
+            "USER_MAIL_ENCRYPTION_KEY": "e" * 32,
         }
     )
     assert settings.dev_secret_problems() == []

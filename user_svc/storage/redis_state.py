@@ -1,5 +1,5 @@
 """Short-lived protection state in Redis: rate-limit windows, per-account failure
-addresses, sign-in failure delays, and the outbox a mailer reads reset tokens from.
+addresses, sign-in failure delays, and the mail outbox (sealed messages, `outbox.py`).
 
 Subjects (addresses, user names, emails) appear in keys only as hashes, so the keys
 hold no personal data.
@@ -138,12 +138,24 @@ class RedisState:
                 field = _subject(source)
                 await self._redis.hdel(key, f"n:{field}", f"until:{field}")
 
-    async def push_outbox(self, key: str, entry: str, *, cap: int = 10_000) -> None:
-        """Append a message for the mailer; the list keeps the newest `cap` entries."""
+    async def push_outbox(
+        self,
+        key: str,
+        message_key: str,
+        message_id: str,
+        sealed: bytes,
+        ttl_seconds: int,
+        *,
+        cap: int = 10_000,
+    ) -> None:
+        """Store a sealed message for `ttl_seconds` and queue its id; the queue keeps
+        the newest `cap` ids and lives as long as its newest message."""  # fmt: skip
         async with map_redis_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(key, entry)
+                pipe.set(message_key, sealed, ex=ttl_seconds)
+                pipe.rpush(key, message_id)
                 pipe.ltrim(key, -cap, -1)
+                pipe.expire(key, ttl_seconds)
                 await pipe.execute()
 
     async def ping(self) -> bool:
