@@ -13,6 +13,7 @@ from types import TracebackType
 
 from audit.v2 import event_pb2
 from audit_client import metrics
+from audit_client.amqp_transport import AmqpTransport
 from audit_client.batcher import Batcher
 from audit_client.breaker import BreakerState, CircuitBreaker
 from audit_client.counters import ClientStats, Counters
@@ -29,7 +30,7 @@ from audit_client.ids import new_id
 from audit_client.ledger import SpoolLedger
 from audit_client.outbox import Outbox, wait_until
 from audit_client.replay import Replayer
-from audit_client.settings import ClientSettings
+from audit_client.settings import AMQP, GRPC, ClientSettings
 from audit_client.spool import RedisSpool
 from audit_client.spooler import Spooler
 from audit_client.transport import GrpcTransport, Transport
@@ -90,17 +91,27 @@ class AuditClient:
             timeout=s.redis_timeout_seconds,
             max_batches=s.spool_max_batches,
         )
-        grpc_transport = GrpcTransport(
-            s.target, s.tls_files, connect_timeout=s.connect_timeout_seconds
+        grpc_transport = (
+            GrpcTransport(s.target, s.tls_files, connect_timeout=s.connect_timeout_seconds)
+            if s.transport == GRPC or s.log_public_key_file
+            else None
         )
-        self._transport: Transport = grpc_transport
+        self._transport: Transport
+        if s.transport == AMQP:
+            self._transport = AmqpTransport(
+                s.amqp_url, s.amqp_exchange, connect_timeout=s.connect_timeout_seconds
+            )
+        else:
+            assert grpc_transport is not None
+            self._transport = grpc_transport
+        self._grpc = grpc_transport
         self._witness = (
             LogWitness(
                 grpc_transport,
                 load_public_key(s.log_public_key_file),
                 Path(s.witness_state_file) if s.witness_state_file else None,
             )
-            if s.log_public_key_file
+            if s.log_public_key_file and grpc_transport is not None
             else None
         )
         ledger = SpoolLedger()
@@ -302,6 +313,8 @@ class AuditClient:
         await self._spooler.release()
         await self._spool.aclose()
         await self._transport.aclose()
+        if self._grpc is not None and self._grpc is not self._transport:
+            await self._grpc.aclose()  # the witness's channel
         metrics.untrack(self)
         log.info("audit client closed: %s", self.stats().as_dict())
 
@@ -323,6 +336,7 @@ class AuditClient:
             refused=c.refused,
             batches_sent=c.batches_sent,
             stream_failures=c.stream_failures,
+            queued=c.queued,
             buffered=o.buffered_events + self._batcher.pending,
             in_flight=self._dispatcher.in_flight if self._runner else 0,
             spool_depth=o.spool_depth,

@@ -23,6 +23,7 @@ class Counters:
     refused: int = 0
     batches_sent: int = 0
     stream_failures: int = 0
+    queued: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,9 @@ class ClientStats:
     (each one logged); `spool_lost` were spooled, then lost by Redis (a restart without
     them, a flush; logged at ERROR with their range); `disk_spooled` were written to
     the disk spool, `recovered` were found there at start; `refused` emit() calls
-    raised AuditUnavailable under fail_closed.
+    raised AuditUnavailable under fail_closed; `queued` were confirmed by the RabbitMQ
+    broker (`transport = amqp`: the audit-service stores them from its queue, so
+    `acked` stays 0).
     A replaying client also acks events other processes spooled on the same key.
 
     State: `buffered` events in memory, `in_flight` batches awaiting an ack,
@@ -61,6 +64,7 @@ class ClientStats:
     refused: int
     batches_sent: int
     stream_failures: int
+    queued: int
     buffered: int
     in_flight: int
     spool_depth: int

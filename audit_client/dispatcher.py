@@ -67,6 +67,8 @@ class Dispatcher:
         self._ack_timeout = ack_timeout
         self._clock = clock
         self._in_flight: deque[_Sent] = deque()
+        # Its acks are a broker's confirms (amqp), not the audit-service's results.
+        self._confirms_only = bool(getattr(transport, "confirms_only", False))
         self.accepting = True  # False while closing: send nothing new
 
     @property
@@ -196,14 +198,17 @@ class Dispatcher:
                 raise TransportError(f"ack for batch {ack.batch_id!r}, expected {expected!r}")
             sent = self._in_flight.popleft()
             ACK_SECONDS.observe(self._clock() - sent.sent_at)
-            self._count(ack)
+            if self._confirms_only:
+                self._counters.queued += sent.size
+            else:
+                self._count(ack)
             self._breaker.record_success()
             if sent.batch is not None:
                 o.direct_in_flight -= 1
                 o.direct_in_flight_events -= sent.size
                 o.settle([sent.batch])
             elif sent.replay is not None:
-                self._counters.replayed += len(ack.results)
+                self._counters.replayed += sent.size if self._confirms_only else len(ack.results)
                 await self._replayer.acked(sent.replay)
             o.changed.set()
 

@@ -38,6 +38,7 @@ _HELP = {
     "rejected": "Events the audit-service rejected as invalid (each logged).",
     "spooled": "Events written to the Redis spool.",
     "replayed": "Events acked after a replay from the Redis spool.",
+    "queued": "Events the RabbitMQ broker confirmed (transport amqp); stored from its queue.",
     "dropped": "Events lost under fail_open: audit-service and Redis down, memory full.",
     "spool_lost": "Spooled events Redis lost (restart without them, flush); each logged at ERROR.",
     "disk_spooled": "Events written to the local disk spool (audit-service and Redis down).",

@@ -14,6 +14,8 @@ from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 PREFIX = "AUDIT_CLIENT_"
 FAIL_OPEN = "fail_open"
 FAIL_CLOSED = "fail_closed"
+GRPC = "grpc"
+AMQP = "amqp"
 # The audit-service takes at most this many events per batch.
 SERVER_MAX_BATCH = 1000
 # ...and keeps at most this many batches of one stream in progress.
@@ -29,6 +31,9 @@ class ClientSettings:
     Every instance is valid: the constructor raises `SettingsError` listing each problem.
     """
 
+    # How batches travel: `grpc` (the StreamIngest stream to `target`) or `amqp`
+    # (published to the audit-service's RabbitMQ queue, acked by publisher confirms).
+    transport: str = GRPC
     # host:port of the audit-service's gRPC listener.
     target: str = "127.0.0.1:50052"
     # Mutual TLS to the audit-service (meshkit.tls): the CA that signed it, and this
@@ -38,6 +43,11 @@ class ClientSettings:
     tls_ca_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # transport=amqp: the broker, as amqp://<user>:<password>@host:port/ (or amqps://);
+    # its user is each message's user_id, which the audit-service maps to a writer.
+    amqp_url: str = field(default="", repr=False)
+    # The audit-service's ingest exchange (its AUDIT_AMQP_QUEUE).
+    amqp_exchange: str = "audit.ingest"
     # The spool's Redis; a password in the URL is masked in repr().
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     # Redis list holding unacknowledged batches, oldest first.
@@ -121,9 +131,18 @@ class ClientSettings:
 
     def _problems(self) -> list[str]:
         p = PREFIX
-        out = tls_problems(
-            p, self.tls, TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
-        )
+        out: list[str] = []
+        if self.transport == GRPC or self.log_public_key_file:  # the witness speaks gRPC
+            files = TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+            out += tls_problems(p, self.tls, files)
+        if self.transport not in (GRPC, AMQP):
+            out.append(f"{p}TRANSPORT must be {GRPC} or {AMQP}")
+        elif self.transport == AMQP:
+            url = urlsplit(self.amqp_url)
+            if url.scheme not in ("amqp", "amqps") or not url.username:
+                out.append(f"{p}AMQP_URL must be amqp[s]://<user>:<password>@host:port/")
+            if not self.amqp_exchange:
+                out.append(f"{p}AMQP_EXCHANGE must not be empty")
         host, _, port = self.target.rpartition(":")
         if not host or not port.isdigit():
             out.append(f"{p}TARGET must be host:port, got {self.target!r}")
@@ -157,4 +176,4 @@ class ClientSettings:
         return out
 
 
-_SECRETS = frozenset({"redis_url"})
+_SECRETS = frozenset({"redis_url", "amqp_url"})

@@ -1,5 +1,6 @@
 """The one module that speaks gRPC: a channel to the audit-service and its StreamIngest
-stream. Every gRPC failure becomes a TransportError here; nothing else imports grpc."""
+stream. Every gRPC failure becomes a TransportError here; nothing else imports grpc
+(the RabbitMQ transport, audit_client.amqp_transport, has the same shape)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ class IngestStream(Protocol):
 
 
 class Transport(Protocol):
-    """Opens streams to the audit-service."""
+    """Opens streams to the audit-service (GrpcTransport), or to its queue on a
+    RabbitMQ broker (audit_client.amqp_transport)."""
 
     async def open(self) -> IngestStream: ...
 

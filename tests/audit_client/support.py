@@ -18,7 +18,16 @@ import asyncpg
 from audit.v2 import event_pb2
 from audit_client import ClientSettings
 from audit_svc.settings import Settings
-from devstack import PostgresInfo, RedisInfo, RunningService, ServiceInfo, free_port, start_redis
+from devstack import (
+    PostgresInfo,
+    RabbitInfo,
+    RedisInfo,
+    RunningService,
+    ServiceInfo,
+    free_port,
+    start_rabbitmq,
+    start_redis,
+)
 from devstack.events import guide_event
 from devstack.mesh import GrpcServiceInfo, audit_plan
 from devstack.process import family
@@ -80,15 +89,16 @@ class AuditProcess:
         self._context = ComponentContext(data_dir, port, {"postgres": pg}, tls.folder())
         self._server: RunningService[GrpcServiceInfo] | None = None
 
-    def start(self) -> None:
+    def start(self, **extra: str) -> None:
         """Start and wait until it answers a health check (blocking: use to_thread).
         With the tests' policy (tests/testkit/policy.toml) and no read audit, as the
-        in-process audit-service of `tls.audit_settings` runs."""
+        in-process audit-service of `tls.audit_settings` runs; `extra` variables too."""
         plan = audit_plan(self._context)
         env = {
             **plan.spec.env,
             "AUDIT_POLICY_FILE": str(tls.TEST_POLICY),
             "AUDIT_READ_AUDIT": "false",
+            **extra,
         }
         self._server = start_service(
             dataclasses.replace(plan, spec=dataclasses.replace(plan.spec, env=env))
@@ -151,6 +161,14 @@ class OwnRedis(OwnServer[RedisInfo]):
         # Its password is made once in its folder: the URL holds across restarts.
         password = dev_password(data_dir.resolve() / "redis-password")
         self.url = RedisInfo("127.0.0.1", self.port, password=password).url
+
+
+class OwnRabbitMQ(OwnServer[RabbitInfo]):
+    """A RabbitMQ node of one test's own (the tests' publishers), to stop and restart
+    on its port; its users and passwords hold across restarts."""
+
+    def __init__(self, data_dir: Path, publishers: tuple[str, ...]) -> None:
+        super().__init__(data_dir, lambda d, port: start_rabbitmq(d, port, publishers=publishers))
 
 
 def make_events(count: int, **changes: Any) -> list[event_pb2.AuditEvent]:
