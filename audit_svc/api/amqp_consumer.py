@@ -255,7 +255,6 @@ async def declare(
         dead_name, durable=True, arguments={"x-queue-type": "quorum"}
     )
     await dead_queue.bind(dead)
-    ingest = await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
     queue = await channel.declare_queue(
         name,
         durable=True,
@@ -265,6 +264,8 @@ async def declare(
             "x-delivery-limit": DELIVERY_LIMIT,
         },
     )
+    # The ingest exchange last: publishers find it only once it leads to the queue.
+    ingest = await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
     await queue.bind(ingest)
     return queue, dead_queue, dead
 

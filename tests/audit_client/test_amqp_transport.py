@@ -12,6 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from audit.v2 import audit_service_pb2 as pb
+from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_client import AuditClient, ClientSettings, SettingsError
 from audit_svc.app import AuditApp
 from devstack import RabbitInfo
@@ -53,6 +55,13 @@ async def emit(client: AuditClient, count: int) -> list[str]:
     return ids
 
 
+async def consuming(target: str) -> bool:
+    """True once the audit-service's Health says its RabbitMQ consumer runs."""
+    async with tls.channel(target) as channel:
+        health = await pb_grpc.AuditServiceStub(channel).Health(pb.HealthRequest())
+    return any(c.name == "rabbitmq" and c.ok for c in health.components)
+
+
 async def stored_ids(db: asyncpg.Connection) -> list[str]:
     return [r["id"] for r in await db.fetch("SELECT event_id::text AS id FROM audit_events")]
 
@@ -70,7 +79,8 @@ async def test_events_are_stored_exactly_once_across_a_kill_of_the_consumer(
         "AUDIT_AMQP_QUEUE": queue_name,
         "AUDIT_AMQP_PREFETCH": "4",
     }
-    await asyncio.to_thread(audit_process.start, **consumer)  # declares the queues
+    await asyncio.to_thread(audit_process.start, **consumer)
+    await eventually(lambda: consuming(audit_process.target), what="the queues declared")
     await asyncio.to_thread(audit_process.kill9)
     settings = amqp_settings(client_settings, audit_process.target, rabbitmq, queue_name)
     async with AuditClient(settings) as client:
