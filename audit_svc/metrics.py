@@ -68,6 +68,12 @@ COMMIT_SECONDS = Histogram(
     "Time to write one group (COPY and commit).",
     buckets=LATENCY_BUCKETS,
 )
+FORWARDED = Counter(
+    "auditmesh_forwarder_events_total",
+    "Events a forwarder (syslog, webhook) sent (for syslog: written, confirmed later) or "
+    "gave up on (dead_lettered).",
+    ["sink", "result"],
+)
 VERIFY = Counter(
     "auditmesh_verify_total",
     "Chain verifications, by result: ok, failed (a bad event or checkpoint), error.",

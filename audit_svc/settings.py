@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from meshkit import SettingsError, log_problems, mask_url, read_env
 from meshkit.metrics import listen_problems
@@ -136,6 +137,35 @@ class Settings:
     hot_retention_days: float = 90.0
     archive_interval_seconds: float = 3600.0
     archive_object_events: int = 10_000
+    # Forwarders (audit_svc.sinks.syslog, .webhook): SIEM delivery from their own
+    # cursors, at least once (receivers dedup by event id). Each is off when empty.
+    # Syslog: RFC 5424 over TCP, octet-counted frames, a CEF payload; host:port. TLS
+    # unless SYSLOG_TLS=false (then a warning); the CA file verifies the receiver
+    # (system CAs when empty), cert and key are an optional client certificate.
+    syslog_target: str = ""
+    syslog_tls: bool = True
+    syslog_ca_file: str = ""
+    syslog_cert_file: str = ""
+    syslog_key_file: str = ""
+    syslog_facility: int = 13  # log audit
+    syslog_hostname: str = ""  # the machine's name when empty
+    syslog_batch_events: int = 1000
+    # TCP syslog has no acknowledgement: events count as delivered (the cursor moves)
+    # only once the connection has stayed up this long after they were written.
+    syslog_confirm_seconds: float = 1.0
+    # Webhook: POST batches (NDJSON lines, or one JSON document) signed with
+    # HMAC-SHA256 of "<timestamp>.<body>" under the secret; https:// unless the host is
+    # loopback or DEV_MODE. A batch still failing after MAX_ATTEMPTS tries (exponential
+    # back-off from BACKOFF_SECONDS) goes to forwarder_dead_letters and is skipped.
+    webhook_url: str = ""
+    webhook_secret: str = field(default="", repr=False)
+    webhook_body: str = "ndjson"  # or json
+    webhook_event_format: str = "ndjson"  # or ocsf, ecs
+    webhook_batch_events: int = 500
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 0.5
+    webhook_timeout_seconds: float = 10.0
+    webhook_ca_file: str = ""
 
     def __repr__(self) -> str:
         shown = []
@@ -184,6 +214,8 @@ class Settings:
             out += secret_problem(f"{PREFIX}SIGNING_KEY", self.signing_key)
         if self.amqp_url:
             out += url_password_problem(f"{PREFIX}AMQP_URL", self.amqp_url)
+        if self.webhook_url:
+            out += secret_problem(f"{PREFIX}WEBHOOK_SECRET", self.webhook_secret)
         return out
 
     def check_secrets(self, log: logging.Logger) -> None:
@@ -228,7 +260,12 @@ class Settings:
             out.append(f"{PREFIX}WITNESS_URLS must be http:// or https:// URLs")
         if self.object_lock_mode not in ("COMPLIANCE", "GOVERNANCE"):
             out.append(f"{PREFIX}OBJECT_LOCK_MODE must be COMPLIANCE or GOVERNANCE")
+        out += self._forwarder_problems()
         positive = {
+            "SYSLOG_BATCH_EVENTS": self.syslog_batch_events,
+            "WEBHOOK_BATCH_EVENTS": self.webhook_batch_events,
+            "WEBHOOK_MAX_ATTEMPTS": self.webhook_max_attempts,
+            "WEBHOOK_TIMEOUT_SECONDS": self.webhook_timeout_seconds,
             "SINK_POLL_SECONDS": self.sink_poll_seconds,
             "LOCK_CHECK_SECONDS": self.lock_check_seconds,
             "HEALTH_INTERVAL_SECONDS": self.health_interval_seconds,
@@ -251,8 +288,34 @@ class Settings:
             "ARCHIVE_INTERVAL_SECONDS": self.archive_interval_seconds,
             "WRITE_QUOTA_EVENTS_PER_SECOND": self.write_quota_events_per_second,
             "WRITE_QUOTA_BYTES_PER_SECOND": self.write_quota_bytes_per_second,
+            "SYSLOG_CONFIRM_SECONDS": self.syslog_confirm_seconds,
+            "WEBHOOK_BACKOFF_SECONDS": self.webhook_backoff_seconds,
         }
         out += [f"{PREFIX}{name} must be >= 0" for name, value in not_negative.items() if value < 0]
+        return out
+
+    def _forwarder_problems(self) -> list[str]:
+        out = []
+        if self.syslog_target:
+            host, _, port = self.syslog_target.rpartition(":")
+            if not host or not port.isdigit():
+                out.append(f"{PREFIX}SYSLOG_TARGET must be host:port")
+            if not 0 <= self.syslog_facility <= 23:
+                out.append(f"{PREFIX}SYSLOG_FACILITY must be 0..23")
+            if bool(self.syslog_cert_file) != bool(self.syslog_key_file):
+                out.append(f"{PREFIX}SYSLOG_CERT_FILE and SYSLOG_KEY_FILE go together")
+        if self.webhook_url:
+            url = urlsplit(self.webhook_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                out.append(f"{PREFIX}WEBHOOK_URL must be an http:// or https:// URL")
+            elif url.scheme == "http" and not (self.dev_mode or _loopback(url.hostname)):
+                out.append(f"{PREFIX}WEBHOOK_URL must be https:// (http only to loopback)")
+            if not self.webhook_secret:
+                out.append(f"{PREFIX}WEBHOOK_SECRET is required with {PREFIX}WEBHOOK_URL")
+        if self.webhook_body not in ("ndjson", "json"):
+            out.append(f"{PREFIX}WEBHOOK_BODY must be ndjson or json")
+        if self.webhook_event_format not in ("ndjson", "ocsf", "ecs"):
+            out.append(f"{PREFIX}WEBHOOK_EVENT_FORMAT must be ndjson, ocsf or ecs")
         return out
 
 
@@ -267,4 +330,6 @@ def _loopback(host: str) -> bool:
 
 _PROCESS_KEY = secrets.token_bytes(32)
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,200}")
-_SECRETS = frozenset({"page_token_key", "influx_token", "s3_secret_key", "signing_key"})
+_SECRETS = frozenset(
+    {"page_token_key", "influx_token", "s3_secret_key", "signing_key", "webhook_secret"}
+)

@@ -1,7 +1,8 @@
 """The sinks of one replica's chain, built from settings: runners, lag, integrity.
 
 `Sinks.open(settings, state, chain_id)` makes the enabled ones (InfluxDB when
-AUDIT_INFLUX_URL is set; checkpoints and the archive when AUDIT_S3_ENDPOINT is set);
+AUDIT_INFLUX_URL is set; checkpoints and the archive when AUDIT_S3_ENDPOINT is set;
+the syslog and webhook forwarders when AUDIT_SYSLOG_TARGET / AUDIT_WEBHOOK_URL are);
 `run()` runs them all until `close()`.
 """
 
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from audit_svc.integrity.signer import Signer, Verifier, load_signer
 from audit_svc.settings import Settings
 from audit_svc.sinks import checkpoints as cps
+from audit_svc.sinks import syslog, webhook
 from audit_svc.sinks.archive import Archiver
 from audit_svc.sinks.influx import NAME as INFLUX
 from audit_svc.sinks.influx import InfluxSink
@@ -25,6 +27,8 @@ from audit_svc.sinks.witnesses import Witnesses
 from audit_svc.storage.protocols import Lag, SinkStore, TreeStore
 
 log = logging.getLogger(__name__)
+# Sinks whose lag is their cursor's distance from the head.
+CURSOR_SINKS = frozenset({INFLUX, syslog.NAME, webhook.NAME})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,8 @@ class Sinks:
         self.signer: Signer | None = None
         self.checkpoint_store: ObjectStore | None = None
         self.archive_store: ObjectStore | None = None
+        self.syslog: syslog.SyslogSink | None = None
+        self.webhook: webhook.WebhookSink | None = None
 
     @classmethod
     def open(
@@ -85,6 +91,34 @@ class Sinks:
                 batch_events=s.influx_batch_events,
             )  # fmt: skip
             runner(INFLUX, sinks.influx.step, s.sink_poll_seconds)
+        if s.syslog_target:
+            host, _, port = s.syslog_target.rpartition(":")
+            tls = (
+                syslog.tls_context(s.syslog_ca_file, s.syslog_cert_file, s.syslog_key_file)
+                if s.syslog_tls
+                else None
+            )
+            if tls is None:
+                log.warning("syslog forwarding to %s without TLS (AUDIT_SYSLOG_TLS=false)",
+                            s.syslog_target)  # fmt: skip
+            target = syslog.SyslogTarget(host.strip("[]"), int(port), tls, s.syslog_facility,
+                                         s.syslog_hostname)  # fmt: skip
+            sinks.syslog = syslog.SyslogSink(
+                state, chain_id, target, batch_events=s.syslog_batch_events,
+                confirm_seconds=s.syslog_confirm_seconds,
+            )  # fmt: skip
+            runner(syslog.NAME, sinks.syslog.step, s.sink_poll_seconds)
+        if s.webhook_url:
+            hook = webhook.WebhookTarget(
+                s.webhook_url, s.webhook_secret.encode(), s.webhook_body, s.webhook_event_format,
+                s.webhook_ca_file, s.webhook_timeout_seconds,
+            )  # fmt: skip
+            sinks.webhook = webhook.WebhookSink(
+                state, chain_id, hook, batch_events=s.webhook_batch_events,
+                max_attempts=s.webhook_max_attempts, backoff_seconds=s.webhook_backoff_seconds,
+                backoff_max_seconds=s.sink_retry_max_seconds,
+            )  # fmt: skip
+            runner(webhook.NAME, sinks.webhook.step, s.sink_poll_seconds)
         if s.s3_enabled:
             sinks.signer = load_signer(s.signing_key, s.signing_key_file)
             sinks.checkpoint_store = object_store(s, s.checkpoint_bucket)
@@ -128,6 +162,9 @@ class Sinks:
     async def release(self) -> None:
         if self.influx is not None:
             await self.influx.close()
+        for forwarder in (self.syslog, self.webhook):
+            if forwarder is not None:
+                await forwarder.close()
         for store in (self.checkpoint_store, self.archive_store):
             if store is not None:
                 store.close()
@@ -137,8 +174,8 @@ class Sinks:
         the events after the newest checkpoint, and the time since it was made."""
         out = []
         for name, r in self.runners.items():
-            if name == INFLUX:
-                lag = await self._state.lag(INFLUX, self.chain_id)
+            if name in CURSOR_SINKS:
+                lag = await self._state.lag(name, self.chain_id)
                 seconds = lag.seconds if lag.events else 0.0
                 if lag.events and r.caught_up_at is not None:
                     seconds = min(seconds, time.monotonic() - r.caught_up_at)

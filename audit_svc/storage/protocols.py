@@ -111,6 +111,20 @@ class ArchivedRange:
     version_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A batch a forwarder gave up on: its seq range, event ids, and the last failure."""
+
+    sink: str
+    chain_id: str
+    first_seq: int
+    last_seq: int
+    event_ids: tuple[uuid.UUID, ...]
+    attempts: int
+    last_status: int  # an HTTP status; 0 when there was no answer
+    last_error: str
+
+
 class EventStore(Protocol):
     """The write path of one chain: its head, the receipts of ids already stored, and
     group commits (see `audit_svc.ingest.appender`)."""
@@ -226,6 +240,8 @@ class SinkStore(Protocol):
     async def record_archived(self, r: ArchivedRange) -> int: ...
     async def drop_restored(self, chain_id: str, through: int, cutoff: datetime) -> int: ...
     async def restore_events(self, events: Sequence[StoredEvent]) -> int: ...
+    async def events_after(self, chain_id: str, after: int, limit: int) -> list[StoredEvent]: ...
+    async def dead_letter(self, d: DeadLetter) -> None: ...
 
 
 class TreeStore(Protocol):

@@ -16,7 +16,14 @@ from audit_svc.storage.postgres import (
     event_row,
     stored_event,
 )
-from audit_svc.storage.protocols import ArchivedRange, CheckpointRow, Head, Lag, WindowCount
+from audit_svc.storage.protocols import (
+    ArchivedRange,
+    CheckpointRow,
+    DeadLetter,
+    Head,
+    Lag,
+    WindowCount,
+)
 
 __all__ = ["ArchivedRange", "CheckpointRow", "Lag", "PgSinkState", "WindowCount"]
 
@@ -273,6 +280,31 @@ async def restore_events(conn: asyncpg.Connection, events: Sequence[StoredEvent]
     return int(status.split()[-1])
 
 
+async def events_after(
+    conn: asyncpg.Connection, chain_id: str, after: int, limit: int
+) -> list[StoredEvent]:
+    """Up to `limit` events of the chain with seq > after, in seq order."""
+    rows = await conn.fetch(
+        f"{SELECT_EVENT} WHERE chain_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        chain_id,
+        after,
+        limit,
+    )
+    return [stored_event(row) for row in rows]
+
+
+async def dead_letter(conn: asyncpg.Connection, d: DeadLetter) -> None:
+    """Record a batch given up on and move the sink's cursor past it, in one transaction."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO forwarder_dead_letters (sink, chain_id, first_seq, last_seq, event_ids,"
+            " attempts, last_status, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            d.sink, d.chain_id, d.first_seq, d.last_seq, list(d.event_ids), d.attempts,
+            d.last_status, d.last_error,
+        )  # fmt: skip
+        await set_cursor(conn, d.sink, d.chain_id, d.last_seq)
+
+
 async def archive_boundary(conn: asyncpg.Connection, chain_id: str) -> tuple[int, bytes]:
     """The last archived seq of the chain and its hash; (0, b'') when none is archived."""
     row = await conn.fetchrow(
@@ -367,3 +399,11 @@ class PgSinkState:
     async def restore_events(self, events: Sequence[StoredEvent]) -> int:
         async with acquire(self._db) as conn:
             return await restore_events(conn, events)
+
+    async def events_after(self, chain_id: str, after: int, limit: int) -> list[StoredEvent]:
+        async with acquire(self._db) as conn:
+            return await events_after(conn, chain_id, after, limit)
+
+    async def dead_letter(self, d: DeadLetter) -> None:
+        async with acquire(self._db) as conn:
+            await dead_letter(conn, d)
