@@ -70,7 +70,11 @@ class AuditApp(ServiceApp):
         self.sinks: Sinks | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
-        self.tail = LiveTail()
+        self.tail = LiveTail(
+            settings.watch_queue_events,
+            max_total=settings.watch_max_total,
+            max_per_caller=settings.watch_max_per_caller,
+        )
         self._can_commit = True
         self._commit_listeners: list[Callable[[bool], None]] = []
         self._closing = asyncio.Event()

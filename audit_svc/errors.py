@@ -70,6 +70,14 @@ class FellBehind(AuditError):
     reason = "WATCHER_FELL_BEHIND"
 
 
+class TooManyWatchers(AuditError):
+    """The caller, or the service as a whole, has as many live tails open as allowed
+    (AUDIT_WATCH_MAX_PER_CALLER, AUDIT_WATCH_MAX_TOTAL); metadata `limit` says which."""
+
+    code = code_pb2.RESOURCE_EXHAUSTED
+    reason = "TOO_MANY_WATCHERS"
+
+
 class StorageError(Exception):
     """The database refused a statement for a reason that is not the caller's (a bug,
     a schema out of date). Not an AuditError: it is logged and answered INTERNAL."""

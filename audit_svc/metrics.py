@@ -58,6 +58,15 @@ WRITE_QUOTA_EXCEEDED = Counter(
     "by the limit hit (events or bytes per second).",
     ["principal", "limit"],
 )
+WATCHERS_REFUSED = Counter(
+    "auditmesh_watchers_refused_total",
+    "Watch calls refused as TOO_MANY_WATCHERS, by the limit hit (caller or total).",
+    ["limit"],
+)
+WATCHERS_DROPPED = Counter(
+    "auditmesh_watchers_dropped_total",
+    "Watchers ended as WATCHER_FELL_BEHIND (more than AUDIT_WATCH_QUEUE_EVENTS behind).",
+)
 GROUP_EVENTS = Histogram(
     "auditmesh_appender_group_events",
     "Events per group commit.",

@@ -60,6 +60,12 @@ class Settings:
     # wait beyond it (back-pressure), which bounds the service's memory.
     max_queue_events: int = 20_000
     max_clock_skew_seconds: float = 300.0
+    # Live tails (Watch): most open at once per caller and in total (more are
+    # RESOURCE_EXHAUSTED, TOO_MANY_WATCHERS), and how many events one may be behind
+    # before it is ended (WATCHER_FELL_BEHIND).
+    watch_max_per_caller: int = 16
+    watch_max_total: int = 256
+    watch_queue_events: int = 10_000
     # Oldest event_time accepted, in days before now; older events are rejected
     # (EVENT_TIME_TOO_OLD) unless the writer has `backfill = true` in the policy.
     max_event_age_days: float = 7.0
@@ -277,6 +283,9 @@ class Settings:
             "ARCHIVE_OBJECT_EVENTS": self.archive_object_events,
             "METRICS_REFRESH_SECONDS": self.metrics_refresh_seconds,
             "MAX_EVENT_AGE_DAYS": self.max_event_age_days,
+            "WATCH_MAX_PER_CALLER": self.watch_max_per_caller,
+            "WATCH_MAX_TOTAL": self.watch_max_total,
+            "WATCH_QUEUE_EVENTS": self.watch_queue_events,
             "AMQP_PREFETCH": self.amqp_prefetch,
             "AMQP_RETRY_MAX_SECONDS": self.amqp_retry_max_seconds,
             "WRITE_QUOTA_BURST_SECONDS": self.write_quota_burst_seconds,

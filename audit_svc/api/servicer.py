@@ -129,7 +129,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             service=request.service,
             result=request.result,
         )
-        with self._tail.subscribe(where) as events:
+        with self._tail.subscribe(where, principal.name) as events:
             async for stored in events:
                 yield pb.WatchResponse(event=convert.event_pb(stored))
 

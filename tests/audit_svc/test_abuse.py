@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,8 @@ from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
 from audit_svc.app import AuditApp
-from devstack.events import guide_event
+from devstack.events import guide_event, wire_events
+from meshkit.tls import aio_channel
 from tests.testkit import tls
 from tests.testkit.grpc_status import reason_and_fields
 from tests.testkit.metrics import scrape
@@ -183,3 +185,69 @@ def retry_delay(err: grpc.aio.AioRpcError) -> float:
             detail.Unpack(info)
             return float(info.retry_delay.ToTimedelta().total_seconds())
     return 0.0
+
+
+async def test_watchers_are_capped_per_caller_and_in_total_and_a_slow_one_is_ended(
+    audit_db: str,
+) -> None:
+    settings = audit_settings(
+        audit_db, watch_max_per_caller=2, watch_max_total=3, watch_queue_events=50
+    )
+    async with AsyncExitStack() as stack:
+        app = await stack.enter_async_context(AuditApp(settings))
+        target = f"127.0.0.1:{app.port}"
+        # No BDP probing: the idle watcher's HTTP/2 window stays 64 KiB, so it blocks.
+        mine = await stack.enter_async_context(
+            aio_channel(target, tls.files(), [("grpc.http2.bdp_probe", 0)])
+        )
+        operator = await stack.enter_async_context(tls.channel(target, "operator"))
+        me, op = pb_grpc.AuditServiceStub(mine), pb_grpc.AuditServiceStub(operator)
+
+        async def opened(call: Any, count: int) -> Any:
+            await eventually(lambda: app.tail.subscribers == count)
+            return call
+
+        idle = await opened(me.Watch(pb.WatchRequest()), 1)
+        await opened(me.Watch(pb.WatchRequest(user_id="nobody")), 2)
+        await opened(op.Watch(pb.WatchRequest(user_id="nobody")), 3)
+        refused = [me.Watch(pb.WatchRequest()), op.Watch(pb.WatchRequest())]
+        errors = [await failure(call) for call in refused]  # over the caller's, the total
+
+        for _ in range(20):  # far more than the idle watcher's window and queue hold
+            await me.IngestBatch(pb.IngestBatchRequest(events=wire_events(100)))
+        fell_behind = await failure(idle)
+        await opened(me.Watch(pb.WatchRequest()), 3)  # its place is free again
+        dropped = await metric(app, "auditmesh_watchers_dropped_total")
+        refusals = await metric(app, "auditmesh_watchers_refused_total")
+
+    assert [e.code() for e in errors] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    assert [reason_and_fields(e)[0] for e in errors] == ["TOO_MANY_WATCHERS"] * 2
+    assert [error_metadata(e)["limit"] for e in errors] == ["caller", "total"]
+    assert fell_behind.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert reason_and_fields(fell_behind)[0] == "WATCHER_FELL_BEHIND"
+    assert dropped >= 1 and refusals >= 2
+
+
+async def failure(call: Any) -> grpc.aio.AioRpcError:
+    """The error that ends a streaming call, reading past what it sent before."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in call:
+            pass
+    return caught.value
+
+
+def error_metadata(err: grpc.aio.AioRpcError) -> dict[str, str]:
+    status = rpc_status.from_call(err)
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return dict(info.metadata)
+    return {}
+
+
+async def eventually(check: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)

@@ -1,0 +1,104 @@
+"""bench.watchers: what idle live tails (Watch streams) cost ingest, in one run.
+
+The audit-service as a child process (mutual TLS, `make up`'s settings, sinks off);
+W Watch streams are opened as the operator and never read (idle: connected, HTTP/2
+flow control stops their data), either with a filter no event matches or with none
+(every event offered to each); then 4 concurrent IngestBatch callers (500 events a
+batch) write E events. Reported: events/s, the service's resident memory after the
+run and its peak, and how many watchers were still open at the end (the rest were
+refused at the cap or ended as too far behind). The watcher caps are raised to W for
+the run, so the cost of W admitted streams is what is measured.
+
+    .venv/bin/python -m bench.watchers [--events 20000] [--watchers 1000] [--no-record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from audit.v2 import audit_service_pb2 as pb
+from audit.v2 import audit_service_pb2_grpc as pb_grpc
+from bench.common import Dial, Report, bench_postgres, dial
+from bench.procstat import peak_rss_mb
+from devstack.events import wire_events
+
+PER_CHANNEL = 100
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    raise LookupError(pid)
+
+
+async def run(
+    writer: Dial, reader: Dial, events: int, watchers: int, where: str
+) -> dict[str, float]:
+    channels = [reader.channel() for _ in range(max(1, -(-watchers // PER_CHANNEL)))]
+    calls = []
+    request = pb.WatchRequest(user_id="nobody" if where == "no match" else "")
+    for i in range(watchers):
+        calls.append(pb_grpc.AuditServiceStub(channels[i // PER_CHANNEL]).Watch(request))
+    await asyncio.sleep(2 + watchers / 500)  # let every stream open (or be refused)
+    batches = [wire_events(500) for _ in range(events // 500)]
+    async with writer.channel() as channel:
+        stub = pb_grpc.AuditServiceStub(channel)
+        queue = list(batches)
+
+        async def write() -> None:
+            while queue:
+                await stub.IngestBatch(pb.IngestBatchRequest(events=queue.pop()))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(write() for _ in range(4)))
+        seconds = time.perf_counter() - start
+    await asyncio.sleep(1)
+    open_ = sum(1 for c in calls if not c.done())
+    for c in calls:
+        c.cancel()
+    for ch in channels:
+        await ch.close()
+    return {"rate": events / seconds, "open": open_}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    args = parser.parse_args()
+    caps = {
+        "AUDIT_WATCH_MAX_TOTAL": str(args.watchers),
+        "AUDIT_WATCH_MAX_PER_CALLER": str(args.watchers),
+    }
+    rows: list[list[object]] = []
+    with tempfile.TemporaryDirectory() as tmp, bench_postgres(Path(tmp)) as bench:
+        cases = [(0, "-"), (args.watchers, "no match"), (args.watchers, "none (all)")]
+        for n, (watchers, where) in enumerate(cases):
+            dsn = bench.fresh_database(f"watchers_{n}")
+            with bench.audit_service(dsn, caps) as service:
+                pid = service.process.pid
+                base = rss_mb(pid)
+                got = asyncio.run(
+                    run(dial(service.info), dial(service.info, "operator"), args.events,
+                        watchers, where)
+                )  # fmt: skip
+                rows.append([f"{watchers} watchers, filter {where}", f"{got['rate']:,.0f}",
+                             f"{base:.0f}", f"{rss_mb(pid):.0f}", f"{peak_rss_mb(pid):.0f}",
+                             f"{got['open']:.0f}"])  # fmt: skip
+    report = Report("watchers")
+    report.add(f"# {args.events:,} events by 4 IngestBatch callers (500 a batch) per case, "
+               "each in a fresh database; idle watchers never read; other work shared the "
+               "machine")  # fmt: skip
+    report.table(["case", "events/s", "RSS before MB", "RSS after MB", "peak MB", "open at end"],
+                 rows)  # fmt: skip
+    report.publish(record=not args.no_record)
+
+
+if __name__ == "__main__":
+    main()
