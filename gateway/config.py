@@ -33,6 +33,10 @@ class Transcoding:
     stream_format: str = "array"
     max_request_body_bytes: int = 1 << 20
     default_timeout_seconds: float = 30.0
+    # A request's line and headers must arrive within this (Envoy's
+    # request_headers_timeout) and fit in this many KiB (max_request_headers_kb).
+    header_timeout_seconds: float = 10.0
+    max_request_headers_kb: int = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +191,10 @@ def _transcoding_problems(t: Transcoding) -> list[str]:
         out.append("transcoding.max_request_body_bytes must be positive")
     if t.default_timeout_seconds <= 0:
         out.append("transcoding.default_timeout_seconds must be positive")
+    if t.header_timeout_seconds <= 0:
+        out.append("transcoding.header_timeout_seconds must be positive")
+    if not 1 <= t.max_request_headers_kb <= 8192:
+        out.append("transcoding.max_request_headers_kb must be between 1 and 8192 (Envoy's range)")
     return out
 
 

@@ -1,5 +1,6 @@
 """The gateway's Prometheus metrics (served on GATEWAY_METRICS_LISTEN): requests by
-listener, route and HTTP status, and the latency of the upstream gRPC calls."""
+listener, route and HTTP status, the latency of the upstream gRPC calls, and the
+connections the listener limits closed."""
 
 from __future__ import annotations
 
@@ -26,3 +27,9 @@ UPSTREAM_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 UNMATCHED = "unmatched"
+REFUSED_CONNECTIONS = Counter(
+    "auditmesh_gateway_refused_connections_total",
+    "Connections closed by a listener limit (gateway/protocol.py), by listener and "
+    "reason: header_timeout, headers_too_large, too_many_connections.",
+    ["listener", "reason"],
+)

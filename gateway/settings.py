@@ -51,6 +51,8 @@ class Settings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     shutdown_grace_seconds: float = 10.0
+    # Open connections per listener; past it a new one gets 503 and is closed.
+    max_connections: int = 2048
     # Prometheus /metrics on host:port (port 0: a free one); empty = no endpoint.
     metrics_listen: str = ""
     log_level: str = "INFO"
@@ -104,6 +106,8 @@ class Settings:
             out.append(f"{PREFIX}UPSTREAMS must be name=host:port,...; got {self.upstreams!r}")
         if self.channels_per_upstream < 1:
             out.append(f"{PREFIX}CHANNELS_PER_UPSTREAM must be at least 1")
+        if self.max_connections < 1:
+            out.append(f"{PREFIX}MAX_CONNECTIONS must be at least 1")
         if self.shutdown_grace_seconds < 0:
             out.append(f"{PREFIX}SHUTDOWN_GRACE_SECONDS must not be negative")
         out += log_problems(PREFIX, self.log_level, self.log_format)

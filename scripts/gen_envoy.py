@@ -96,6 +96,8 @@ def _listener(mesh: MeshConfig, listener: Listener, routes: Sequence[Route]) -> 
         "stat_prefix": listener.name,
         "codec_type": "AUTO",
         "use_remote_address": True,
+        "request_headers_timeout": _seconds(mesh.transcoding.header_timeout_seconds),
+        "max_request_headers_kb": mesh.transcoding.max_request_headers_kb,
         "generate_request_id": True,
         "preserve_external_request_id": True,
         "always_set_request_id_in_response": True,

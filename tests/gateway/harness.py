@@ -25,7 +25,7 @@ def client(port: int) -> httpx.AsyncClient:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    mesh: MeshConfig | None = None, descriptor_set: Path = MAIN_DESCRIPTORS, **settings: str
+    mesh: MeshConfig | None = None, descriptor_set: Path = MAIN_DESCRIPTORS, **settings: object
 ) -> AsyncIterator[Gateway]:
     """The gateway with every listener on a free port; `settings` as GATEWAY_* values."""
     base = mesh or load_config()
