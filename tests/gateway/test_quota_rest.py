@@ -17,9 +17,9 @@ async def test_a_rest_writer_over_its_quota_gets_429_with_retry_info(audit_db: s
         database_url=audit_db,
         grpc_listen="127.0.0.1:0",
         dev_mode=True,
-        write_quota_events_per_second=5,
+        write_quota_events_per_second=0.05,  # 5 at once, then one every 20 s
         write_quota_bytes_per_second=1e6,
-        write_quota_burst_seconds=1,
+        write_quota_burst_seconds=100,
     )
     async with AuditApp(settings) as app:
         async with running_gateway(upstreams=f"audit=127.0.0.1:{app.port}") as gateway:
