@@ -1,11 +1,11 @@
 """The infrastructure components of the mesh: PostgreSQL, Redis, InfluxDB (write
-API by VictoriaMetrics) and S3 (SeaweedFS), as Stack components."""
+API by VictoriaMetrics), S3 (SeaweedFS) and RabbitMQ, as Stack components."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from devstack import postgres, redis_server, seaweed, victoria
+from devstack import postgres, rabbitmq, redis_server, seaweed, victoria
 from devstack.secrets import dev_password
 from devstack.service import ServicePlan
 from devstack.settings import (
@@ -17,11 +17,11 @@ from devstack.settings import (
 )
 from devstack.stack import Component, ComponentContext, restore_as
 
-INFRA = ("postgres", "redis", "influx", "s3")
+INFRA = ("postgres", "redis", "influx", "s3", "rabbitmq")
 
 
 def infra_components(settings: Settings | None = None, *, fsync: bool = True) -> list[Component]:
-    """The four servers; on the fixed ports of `settings`, or on free ports if None.
+    """The five servers; on the fixed ports of `settings`, or on free ports if None.
 
     `fsync=False` makes PostgreSQL faster and unsafe on power loss, and runs Redis
     without its append-only file: tests only.
@@ -46,6 +46,9 @@ def infra_components(settings: Settings | None = None, *, fsync: bool = True) ->
             # `make up` without MESH_S3_SECRET_KEY: a random dev key kept under .run/.
             secret = dev_password(ctx.data_dir.resolve() / "s3-secret-key")
         return seaweed.s3_plan(ctx.data_dir, ctx.port, access_key=access_key, secret_key=secret)
+
+    def plan_rabbitmq(ctx: ComponentContext) -> ServicePlan[Any]:
+        return rabbitmq.rabbitmq_plan(ctx.data_dir, ctx.port)
 
     def port(name: str) -> int | None:
         return settings.port_of(name) if settings else None
@@ -86,5 +89,14 @@ def infra_components(settings: Settings | None = None, *, fsync: bool = True) ->
             restore=restore_as(seaweed.S3Info),
             port=port("s3"),
             port_env=PORT_VARIABLES["s3"][0],
+        ),
+        Component(
+            name="rabbitmq",
+            label="RabbitMQ",
+            plan=plan_rabbitmq,
+            probe=rabbitmq.probe,
+            restore=restore_as(rabbitmq.RabbitInfo),
+            port=port("rabbitmq"),
+            port_env=PORT_VARIABLES["rabbitmq"][0],
         ),
     ]

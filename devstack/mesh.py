@@ -20,6 +20,7 @@ from devstack.errors import DevstackError
 from devstack.ports import LOOPBACK, ensure_port_free, free_port
 from devstack.postgres import PostgresInfo, create_database, create_role
 from devstack.process import ProcessSpec
+from devstack.rabbitmq import RabbitInfo
 from devstack.seaweed import S3Info
 from devstack.secrets import dev_password
 from devstack.service import ServicePlan
@@ -139,6 +140,8 @@ def _sink_env(infos: Mapping[str, Any]) -> dict[str, str]:
             "AUDIT_S3_ACCESS_KEY": s3.access_key,
             "AUDIT_S3_SECRET_KEY": s3.secret_key,
         }
+    if isinstance(mq := infos.get("rabbitmq"), RabbitInfo):
+        env["AUDIT_AMQP_URL"] = mq.url  # consumes the ingest queue
     return env
 
 
@@ -288,6 +291,8 @@ def user_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcS
         # The audit client's fallback after Redis: what neither Redis nor the
         # audit-service can take waits on disk (fsync'ed), not only in memory.
         "AUDIT_CLIENT_DISK_SPOOL_DIR": str(data_dir / "audit-disk-spool"),
+        # Its broker user, for AUDIT_CLIENT_TRANSPORT=amqp (the default stays grpc).
+        **_publisher_env(ctx.infos.get("rabbitmq")),
     }
 
     def prepare() -> None:
@@ -305,6 +310,13 @@ def user_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcS
         stop_timeout=20.0,
     )
     return ServicePlan(spec=spec, info=info, prepare=prepare)
+
+
+def _publisher_env(mq: Any) -> dict[str, str]:
+    """The user-service's RabbitMQ URL (its own broker user), when the stack has one."""
+    return (
+        {"AUDIT_CLIENT_AMQP_URL": mq.url_for("user-service")} if isinstance(mq, RabbitInfo) else {}
+    )
 
 
 def _metrics_port_free(component: str, port: int) -> None:
@@ -344,7 +356,7 @@ def mesh_components(settings: Settings | None = None) -> list[Component]:
             restore=restore_as(GrpcServiceInfo),
             port=settings.port_of("audit") if settings else None,
             port_env=PORT_VARIABLES["audit"][0],
-            after=("postgres", "influx", "s3"),
+            after=("postgres", "influx", "s3", "rabbitmq"),
         ),
         Component(
             name="user",
@@ -354,7 +366,7 @@ def mesh_components(settings: Settings | None = None) -> list[Component]:
             restore=restore_as(GrpcServiceInfo),
             port=user_grpc,
             port_env=PORT_VARIABLES["user"][0],
-            after=("postgres", "redis", "audit"),
+            after=("postgres", "redis", "rabbitmq", "audit"),
         ),
         Component(
             name="gateway",

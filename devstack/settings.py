@@ -16,6 +16,7 @@ PORT_VARIABLES: Mapping[str, tuple[str, int]] = {
     "redis": ("MESH_REDIS_PORT", 6379),
     "influx": ("MESH_INFLUX_PORT", 8086),
     "s3": ("MESH_S3_PORT", 9000),
+    "rabbitmq": ("MESH_RABBITMQ_PORT", 5672),
     "audit": ("MESH_AUDIT_GRPC_PORT", 50052),
     "user": ("MESH_USER_GRPC_PORT", 50051),
     "gateway": ("MESH_AUDIT_REST_PORT", 8002),

@@ -37,6 +37,7 @@ SERVICE_OF = {
     "redis": "redis",
     "influx": "influxdb",
     "s3": "minio",
+    "rabbitmq": "rabbitmq",
     "audit": "audit-service",
     "user": "user-service",
     "gateway": "envoy",

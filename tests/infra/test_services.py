@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import aio_pika
 import asyncpg
 import pytest
 import redis
@@ -31,6 +32,7 @@ from devstack import (
     PortInUseError,
     PostgresInfo,
     ProcessSpec,
+    RabbitInfo,
     RedisInfo,
     S3Info,
     ServiceStartError,
@@ -208,13 +210,41 @@ def test_s3_object_lock_keeps_a_version_from_deletion(minio_client: Minio) -> No
     assert refused.value.code == "AccessDenied"
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis", "influx", "s3"])
+async def test_rabbitmq_listens_on_loopback_only_and_refuses_other_users(
+    rabbitmq: RabbitInfo,
+) -> None:
+    # AMQP, epmd and Erlang distribution: no listener of the node on another address.
+    ports = {rabbitmq.port, rabbitmq.epmd_port, rabbitmq.dist_port}
+    listening = _listeners(ports)
+    assert {port for port, _ in listening} == ports
+    assert {address for _, address in listening} <= {"127.0.0.1", "::1"}
+    with pytest.raises(aio_pika.exceptions.ProbableAuthenticationError):
+        await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:{rabbitmq.port}/")
+
+
+def _listeners(ports: set[int]) -> set[tuple[int, str]]:
+    """(port, address) of the TCP sockets listening on these ports (from /proc/net)."""
+    found = set()
+    for table, kind in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port = local.split(":")
+            if state == "0A" and int(port, 16) in ports:
+                raw = bytes.fromhex(address)
+                # /proc/net prints each 32-bit word in host (little-endian) order.
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add((int(port, 16), socket.inet_ntop(kind, words)))
+    return found
+
+
+@pytest.mark.parametrize("name", ["postgres", "redis", "influx", "s3", "rabbitmq"])
 def test_taken_fixed_port_names_the_port_and_the_variable(name: str, tmp_path: Path) -> None:
     variable = {
         "postgres": "MESH_POSTGRES_PORT",
         "redis": "MESH_REDIS_PORT",
         "influx": "MESH_INFLUX_PORT",
         "s3": "MESH_S3_PORT",
+        "rabbitmq": "MESH_RABBITMQ_PORT",
     }[name]
     with socket.socket() as occupant:
         occupant.bind(("127.0.0.1", 0))
