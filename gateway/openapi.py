@@ -2,8 +2,9 @@
 
 Paths and operations come from the google.api.http rules, parameters from the path
 variables and the fields left to the query string, schemas from the message types
-(proto3 JSON: int64 as strings, enums by name, well-known types in JSON form), and
-every description from the proto comments.
+(proto3 JSON: int64 as strings, enums by name, well-known types in JSON form), every
+description from the proto comments, and the limits the services enforce (lengths,
+patterns, ranges, item counts) from `meshkit.limits`, the table validation reads.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gateway.config import Listener, Transcoding
 from gateway.descriptors import Descriptors
 from gateway.routes import Route
 from gateway.template import MULTI, SINGLE, PathTemplate
+from meshkit.limits import FIELDS
 
 FD = descriptor.FieldDescriptor
 STATUS = "google.rpc.Status"
@@ -207,7 +209,7 @@ class _Builder:
                     "name": ".".join(path),
                     "in": "query",
                     "description": self.descriptors.comment(field.full_name),
-                    "schema": {"type": "array", "items": schema} if field.is_repeated else schema,
+                    "schema": _array(field, schema) if field.is_repeated else schema,
                 }
                 if field.is_repeated:
                     param["explode"] = True
@@ -249,7 +251,7 @@ class _Builder:
             value = self.value_schema(field.message_type.fields_by_name["value"])
             schema: dict[str, Any] = {"type": "object", "additionalProperties": value}
         elif field.is_repeated:
-            schema = {"type": "array", "items": self.value_schema(field)}
+            schema = _array(field, self.value_schema(field))
         else:
             schema = self.value_schema(field)
         if not text:
@@ -265,7 +267,8 @@ class _Builder:
                 return {"type": "integer", "format": "int32"}
             return {"type": "string", "enum": [v.name for v in field.enum_type.values]}
         if field.message_type is None:
-            return dict(_SCALARS[field.type])
+            limit = FIELDS.get(field.full_name)
+            return {**_SCALARS[field.type], **(limit.openapi() if limit else {})}
         return self.ref_message(field.message_type)
 
     def ref_message(self, msg: descriptor.Descriptor) -> dict[str, Any]:
@@ -307,6 +310,15 @@ def _leaf(msg: descriptor.Descriptor, path: tuple[str, ...]) -> FD:
         current = field.message_type
     assert field is not None
     return field
+
+
+def _array(field: FD, items: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a repeated field, with its item count limit."""
+    out: dict[str, Any] = {"type": "array", "items": items}
+    limit = FIELDS.get(field.full_name)
+    if limit is not None and limit.max_items is not None:
+        out["maxItems"] = limit.max_items
+    return out
 
 
 def _ref(name: str) -> dict[str, Any]:

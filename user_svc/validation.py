@@ -5,25 +5,38 @@ from __future__ import annotations
 import re
 import uuid
 
+from meshkit import limits
+from meshkit.limits import Limit
 from user_svc.errors import InvalidArgument
 from user_svc.model import FieldViolation
 
-USERNAME = re.compile(r"[A-Za-z0-9._-]{3,64}")
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-ROLE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
-PERMISSION = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_*-]+){0,7}")
-TOTP_CODE = re.compile(r"[0-9]{6}")
-# C0 and C1 controls (NUL included: PostgreSQL text cannot hold it) and the Unicode line
-# separators: refused in every free-text field, so none reaches SQL, logs or the audit trail.
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-MIN_PASSWORD = 12
-# argon2 hashes whatever it is given; a bound keeps one request from costing much.
-MAX_PASSWORD = 1024
-MAX_EMAIL = 254
-MAX_DISPLAY_NAME = 128
-MAX_TOKEN = 512
-MAX_LOGIN_NAME = 256
-MAX_LOCK_REASON = 256
+
+def _pattern(limit: Limit) -> re.Pattern[str]:
+    assert limit.pattern is not None
+    return re.compile(limit.pattern)
+
+
+def _bound(value: int | None) -> int:
+    assert value is not None
+    return value
+
+
+# Every bound and pattern comes from meshkit.limits, which the OpenAPI documents print.
+USERNAME = _pattern(limits.USERNAME)
+EMAIL = _pattern(limits.EMAIL)
+ROLE = _pattern(limits.ROLE)
+PERMISSION = _pattern(limits.PERMISSION)
+TOTP_CODE = _pattern(limits.TOTP_CODE)
+# Refused in every free-text field, so none reaches SQL, logs or the audit trail.
+CONTROL = re.compile(f"[{limits.CONTROLS}]")
+MIN_PASSWORD = _bound(limits.NEW_PASSWORD.min_length)
+MAX_PASSWORD = _bound(limits.PASSWORD.max_length)
+MAX_EMAIL = _bound(limits.EMAIL.max_length)
+MAX_DISPLAY_NAME = _bound(limits.DISPLAY_NAME.max_length)
+MAX_TOKEN = _bound(limits.TOKEN.max_length)
+MAX_LOGIN_NAME = _bound(limits.LOGIN_NAME.max_length)
+MAX_LOCK_REASON = _bound(limits.LOCK_REASON.max_length)
+MAX_PERMISSION = _bound(limits.PERMISSION.max_length)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
@@ -61,9 +74,7 @@ class Checks:
             self.bad(field, "must not contain control characters")
 
     def email(self, field: str, value: str) -> None:
-        if self.required(field, value) and (
-            len(value) > MAX_EMAIL or not EMAIL.fullmatch(value) or CONTROL.search(value)
-        ):
+        if self.required(field, value) and (len(value) > MAX_EMAIL or not EMAIL.fullmatch(value)):
             self.bad(field, f"must be an email address of at most {MAX_EMAIL} characters")
 
     def new_password(self, field: str, value: str) -> None:
@@ -105,7 +116,9 @@ class Checks:
             self.bad(field, "must be 1 to 64 lower-case letters, digits, '.', '_' or '-'")
 
     def permission(self, field: str, value: str) -> None:
-        if self.required(field, value) and (len(value) > 128 or not PERMISSION.fullmatch(value)):
+        if self.required(field, value) and (
+            len(value) > MAX_PERMISSION or not PERMISSION.fullmatch(value)
+        ):
             self.bad(field, "must be dotted lower-case words, such as reports.read")
 
     def page_size(self, field: str, value: int) -> int:

@@ -13,26 +13,26 @@ from typing import Any
 
 from audit_svc.integrity.chain import details_json
 from audit_svc.model import Event, EventInput, FieldViolation
+from meshkit import limits
 from meshkit.ids import uuid7
 
-RESULTS = frozenset({"success", "failure", "denied", "error"})
-CLASSIFICATIONS = frozenset({"public", "internal", "confidential", "restricted"})
-MAX_BATCH = 1000
+# Bounds and patterns from meshkit.limits, which the OpenAPI documents print.
+RESULTS = frozenset(limits.RESULT.choices)
+CLASSIFICATIONS = frozenset(limits.CLASSIFICATION.choices)
+MAX_BATCH = int(limits.BATCH.max_items or 0)
 MAX_DETAILS_BYTES = 16 * 1024
-MAX_TAGS = 32
+MAX_TAGS = int(limits.COMPLIANCE_TAG.max_items or 0)
 MAX_DEPTH = 32
 # Longest accepted value of each string field, in characters.
 MAX_LEN = {
-    "event_type": 128,
-    "user_id": 256,
-    "username": 256,
-    "user_agent": 1024,
-    "service": 128,
-    "action": 128,
-    "compliance_tags": 64,
+    "event_type": int(limits.EVENT_TYPE.max_length or 0),
+    **limits.EVENT_TEXT,
+    "service": int(limits.NAME.max_length or 0),
+    "action": int(limits.NAME.max_length or 0),
+    "compliance_tags": int(limits.COMPLIANCE_TAG.max_length or 0),
 }
-EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
-NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
+EVENT_TYPE = re.compile(limits.EVENT_TYPE.pattern or "")
+NAME = re.compile(limits.NAME.pattern or "")
 
 
 class Invalid(Exception):
