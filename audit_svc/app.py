@@ -35,9 +35,11 @@ from audit_svc.read.live_tail import LiveTail
 from audit_svc.read.reader import Reader
 from audit_svc.settings import Settings
 from audit_svc.sinks import Sinks
+from audit_svc.sinks.runner import SinkRunner
 from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.event_writes import ChainLock, PgEventStore
 from audit_svc.storage.merkle_tiles import PgTreeStore
+from audit_svc.storage.partitions import PartitionKeeper
 from audit_svc.storage.postgres import create_pool
 from audit_svc.storage.sink_state import PgSinkState
 from audit_svc.storage.user_counts import UserCountCache
@@ -82,6 +84,7 @@ class AuditApp(ServiceApp):
         self._refresher: asyncio.Task[None] | None = None
         self.amqp: AmqpIngest | None = None
         self._amqp_task: asyncio.Task[None] | None = None
+        self._partitions: SinkRunner | None = None
 
     async def _start(self) -> None:
         s = self.settings
@@ -93,6 +96,13 @@ class AuditApp(ServiceApp):
         self.chain_id = await self._claim_chain(lock)
         self._lock = lock
 
+        # Today's partition and the next days' exist before the first commit.
+        keeper = PartitionKeeper(pool)
+        await keeper.step()
+        self._partitions = SinkRunner(
+            "partitions", keeper.step, poll_seconds=keeper.CHECK_SECONDS,
+            retry_max_seconds=s.sink_retry_max_seconds,
+        )  # fmt: skip
         sink_state = PgSinkState(pool)
         events = PgEventStore(pool, merkle=s.merkle_tree)
         # Rows stored while the tree was off are added now; None: no tree on this chain.
@@ -183,6 +193,7 @@ class AuditApp(ServiceApp):
         self._appender_task = await self.start_task(self.appender.run(), name="appender")
         self._lock_task = await self.start_task(self._keep_lock(), name="chain-lock")
         self._sinks_task = await self.start_task(self.sinks.run(), name="sinks")
+        self._partitions_task = await self.start_task(self._partitions.run(), name="partitions")
         if state is not None:
             refresher = metrics.refresh(state, s.metrics_refresh_seconds)
             self._refresher = await self.start_task(refresher, name="metrics")
@@ -304,6 +315,9 @@ class AuditApp(ServiceApp):
                 self._amqp_task.cancel()  # only if a message it held outlived `grace`
             if self._refresher is not None:
                 self._refresher.cancel()
+            if self._partitions is not None:
+                self._partitions.close()
+                await asyncio.wait({self._partitions_task}, timeout=SINK_STOP_SECONDS)
             if self.sinks is not None:
                 await self.sinks.close()  # cursors are in PostgreSQL: nothing to flush
                 # A step stuck on an unreachable sink is abandoned; it resumes next start.

@@ -90,6 +90,11 @@ class ChainLockLost(Unavailable):
     reason = "CHAIN_LOCK_LOST"
 
 
+class PartitionKept(Exception):
+    """The database's retention door refused to remove a partition: some of its events
+    are not archived yet (another chain's, maybe), or a legal hold covers it."""
+
+
 class HeadMoved(Exception):
     """The chain's head is not where a prepared group starts; prepare it again."""
 

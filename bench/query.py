@@ -63,20 +63,38 @@ SERVER_OPTIONS = {
     "shared_buffers": "1GB",
 }
 
+# Rare values: one row in RARE has each filter's rare value; one in OLD_RARE of the
+# oldest OLD_SHARE of rows has its rare-and-old value (no newer row has it).
+RARE, OLD_RARE, OLD_SHARE = 10_000, 1_000, 100
+RARE_VALUES = {"service": "billing-service", "action": "invoice_paid", "result": "error",
+               "data_classification": "restricted", "compliance_tag": "HIPAA"}  # fmt: skip
+OLD_VALUES = {"service": "legacy-service", "action": "legacy_sync",
+              "data_classification": "confidential", "compliance_tag": "PCI"}  # fmt: skip
+
 # $1 rows, $2 users, $3-$5 the type, action and result of each kind, $6 now.
-LOAD = """
+LOAD = f"""
 INSERT INTO audit_events
 SELECT 'bench', g, (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7'
                     || lpad(to_hex(g), 19, '0'))::uuid,
        ($3::text[])[k], 'user' || (g % $2), 'name' || (g % $2),
-       ('10.0.' || (g % 250) || '.' || (g % 200))::inet, 'Mozilla/5.0 (bench)', 'user-service',
-       ($4::text[])[k], ($5::text[])[k],
+       ('10.0.' || (g % 250) || '.' || (g % 200))::inet, 'Mozilla/5.0 (bench)',
+       CASE WHEN rare THEN '{RARE_VALUES["service"]}'
+            WHEN old THEN '{OLD_VALUES["service"]}' ELSE 'user-service' END,
+       CASE WHEN rare THEN '{RARE_VALUES["action"]}'
+            WHEN old THEN '{OLD_VALUES["action"]}' ELSE ($4::text[])[k] END,
+       CASE WHEN rare THEN '{RARE_VALUES["result"]}' ELSE ($5::text[])[k] END,
        jsonb_build_object('mfa_used', g % 2 = 0, 'session_id', 'sess_' || g),
-       CASE WHEN g % 3 = 0 THEN '{SOX,GDPR}'::text[] ELSE '{GDPR}'::text[] END, 'internal',
+       CASE WHEN rare THEN ARRAY['{RARE_VALUES["compliance_tag"]}']
+            WHEN old THEN ARRAY['{OLD_VALUES["compliance_tag"]}']
+            WHEN g % 3 = 0 THEN '{{SOX,GDPR}}'::text[] ELSE '{{GDPR}}'::text[] END,
+       CASE WHEN rare THEN '{RARE_VALUES["data_classification"]}'
+            WHEN old THEN '{OLD_VALUES["data_classification"]}' ELSE 'internal' END,
        t, t, '\\x00', '\\x00'
 FROM generate_series(1, $1) AS g,
      LATERAL (SELECT $6::timestamptz - interval '7 days' * (($1 - g)::float8 / $1) AS t,
-                     (g % cardinality($3::text[]) + 1)::int AS k) AS x
+                     (g % cardinality($3::text[]) + 1)::int AS k,
+                     g % {RARE} = 0 AS rare,
+                     g % {OLD_RARE} = {OLD_RARE // 2} AND g <= $1 / {OLD_SHARE} AS old) AS x
 """
 ROLLUPS = [
     """INSERT INTO event_counts_hourly
@@ -112,8 +130,8 @@ async def load(dsn: str, rows: int) -> Loaded:
     try:
         if await conn.fetchval("SELECT count(*) FROM chains WHERE chain_id = 'bench'"):
             return out
-        indexes = [
-            r["indexdef"]
+        indexes = [  # a partitioned table's index, rebuilt on every partition
+            r["indexdef"].replace(" ON ONLY ", " ON ")
             for r in await conn.fetch(
                 "SELECT indexdef FROM pg_indexes WHERE tablename = 'audit_events' AND indexname "
                 "NOT IN (SELECT conname FROM pg_constraint "
@@ -125,6 +143,12 @@ async def load(dsn: str, rows: int) -> Loaded:
             "WHERE conrelid = 'audit_events'::regclass AND contype IN ('p', 'u')"
         )
         start = time.perf_counter()
+        now = datetime.now(UTC)
+        await conn.execute(  # the daily partitions the rows go to
+            "SELECT audit_events_ensure_partition(d) FROM generate_series("
+            "$1::timestamptz - interval '8 days', $1, interval '1 day') AS d",
+            now,
+        )
         async with conn.transaction():
             await conn.execute("TRUNCATE audit_events")
             for r in await conn.fetch(
@@ -138,7 +162,7 @@ async def load(dsn: str, rows: int) -> Loaded:
             # The chain_id foreign key holds by construction; skip its per-row trigger.
             await conn.execute("SET LOCAL session_replication_role = replica")
             types, actions, results = (list(col) for col in zip(*EVENT_TYPES, strict=True))
-            await conn.execute(LOAD, rows, USERS, types, actions, results, datetime.now(UTC))
+            await conn.execute(LOAD, rows, USERS, types, actions, results, now)
         out.steps["insert"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -181,7 +205,7 @@ def ts(t: datetime) -> timestamp_pb2.Timestamp:
 Case = tuple[str, Callable[[], Awaitable[object]]]
 
 
-async def measure(target: Dial, calls: int) -> list[tuple[str, float, float]]:
+async def measure(target: Dial, calls: int, rows: int) -> list[tuple[str, float, float]]:
     """(case, p50 ms, p99 ms) for each call, `calls` sequential calls each."""
     rng = random.Random(7)
     async with target.channel() as channel:
@@ -190,16 +214,37 @@ async def measure(target: Dial, calls: int) -> list[tuple[str, float, float]]:
         day_ago = datetime.now(UTC) - timedelta(hours=24)
         tokens = await _page_tokens(stub, pb.QueryRequest(event_type="auth.*"), max(DEEP_PAGES))
 
+        def query(**fields: str) -> Callable[[], Awaitable[object]]:
+            request = pb.QueryRequest()
+            for name, value in fields.items():
+                setattr(request, name, value)
+            return _call(stub.Query, request)
+
         cases: list[Case] = [
             ("floor: grpc.health.v1 Check", lambda: health.Check(health_pb2.HealthCheckRequest())),
             ("Query user_id", lambda: stub.Query(
                 pb.QueryRequest(user_id=f"user{rng.randrange(USERS)}"))),
+            ("Query username", lambda: stub.Query(
+                pb.QueryRequest(username=f"name{rng.randrange(USERS)}"))),
+            ("Query ip_address", lambda: stub.Query(pb.QueryRequest(
+                ip_address=f"10.0.{rng.randrange(250)}.{rng.randrange(200)}"))),
             ("Query event_type + last 24h", lambda: stub.Query(
                 pb.QueryRequest(event_type="auth.login_failed", start_time=ts(day_ago)))),
-            ("Query prefix auth.*", lambda: stub.Query(pb.QueryRequest(event_type="auth.*"))),
-            ("Query compliance_tag SOX", lambda: stub.Query(
-                pb.QueryRequest(compliance_tag="SOX"))),
+            ("Query prefix auth.*", query(event_type="auth.*")),
+            ("Query service (common)", query(service="user-service")),
+            ("Query action (common)", query(action="login_failed")),
+            ("Query result (common)", query(result="failure")),
+            ("Query data_classification (common)", query(data_classification="internal")),
+            ("Query compliance_tag SOX (common)", query(compliance_tag="SOX")),
+            ("Query details mfa_used (common)", query(details_contains='{"mfa_used": true}')),
+            ("Query details session_id (one event)", lambda: stub.Query(pb.QueryRequest(
+                details_contains=f'{{"session_id": "sess_{rng.randrange(1, rows)}"}}'))),
         ]  # fmt: skip
+        for name, value in RARE_VALUES.items():
+            cases.append((f"Query {name} (rare: 1 in {RARE:,})", query(**{name: value})))
+        for name, value in OLD_VALUES.items():
+            cases.append((f"Query {name} (rare, oldest {100 // OLD_SHARE}% only)",
+                          query(**{name: value})))  # fmt: skip
         for page in DEEP_PAGES:
             request = pb.QueryRequest(event_type="auth.*", page_token=tokens[page - 2])
             cases.append((f"Query auth.* page {page} (by token)", _call(stub.Query, request)))
@@ -286,7 +331,7 @@ def main() -> None:
             dsn = bench.fresh_database(f"query_{rows}")
             loaded = asyncio.run(load(dsn, rows))
             with bench.audit_service(dsn) as service:
-                results = asyncio.run(measure(dial(service.info, "operator"), args.calls))
+                results = asyncio.run(measure(dial(service.info, "operator"), args.calls, rows))
             report.add()
             report.add(f"## {rows:,} events over 7 days ({loaded.describe()})")
             report.table(["call", "p50 ms", "p99 ms"], [list(r) for r in results])

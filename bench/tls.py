@@ -41,7 +41,7 @@ def main() -> None:
         for tls in (True, False):
             with bench.audit_service(dsn, tls=tls) as service:
                 target = dial(service.info, "operator", tls=tls)
-                queries[tls] = asyncio.run(measure(target, args.calls))
+                queries[tls] = asyncio.run(measure(target, args.calls, args.rows))
 
     on, off = max(rates[True]), max(rates[False])
     cost = 1 - on / off

@@ -43,6 +43,13 @@ class _Write:
     task: asyncio.Task[None]
 
 
+def server_stamped(events: list[Event]) -> list[Event]:
+    """The events whose event_time the service stamped (the caller sent none): a resend
+    of one gets a new time, so the unique key (event_id, event_time) of the partitioned
+    table would not refuse it; they are looked up before the COPY instead."""
+    return [e for e in events if e.event_time == e.receive_time]
+
+
 class Appender:
     """Serialises all writes of one chain; see the module docstring."""
 
@@ -167,6 +174,8 @@ class Appender:
             self._head = await self._store.read_head(self.chain_id)
         if time.monotonic() < self._check_duplicates_until:
             stored = await self._store.stored_receipts(events)
+        elif stamped := server_stamped(events):
+            stored = await self._store.stored_receipts(stamped)
         prepared = self._store.prepare(self.chain_id, self._head, events, stored)
         self._head = prepared.end  # where the chain will be once it is written
         return prepared

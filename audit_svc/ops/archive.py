@@ -80,6 +80,8 @@ async def archive_command(settings: Settings, chain_id: str, out: TextIO) -> int
             done = await archiver.archive_all(cutoff)
             events = sum(r.event_count for r in done)
             out.write(f"chain {chain}: archived {events} events in {len(done)} objects\n")
+            for name, removed in archiver.retired:
+                out.write(f"chain {chain}: retired partition {name} ({removed} events)\n")
     finally:
         store.close()
         await pool.close()

@@ -2,12 +2,17 @@
 NDJSON objects, one per chain and seq range, each with a manifest; `restore` brings a
 range back for querying; `verify_archive` recomputes the chain over the objects.
 
-Safety: a range's rows are deleted from PostgreSQL only after (1) the rows' own chain
-was recomputed and continues from the last archived hash, (2) the object and its
-manifest were written to the object-locked bucket, (3) the object was read back (by
-its version id) and its SHA-256, line count and hashes match; the record of the range
-and the delete are one transaction, which rolls back unless it deleted exactly the
-archived count. S3 down at any step raises before the delete; the runner retries.
+Safety: a range is recorded as archived only after (1) the rows' own chain was
+recomputed and continues from the last archived hash, (2) the object and its manifest
+were written to the object-locked bucket, (3) the object was read back (by its version
+id) and its SHA-256, line count and hashes match, and only if exactly its count of rows
+is stored. Rows leave PostgreSQL by partition (retention by partition, not DELETE):
+once a day's partition has ended before the retention cutoff, the archiver seals it
+(a signed checkpoint at the chain's last seq in it, unless one already covers it),
+reads back the objects of the chain's seqs in it and checks their SHA-256 again, and
+asks the database's one door (`audit_events_retire_partition`) to detach and drop it;
+the door refuses while any chain's rows in it are not archived or a legal hold covers
+it. S3 down at any step raises before anything is removed; the runner retries.
 Objects are deterministic (gzip mtime 0), so a retry after a crash rewrites the same
 bytes as a new version of the same key.
 
@@ -24,10 +29,11 @@ import ipaddress
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from audit_svc.errors import PartitionKept
 from audit_svc.formats.flat import event_doc
 from audit_svc.integrity.chain import GENESIS, canonical_bytes, link
 from audit_svc.integrity.verify import (
@@ -51,6 +57,10 @@ ARCHIVE_BOUNDARY_MISMATCH = "ARCHIVE_BOUNDARY_MISMATCH"
 
 class ArchiveError(RuntimeError):
     """Rows or an object failed a check; nothing was deleted."""
+
+
+# Sign a checkpoint of the chain at (seq, hash) unless one at or after seq exists.
+Seal = Callable[[int, bytes], Awaitable[None]]
 
 
 def object_key(chain_id: str, first: int, last: int) -> str:
@@ -119,24 +129,70 @@ class Archiver:
         *,
         retention: timedelta,
         object_events: int = 10_000,
+        seal: Seal | None = None,
     ) -> None:
         self._state = state
         self.chain_id = chain_id
         self._store = store
         self._retention = retention
         self._max = object_events
+        self._seal = seal  # signs a checkpoint at a seq unless one covers it already
+        self.retired: list[tuple[str, int]] = []  # (partition, events) dropped so far
 
     async def step(self) -> bool:
-        """Archive the next range; True when more old events are waiting."""
-        return await self.archive_next(datetime.now(UTC) - self._retention) is not None
+        """Archive the next range; True when more old events are waiting. Once none
+        is, retire the partitions that ended before the cutoff."""
+        cutoff = datetime.now(UTC) - self._retention
+        if await self.archive_next(cutoff) is not None:
+            return True
+        await self.retire_expired(cutoff)
+        return False
 
     async def archive_all(self, cutoff: datetime | None = None) -> list[ArchivedRange]:
-        """Archive every event received before `cutoff` (now - retention by default)."""
+        """Archive every event received before `cutoff` (now - retention by default),
+        then retire the partitions that ended before it."""
         cutoff = cutoff or datetime.now(UTC) - self._retention
         done = []
         while (r := await self.archive_next(cutoff)) is not None:
             done.append(r)
+        await self.retire_expired(cutoff)
         return done
+
+    async def retire_expired(self, before: datetime) -> list[tuple[str, int]]:
+        """Seal, re-check and drop each partition that ended at or before `before`
+        and whose rows of this chain are archived; a partition the door keeps (another
+        chain's rows not archived yet, a legal hold) stays for a later run."""
+        done = []
+        for part in await self._state.expired_partitions(before):
+            end = await self._state.partition_end(part.name, self.chain_id, before)
+            if end is not None:
+                first, last, digest = end
+                through, _ = await self._state.archive_boundary(self.chain_id)
+                if last > through:
+                    continue  # this chain's rows in it are not all archived yet
+                if self._seal is not None:
+                    await self._seal(last, digest)
+                await self._recheck_objects(first, last)
+            try:
+                removed = await self._state.retire_partition(part.name, before)
+            except PartitionKept as exc:
+                log.info("partition kept: %s", exc)
+                continue
+            log.info("retired partition %s (%d events)", part.name, removed)
+            done.append((part.name, removed))
+        self.retired += done
+        return done
+
+    async def _recheck_objects(self, first: int, last: int) -> None:
+        """Read back the objects holding seqs first..last of the chain (by version id)
+        and compare their SHA-256 with the archive's record; ArchiveError if one
+        differs, so nothing is dropped."""
+        for r in await self._state.archived_ranges(self.chain_id):
+            if r.last_seq < first or r.first_seq > last:
+                continue
+            data = await self._store.get(r.object_key, r.version_id)
+            if hashlib.sha256(data).digest() != r.sha256:
+                raise ArchiveError(f"{r.object_key}: SHA-256 differs from the record; kept")
 
     async def archive_next(self, cutoff: datetime) -> ArchivedRange | None:
         through, last_hash = await self._state.archive_boundary(self.chain_id)

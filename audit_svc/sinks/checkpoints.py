@@ -212,6 +212,13 @@ class Checkpointer:
         await self.checkpoint(head_seq, head_hash)
         return False
 
+    async def seal(self, seq: int, digest: bytes) -> None:
+        """A signed checkpoint covering seq: made at (seq, digest) unless the last
+        checkpoint is at or beyond it (before the archive drops a partition)."""
+        last = await self._state.last_checkpoint(self.chain_id)
+        if last is None or last.seq < seq:
+            await self.checkpoint(seq, digest)
+
     async def checkpoint(self, seq: int, digest: bytes) -> CheckpointRow:
         """Sign the tree at size `seq` (head hash `digest`), write it to the bucket,
         record it in PostgreSQL, then hand it to `after_checkpoint` (the witnesses)."""

@@ -136,7 +136,7 @@ class Sinks:
             sinks.archiver = Archiver(
                 state, chain_id, sinks.archive_store,
                 retention=timedelta(days=s.hot_retention_days),
-                object_events=s.archive_object_events,
+                object_events=s.archive_object_events, seal=sinks.checkpointer.seal,
             )  # fmt: skip
             if s.archive_interval_seconds > 0:
                 runner(Archiver.NAME, sinks.archiver.step, s.archive_interval_seconds)

@@ -1,9 +1,12 @@
 """The read side: filtered pages of events, one event, exact counts, chain ranges.
 
-Every read is shaped so an index serves it: pages walk an index that ends with the
-sort key (event_time DESC, event_id DESC); counts read the daily and hourly rollups,
-and audit_events only for the minutes that no bucket covers (`ranges.plan`); chain
-ranges walk the primary key (chain_id, seq).
+Every read is shaped so an index serves it: audit_events is partitioned by day of
+event_time, and a page reads the partitions newest first, each through the btree that
+ends with the sort key (event_time DESC, event_id DESC) or through the GIN indexes (the
+filter terms, the tags, details), whichever the planner finds cheaper for the values
+asked: a rare value then costs a few index probes per day, not a walk. Counts read
+the daily and hourly rollups, and audit_events only for the minutes that no bucket
+covers (`ranges.plan`); chain ranges walk the primary key (chain_id, seq).
 """
 
 from __future__ import annotations
@@ -46,18 +49,51 @@ async def snapshot(db: Database) -> AsyncIterator[asyncpg.Connection]:
             yield conn
 
 
+# The first window a page reads, back from its upper bound; each next one is twice as
+# wide, until the page is full or the oldest stored event is passed.
+FIRST_WINDOW = timedelta(days=1)
+
+
 async def query_events(conn: asyncpg.Connection, spec: QuerySpec) -> tuple[list[StoredEvent], bool]:
     """One page of events matching `spec`, newest first, and whether more follow.
 
-    Reads one row more than the page size to know whether another page exists.
+    Reads one row more than the page size to know whether another page exists. The
+    page is read in time windows newest first (one day, then 2, 4, ... wide), each
+    window's matches sorted on their own: PostgreSQL sorts bitmap-scan matches of all
+    partitions before a LIMIT, so a value whose matches fill the page within a day is
+    read from that day only, and one that is absent from most days costs one cheap
+    probe per window. The windows are disjoint and in order: the page is the same as
+    one query over all rows.
     """
     where, args = _predicates(spec)
-    args.append(spec.page_size + 1)
-    sql = (
-        f"{SELECT_EVENT} WHERE {' AND '.join(where) or 'TRUE'} "
-        f"ORDER BY event_time DESC, event_id DESC LIMIT ${len(args)}"
-    )
-    rows = await conn.fetch(sql, *args)
+    want = spec.page_size + 1
+    top = spec.filters.end_time
+    if spec.after is not None and (top is None or spec.after.event_time < top):
+        top = spec.after.event_time + timedelta(microseconds=1)
+    floor = spec.filters.start_time
+    anchor = top or datetime.now(UTC)
+    width, oldest = FIRST_WINDOW, None
+    rows: list[asyncpg.Record] = []
+    while True:
+        start = anchor - width
+        # The last window reaches down to the filter's start or the oldest event.
+        last = (floor is not None and start <= floor) or (oldest is not None and start <= oldest)
+        lo = None if last else start
+        window = [f"event_time >= ${len(args) + 1}"] if lo is not None else []
+        window += [f"event_time < ${len(args) + len(window) + 1}"] if top is not None else []
+        bounds = [b for b in (lo, top) if b is not None]
+        sql = (
+            f"{SELECT_EVENT} WHERE {' AND '.join(where + window) or 'TRUE'} "
+            f"ORDER BY event_time DESC, event_id DESC LIMIT ${len(args) + len(bounds) + 1}"
+        )
+        rows += await conn.fetch(sql, *args, *bounds, want - len(rows))
+        if len(rows) >= want or lo is None:
+            break
+        if oldest is None:
+            oldest = await conn.fetchval("SELECT min(event_time) FROM audit_events")
+            if oldest is None or oldest >= start:
+                break
+        top, width = start, width * 2
     events = [stored_event(row) for row in rows[: spec.page_size]]
     return events, len(rows) > spec.page_size
 
@@ -79,24 +115,40 @@ async def export_events(
 _PREDICATES = {
     Match.EQUALS: "{column} = {arg}",
     Match.TAG: "compliance_tags @> ARRAY[{arg}::text]",
-    Match.ADDRESS: "{column} = {arg}::inet",
     Match.CONTAINS: "details @> {arg}::jsonb",
     Match.FROM: "event_time >= {arg}",
     Match.BEFORE: "event_time < {arg}",
 }
 
 
+# Filters served by one GIN index over terms (migration 0009): the filter's name and
+# the prefix of its term. `TERMS` must stay the index's expression, word for word.
+_TERM_PREFIXES = {
+    "service": "s:",
+    "action": "a:",
+    "result": "r:",
+    "data_classification": "c:",
+    "username": "n:",
+}
+TERMS = "audit_terms(service, action, result, data_classification, username, ip_address)"
+
+
 def _predicates(spec: QuerySpec) -> tuple[list[str], list[Any]]:
     """Parameterised WHERE terms for the filters that are set."""
     where: list[str] = []
     args: list[Any] = []
+    terms: list[str] = []
 
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
 
     for name, match, value in spec.filters.set_filters():
-        if match is Match.TYPE and value.endswith(".*"):
+        if name in _TERM_PREFIXES:
+            terms.append(f"'{_TERM_PREFIXES[name]}' || {arg(value)}::text")
+        elif match is Match.ADDRESS:
+            terms.append(f"'i:' || host({arg(value)}::inet)")
+        elif match is Match.TYPE and value.endswith(".*"):
             # A constant prefix pattern lets the planner use the text_pattern_ops index.
             where.append(f"{name} LIKE {arg(escape_like(value[:-1]))} || '%'")
         elif match is Match.TYPE:
@@ -104,8 +156,12 @@ def _predicates(spec: QuerySpec) -> tuple[list[str], list[Any]]:
         else:
             value = JsonText(value) if match is Match.CONTAINS else value
             where.append(_PREDICATES[match].format(column=name, arg=arg(value)))
+    if terms:
+        where.append(f"{TERMS} @> ARRAY[{', '.join(terms)}]")
     if spec.after is not None:
         time, event_id = arg(spec.after.event_time), arg(spec.after.event_id)
+        # The plain bound lets the planner skip the newer partitions.
+        where.append(f"event_time <= {time}")
         where.append(f"(event_time, event_id) < ({time}, {event_id}::uuid)")
     return where, args
 

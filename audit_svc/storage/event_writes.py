@@ -7,6 +7,8 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -15,6 +17,7 @@ from audit_svc.integrity.chain import canonical_bytes, link
 from audit_svc.integrity.tiles import TileAppends
 from audit_svc.model import Event, Outcome, Receipt, StoredEvent
 from audit_svc.storage import merkle_tiles
+from audit_svc.storage.partitions import KnownDays
 from audit_svc.storage.postgres import (
     EVENT_COLUMNS,
     SELECT_EVENT,
@@ -133,16 +136,33 @@ RETURNING false
 """
 
 
+_TIME = EVENT_COLUMNS.index("event_time")
+
+
+def _time_span(rows: Sequence[Sequence[Any]]) -> tuple[datetime, datetime]:
+    """The oldest and newest event_time of COPY rows."""
+    times: list[datetime] = [r[_TIME] for r in rows]
+    return min(times), max(times)
+
+
 async def write(
-    conn: asyncpg.Connection, chain_id: str, group: Prepared, *, fence: int | None = None
+    conn: asyncpg.Connection,
+    chain_id: str,
+    group: Prepared,
+    *,
+    fence: int | None = None,
+    known: KnownDays | None = None,
 ) -> None:
     """Commit a prepared group, only if the chain's head is still where it starts
     (else `HeadMoved`, nothing written); that check keeps the chain gap-free. With
     `fence` (the lock session's pid), only while that session holds the chain's lock
     (else `ChainLockLost`). An id stored since `prepare` makes the COPY fail with a
-    unique violation, nothing written."""
+    unique violation, nothing written. The daily partitions the rows need are made
+    first (`known`: the days this writer has already seen made)."""
     if not group.rows:
         return
+    first, last = _time_span(group.rows)
+    await (known or KnownDays()).ensure(conn, first, last)
     async with conn.transaction():
         moved = await conn.fetchval(
             _MOVE_HEAD, chain_id, group.end[0], group.end[1], group.start[0], group.start[1],
@@ -154,7 +174,7 @@ async def write(
             raise HeadMoved(f"chain {chain_id} is no longer at seq {group.start[0]}")
         await conn.copy_records_to_table("audit_events", records=group.rows, columns=EVENT_COLUMNS)
         await _grow_tree(conn, chain_id, group)
-        await _count(conn, chain_id, group.start[0], group.end[0])
+        await _count(conn, chain_id, group.start[0], group.end[0], first, last)
 
 
 async def _holds_lock(conn: asyncpg.Connection, pid: int) -> bool:
@@ -197,14 +217,25 @@ async def append(
     return group.results
 
 
+# How far before a group's oldest event an earlier copy of one of its ids is looked
+# for. An exact resend carries the same event_time, so it is always found (and the
+# unique key (event_id, event_time) catches it in a race); an id reused with another
+# time is found when that time is at most this much older.
+DUPLICATE_LOOKBACK = timedelta(days=1)
+
+
 async def stored_receipts(
     conn: asyncpg.Connection, events: Sequence[Event]
 ) -> dict[uuid.UUID, Receipt]:
-    """The receipts of those of `events` whose ids are already stored (by any chain)."""
+    """The receipts of those of `events` whose ids are already stored (by any chain),
+    looked up in the partitions from `DUPLICATE_LOOKBACK` before the oldest event on."""
+    if not events:
+        return {}
     rows = await conn.fetch(
         "SELECT event_id, chain_id, seq, hash, prev_hash FROM audit_events "
-        "WHERE event_id = ANY($1::uuid[])",
+        "WHERE event_id = ANY($1::uuid[]) AND event_time >= $2",
         [e.event_id for e in events],
+        min(e.event_time for e in events) - DUPLICATE_LOOKBACK,
     )
     return {
         r["event_id"]: Receipt(r["chain_id"], r["seq"], bytes(r["hash"]), bytes(r["prev_hash"]))
@@ -228,7 +259,8 @@ _ROLLUPS = """
 WITH new AS MATERIALIZED (
     SELECT date_trunc('hour', event_time, 'UTC') AS hour,
            event_type, result, service, user_id
-    FROM audit_events WHERE chain_id = $1 AND seq > $2 AND seq <= $3
+    FROM audit_events
+    WHERE chain_id = $1 AND seq > $2 AND seq <= $3 AND event_time BETWEEN $4 AND $5
 ), kinds AS (
     INSERT INTO event_counts_hourly (hour, event_type, result, service, count)
     SELECT hour, event_type, result, service, count(*) FROM new
@@ -250,10 +282,13 @@ DO UPDATE SET count = user_counts_daily.count + EXCLUDED.count
 """
 
 
-async def _count(conn: asyncpg.Connection, chain_id: str, after: int, last: int) -> None:
+async def _count(
+    conn: asyncpg.Connection, chain_id: str, after: int, last: int, t0: datetime, t1: datetime
+) -> None:
     """Add the events with seq in (after, last] to the exact hourly (and daily, per
-    user) rollups, in the same transaction."""
-    await conn.execute(_ROLLUPS, chain_id, after, last)
+    user) rollups, in the same transaction; their event_times lie in [t0, t1], which
+    keeps the read to the partitions they are in."""
+    await conn.execute(_ROLLUPS, chain_id, after, last, t0, t1)
 
 
 class PgEventStore:
@@ -266,6 +301,7 @@ class PgEventStore:
         # The pid of the session holding the chain's lock (`ChainLock.pid`): writes
         # are fenced on it; 0 while the lock is lost (nothing can be written).
         self.fence_pid: int | None = None
+        self._days = KnownDays()  # the daily partitions seen made
 
     async def read_head(self, chain_id: str) -> Head:
         async with acquire(self._db) as conn:
@@ -304,7 +340,7 @@ class PgEventStore:
 
     async def write(self, chain_id: str, prepared: Prepared) -> None:
         async with acquire(self._db) as conn:
-            await write(conn, chain_id, prepared, fence=self.fence_pid)
+            await write(conn, chain_id, prepared, fence=self.fence_pid, known=self._days)
 
     async def append(self, chain_id: str, events: Sequence[Event]) -> list[tuple[Outcome, Receipt]]:
         async with acquire(self._db) as conn:

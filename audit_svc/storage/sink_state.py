@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from audit_svc.errors import PartitionKept
 from audit_svc.model import StoredEvent
+from audit_svc.storage import partitions
 from audit_svc.storage.postgres import (
     EVENT_COLUMNS,
     SELECT_EVENT,
@@ -22,6 +24,7 @@ from audit_svc.storage.protocols import (
     DeadLetter,
     Head,
     Lag,
+    Partition,
     WindowCount,
 )
 
@@ -225,28 +228,71 @@ async def archive_candidates(
 
 
 async def record_archived(conn: asyncpg.Connection, r: ArchivedRange) -> int:
-    """In one transaction: record the range as archived and delete its rows. Returns
-    the number of rows deleted; raises (rolling back) if it is not the range's count."""
+    """Record the range as archived, if exactly its count of rows is stored (else
+    raise, nothing recorded). The rows stay until their partition is retired
+    (`retire_partitions`). Returns the range's count."""
     async with conn.transaction():
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM audit_events WHERE chain_id = $1 AND seq >= $2 AND seq <= $3",
+            r.chain_id,
+            r.first_seq,
+            r.last_seq,
+        )
+        if stored != r.event_count:
+            raise RuntimeError(
+                f"archive of {r.chain_id} {r.first_seq}..{r.last_seq}: {stored} rows stored, "
+                f"{r.event_count} archived; not recorded"
+            )
         await conn.execute(
             "INSERT INTO archived_ranges (chain_id, first_seq, last_seq, event_count, prev_hash,"
             " last_hash, sha256, object_key, version_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
             r.chain_id, r.first_seq, r.last_seq, r.event_count, r.prev_hash, r.last_hash,
             r.sha256, r.object_key, r.version_id,
         )  # fmt: skip
-        status = await conn.execute(
-            "DELETE FROM audit_events WHERE chain_id = $1 AND seq >= $2 AND seq <= $3",
-            r.chain_id,
-            r.first_seq,
-            r.last_seq,
-        )
-        deleted = int(status.split()[-1])
-        if deleted != r.event_count:
-            raise RuntimeError(
-                f"archive of {r.chain_id} {r.first_seq}..{r.last_seq}: {deleted} rows to "
-                f"delete, {r.event_count} archived; nothing deleted"
-            )
-        return deleted
+        return r.event_count
+
+
+async def expired_partitions(conn: asyncpg.Connection, before: datetime) -> list[Partition]:
+    """The daily partitions that end at or before `before`, oldest first, and the
+    default partition when it holds rows older than `before`."""
+    out = [p for p in await partitions.partitions(conn) if p.upper and p.upper <= before]
+    if await conn.fetchval(
+        f"SELECT EXISTS (SELECT 1 FROM {partitions.DEFAULT_PARTITION} WHERE event_time < $1)",
+        before,
+    ):
+        out.append(Partition(partitions.DEFAULT_PARTITION, None, None))
+    return out
+
+
+async def partition_end(
+    conn: asyncpg.Connection, name: str, chain_id: str, before: datetime
+) -> tuple[int, int, bytes] | None:
+    """The chain's first and last seq in the partition (rows before `before` only, for
+    the default partition) and the hash at the last; None when it has none there."""
+    table = partitions.quoted(name)
+    row = await conn.fetchrow(
+        f"SELECT min(seq) AS first, max(seq) AS last FROM {table} "
+        "WHERE chain_id = $1 AND event_time < $2",
+        chain_id,
+        before,
+    )
+    if row is None or row["last"] is None:
+        return None
+    digest = await conn.fetchval(
+        f"SELECT hash FROM {table} WHERE chain_id = $1 AND seq = $2", chain_id, row["last"]
+    )
+    return int(row["first"]), int(row["last"]), bytes(digest)
+
+
+async def retire_partition(conn: asyncpg.Connection, name: str, before: datetime) -> int:
+    """Detach and drop the partition (the default one: delete its rows older than
+    `before`) through the database's one door, which refuses unless every row in it is
+    archived and no legal hold covers it (`PartitionKept`). Returns the number of
+    events removed."""
+    try:
+        return await partitions.retire(conn, name, before)
+    except (asyncpg.ObjectNotInPrerequisiteStateError, asyncpg.UndefinedTableError) as exc:
+        raise PartitionKept(f"{name}: {exc}") from exc
 
 
 async def drop_restored(
@@ -265,6 +311,10 @@ async def drop_restored(
 async def restore_events(conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> int:
     """Put archived events back into audit_events (hourly counts untouched: they never
     left them). Rows already present are kept. Returns the number inserted."""
+    if not events:
+        return 0
+    times = [s.event.event_time for s in events]
+    await partitions.KnownDays().ensure(conn, min(times), max(times))
     async with conn.transaction():
         await conn.execute(
             "CREATE TEMP TABLE restore_events (LIKE audit_events INCLUDING DEFAULTS) ON COMMIT DROP"
@@ -391,6 +441,20 @@ class PgSinkState:
     async def record_archived(self, r: ArchivedRange) -> int:
         async with acquire(self._db) as conn:
             return await record_archived(conn, r)
+
+    async def expired_partitions(self, before: datetime) -> list[Partition]:
+        async with acquire(self._db) as conn:
+            return await expired_partitions(conn, before)
+
+    async def partition_end(
+        self, name: str, chain_id: str, before: datetime
+    ) -> tuple[int, int, bytes] | None:
+        async with acquire(self._db) as conn:
+            return await partition_end(conn, name, chain_id, before)
+
+    async def retire_partition(self, name: str, before: datetime) -> int:
+        async with acquire(self._db) as conn:
+            return await retire_partition(conn, name, before)
 
     async def drop_restored(self, chain_id: str, through: int, cutoff: datetime) -> int:
         async with acquire(self._db) as conn:
