@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from audit_svc.ops.migrate import upgrade
 from devstack import PostgresInfo, create_database, start_postgres
 from devstack.certs import files_of
-from devstack.mesh import GrpcServiceInfo, audit_plan
+from devstack.mesh import NO_QUOTA_ENV, GrpcServiceInfo, audit_plan
 from devstack.ports import free_port
 from devstack.service import RunningService, start_service
 from devstack.settings import DEFAULT_PG_BINDIR
@@ -79,11 +79,6 @@ class Bench:
         with start_service(plan) as service:
             yield service
 
-
-NO_QUOTA_ENV = {
-    "AUDIT_WRITE_QUOTA_EVENTS_PER_SECOND": "0",
-    "AUDIT_WRITE_QUOTA_BYTES_PER_SECOND": "0",
-}
 
 # The audit-service without TLS (its callers are then anonymous: dev mode on loopback).
 PLAINTEXT_ENV = {"AUDIT_TLS": "plaintext"}

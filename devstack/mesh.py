@@ -163,6 +163,14 @@ def read_tool_env(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
+# The audit-service's write quota off: for benchmarks and tests that write as one
+# principal as fast as they can (make up keeps the quota).
+NO_QUOTA_ENV = {
+    "AUDIT_WRITE_QUOTA_EVENTS_PER_SECOND": "0",
+    "AUDIT_WRITE_QUOTA_BYTES_PER_SECOND": "0",
+}
+
+
 def audit_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[GrpcServiceInfo]:
     """`python -m audit_svc` on `ctx.port`, over the stack's PostgreSQL (migrated first),
     with its sinks on the stack's InfluxDB and S3 when they are among `ctx.infos`, and

@@ -4,6 +4,7 @@ and a real PostgreSQL: what an operator relies on."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import uuid
@@ -22,7 +23,7 @@ from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.postgres import create_pool
 from devstack import PostgresInfo
 from devstack.events import guide_event
-from devstack.mesh import GrpcServiceInfo, audit_plan
+from devstack.mesh import NO_QUOTA_ENV, GrpcServiceInfo, audit_plan
 from devstack.ports import free_port
 from devstack.service import RunningService, start_service
 from devstack.stack import ComponentContext
@@ -42,9 +43,12 @@ def ids_of(request: pb.StreamIngestRequest) -> list[str]:
 async def start_process(
     pg: PostgresInfo, folder: Path, port: int
 ) -> RunningService[GrpcServiceInfo]:
-    """`python -m audit_svc` as a child process, as `make up` runs it."""
+    """`python -m audit_svc` as a child process, as `make up` runs it, but without the
+    write quota: these tests resend tens of thousands of events at once on one stream."""
     context = ComponentContext(folder, port, {"postgres": pg}, tls.folder())
-    return await asyncio.to_thread(start_service, audit_plan(context))
+    plan = audit_plan(context)
+    spec = dataclasses.replace(plan.spec, env={**plan.spec.env, **NO_QUOTA_ENV})
+    return await asyncio.to_thread(start_service, dataclasses.replace(plan, spec=spec))
 
 
 @pytest.fixture
