@@ -254,6 +254,9 @@ class Settings:
             out.append(f"{PREFIX}MAX_QUEUE_EVENTS must be >= {PREFIX}MAX_GROUP_EVENTS >= 1")
         if self.amqp_url and not self.amqp_url.startswith(("amqp://", "amqps://")):
             out.append(f"{PREFIX}AMQP_URL must start with amqp:// or amqps://")
+        elif self.amqp_url and self.dev_mode and not _loopback(_host(self.amqp_url)):
+            # Dev mode takes a message without user_id as the anonymous principal.
+            out.append(f"{PREFIX}DEV_MODE is for loopback only; {PREFIX}AMQP_URL is elsewhere")
         if not _QUEUE_NAME.fullmatch(self.amqp_queue):
             out.append(f"{PREFIX}AMQP_QUEUE must be letters, digits, '.', '_' or '-'")
         if self.influx_url and not self.influx_url.startswith(("http://", "https://")):
@@ -326,6 +329,13 @@ class Settings:
         if self.webhook_event_format not in ("ndjson", "ocsf", "ecs"):
             out.append(f"{PREFIX}WEBHOOK_EVENT_FORMAT must be ndjson, ocsf or ecs")
         return out
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
 
 
 def _loopback(host: str) -> bool:

@@ -23,6 +23,7 @@ from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.access import PolicyError, load_policy
 from audit_svc.api import amqp_messages as wire
 from audit_svc.app import AuditApp
+from audit_svc.settings import Settings, SettingsError
 from devstack import RabbitInfo
 from devstack.events import GUIDE_EVENT, guide_event
 from meshkit.ids import uuid7
@@ -263,3 +264,17 @@ def test_policy_refuses_amqp_users_that_map_to_no_spiffe_id(tmp_path: Path) -> N
     path.write_text('[amqp_users]\n"billing" = "billing-service"\n')
     with pytest.raises(PolicyError, match="amqp_users"):
         load_policy(path)
+
+
+def test_dev_mode_refuses_a_broker_off_loopback() -> None:
+    # In dev mode a message without user_id is the anonymous principal's: loopback only.
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {"AUDIT_DEV_MODE": "true", "AUDIT_TLS": "plaintext"},
+            amqp_url="amqp://audit-service:pw@mq.example:5672/",
+        )
+    assert "AUDIT_AMQP_URL" in str(caught.value)
+    Settings.from_env(
+        {"AUDIT_DEV_MODE": "true", "AUDIT_TLS": "plaintext"},
+        amqp_url="amqp://audit-service:pw@127.0.0.1:5672/",
+    )
