@@ -155,8 +155,11 @@ class AmqpIngest:
             await self._handle(dead, message)
         except _Abandoned:
             pass  # unacked: the broker hands it out again once this channel closes
-        except Exception as exc:
-            log.warning("RabbitMQ message %s not acked: %s", message.message_id, exc)
+        except Exception as exc:  # a dead letter not confirmed, the channel lost...
+            log.warning("RabbitMQ message %s not acked, requeued: %s", message.message_id, exc)
+            # Back to the queue (its delivery count grows: x-delivery-limit ends a loop).
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
         finally:
             self.status.unacked -= 1
             self._handling.discard(task)
