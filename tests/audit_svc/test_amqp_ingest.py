@@ -44,6 +44,7 @@ async def amqp_app(audit_db: str, rabbitmq: RabbitInfo, queue_name: str) -> Asyn
         grpc_listen="127.0.0.1:0",
         amqp_url=rabbitmq.url,
         amqp_queue=queue_name,
+        amqp_retry_max_seconds=0.5,
         metrics_listen="127.0.0.1:0",
     )
     async with AuditApp(settings) as running:
@@ -278,3 +279,26 @@ def test_dev_mode_refuses_a_broker_off_loopback() -> None:
         {"AUDIT_DEV_MODE": "true", "AUDIT_TLS": "plaintext"},
         amqp_url="amqp://audit-service:pw@127.0.0.1:5672/",
     )
+
+
+async def test_a_failed_commit_keeps_the_message_unacked_and_retries_it(
+    amqp_app: AuditApp, publisher: Publisher, db: asyncpg.Connection
+) -> None:
+    assert amqp_app.amqp is not None
+    status = amqp_app.amqp.status
+    await db.execute("ALTER TABLE audit_events RENAME TO audit_events_away")  # writes fail
+    try:
+        request = batch(GUIDE_EVENT)
+        await publisher.publish(request.SerializeToString())
+        async with asyncio.timeout(10):
+            while status.unacked == 0:  # taken, and held while its commit fails
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # a few retries
+        assert status.unacked == 1 and status.dead == 0
+    finally:
+        await db.execute("ALTER TABLE audit_events_away RENAME TO audit_events")
+    (row,) = await stored(db, 1)
+    assert str(row["event_id"]) == request.events[0].event_id
+    async with asyncio.timeout(10):
+        while status.unacked:
+            await asyncio.sleep(0.05)
