@@ -101,6 +101,8 @@ class Dial:
 
     target: str
     tls: TlsFiles | None
+    # More client settings (the RabbitMQ transport: transport, amqp_url, amqp_exchange).
+    extra: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def channel(self) -> grpc.aio.Channel:
         return aio_channel(self.target, self.tls)
@@ -108,13 +110,14 @@ class Dial:
     def client_settings(self) -> dict[str, Any]:
         """audit_client.ClientSettings fields for this dial."""
         if self.tls is None:
-            return {"target": self.target, "tls": "plaintext"}
+            return {"target": self.target, "tls": "plaintext", **self.extra}
         f = self.tls
         return {
             "target": self.target,
             "tls_ca_file": f.ca_file,
             "tls_cert_file": f.cert_file,
             "tls_key_file": f.key_file,
+            **self.extra,
         }
 
 

@@ -1,16 +1,19 @@
 """Committed ingest end to end, in one run: N producers (separate processes, each with its
 own audit_client.AuditClient) -> StreamIngest -> the audit-service -> PostgreSQL with the
-hash chain, next to the naive baseline (one HTTP POST per event to a FastAPI app that
+hash chain; the same producers publishing to RabbitMQ (`transport=amqp`) that the
+audit-service consumes; next to the naive baseline (one HTTP POST per event to a FastAPI app that
 INSERTs one row, at concurrency 64) and raw asyncpg COPY into the same table; with the
 audit-service's peak RSS.
 
     .venv/bin/python -m bench.ingest [--events 100000] [--producers 1,4,16]
-        [--baseline-events 20000] [--concurrency 64] [--no-record]
+        [--amqp-producers 1,4,16] [--baseline-events 20000] [--concurrency 64] [--no-record]
 
 Each variant writes into its own fresh, migrated database (same schema, same indexes) of
 one private PostgreSQL with fsync on; the audit-service and the baseline app run as their
 own processes. events/s counts only rows committed (a count afterwards). Ours is timed
-from the first emit() to the last ack (events are built before the timer); the baseline
+from the first emit() to the last ack (events are built before the timer); over
+RabbitMQ, from the start to the moment the last row is committed (the database is
+polled every 10 ms: the broker's confirm comes before the commit); the baseline
 from the first request to the last response; COPY from the first COPY to the last
 commit. Each run also reports the CPU time spent by the driver (producers, HTTP client,
 COPY), the server and PostgreSQL, so a driver that starves the server would show.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -32,26 +36,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 from google.protobuf import json_format
 
+from audit.v2 import audit_service_pb2 as pb
+from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
 from audit_client import ClientSettings
 from audit_client.ids import new_id
 from audit_svc.storage.postgres import EVENT_COLUMNS, create_pool
 from bench.baselines import http_driver
-from bench.common import Bench, Report, bench_postgres, count_events, dial
+from bench.common import Bench, Dial, Report, bench_postgres, count_events, dial
 from bench.procstat import cpu_seconds, peak_rss_mb, postmaster_pid, tree_cpu_seconds
 from bench.producers import run_producers
-from devstack import start_redis
+from devstack import RabbitInfo, RunningService, start_rabbitmq, start_redis
 from devstack.events import wire_events
 
 TARGET_RATE = 60_000
 TARGET_VS_BASELINE = 15.0
 TARGET_VS_COPY = 0.6
 TARGET_RSS_MB = 300.0
+COMMIT_TIMEOUT = 600.0
 # spooled/replayed: events spilled to Redis under the burst and sent from there;
 # duplicates and stream_failures: streams that hit the client's ack timeout, and resends.
-CLIENT_COUNTERS = ("stored", "spooled", "replayed", "duplicates", "dropped", "stream_failures")
+CLIENT_COUNTERS = (
+    "stored", "queued", "spooled", "replayed", "duplicates", "dropped", "stream_failures",
+)  # fmt: skip
 
 
 @dataclass
@@ -67,6 +77,7 @@ class Run:
     pg_cpu: float = 0.0
     peak_rss_mb: float | None = None
     client: dict[str, int] | None = None
+    broker_cpu: float | None = None  # RabbitMQ's (beam) CPU seconds, over RabbitMQ
 
     @property
     def rate(self) -> float:
@@ -116,6 +127,82 @@ def ours(
         peak_rss_mb=rss,
         client=run.stats,
     )
+
+
+def over_rabbitmq(
+    bench: Bench,
+    pg_pid: int,
+    producers: int,
+    events: int,
+    redis_url: str,
+    broker: RunningService[RabbitInfo],
+) -> Run:
+    """N producer processes publishing to RabbitMQ (publisher confirms), the
+    audit-service consuming the quorum queue; timed until the last row is committed."""
+    dsn = bench.fresh_database(f"amqp{producers}")
+    queue = f"audit.ingest.bench{producers}"
+    env = {"AUDIT_AMQP_URL": broker.info.url, "AUDIT_AMQP_QUEUE": queue}
+    ctx = multiprocessing.get_context("spawn")
+    with bench.audit_service(dsn, env) as service:
+        asyncio.run(_consuming(dial(service.info)))
+        cpu = CpuWindow(pg_pid, service.process.pid)
+        publisher = {
+            "transport": "amqp",
+            "amqp_url": broker.info.url_for("user-service"),
+            "amqp_exchange": queue,
+        }
+        target = dataclasses.replace(dial(service.info), extra=publisher)
+        started: list[float] = []
+
+        beam = [tree_cpu_seconds(broker.process.pid)]
+
+        def start() -> None:
+            cpu.start()
+            beam.append(tree_cpu_seconds(broker.process.pid))
+            started.append(time.monotonic())
+
+        run = run_producers(ctx, producers, events, target, redis_url, start)
+        asyncio.run(_until_committed(dsn, events))
+        seconds = time.monotonic() - started[0]
+        cpu.stop()
+        broker_cpu = tree_cpu_seconds(broker.process.pid) - beam[-1]
+        rss = peak_rss_mb(service.process.pid)
+    return Run(
+        "ours: audit_client -> RabbitMQ -> consumer",
+        f"{producers} producer{'s' if producers > 1 else ''}",
+        asyncio.run(count_events(dsn)),
+        seconds,
+        driver_cpu=run.cpu_seconds,
+        server_cpu=cpu.server,
+        pg_cpu=cpu.pg,
+        peak_rss_mb=rss,
+        client=run.stats,
+        broker_cpu=broker_cpu,
+    )
+
+
+async def _consuming(target: Dial) -> None:
+    """Return once the audit-service's Health shows its RabbitMQ consumer running."""
+    async with asyncio.timeout(60), target.channel() as channel:
+        stub = pb_grpc.AuditServiceStub(channel)
+        while True:
+            health = await stub.Health(pb.HealthRequest())
+            if any(c.name == "rabbitmq" and c.ok for c in health.components):
+                return
+            await asyncio.sleep(0.1)
+
+
+async def _until_committed(dsn: str, events: int) -> None:
+    """Return once `events` rows are committed (or after COMMIT_TIMEOUT seconds)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with asyncio.timeout(COMMIT_TIMEOUT):
+            while int(await conn.fetchval("SELECT count(*) FROM audit_events")) < events:
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        print(f"# over RabbitMQ: fewer than {events:,} rows after {COMMIT_TIMEOUT} s")
+    finally:
+        await conn.close()
 
 
 def baseline(bench: Bench, pg_pid: int, events: list[event_pb2.AuditEvent], conc: int) -> Run:
@@ -200,11 +287,23 @@ def machinery(folder: Path) -> Iterator[tuple[Bench, int, str]]:
 
 
 def run_all(
-    folder: Path, events: int, producers: list[int], baseline_events: int, conc: int
+    folder: Path,
+    events: int,
+    producers: list[int],
+    baseline_events: int,
+    conc: int,
+    amqp_producers: list[int],
 ) -> list[Run]:
-    batch = ClientSettings().max_batch_events
+    # The client's default batch size (a bare ClientSettings() needs TLS files).
+    batch = ClientSettings(tls="plaintext").max_batch_events
     with machinery(folder) as (bench, pg_pid, redis_url):
         runs = [ours(bench, pg_pid, n, events, redis_url) for n in producers]
+        if amqp_producers:
+            with start_rabbitmq(folder / "rabbitmq") as broker:
+                runs += [
+                    over_rabbitmq(bench, pg_pid, n, events, redis_url, broker)
+                    for n in amqp_producers
+                ]
         runs.append(baseline(bench, pg_pid, wire_events(baseline_events, new_id=new_id), conc))
         runs.append(raw_copy(bench, pg_pid, wire_events(events, new_id=new_id), batch))
     return runs
@@ -222,7 +321,9 @@ def report(runs: list[Run], args: argparse.Namespace) -> Report:
     out.add(
         "# ours: each producer is its own process (multiprocessing, spawn) with one "
         "AuditClient (defaults: batches of 500, 8 in flight, a Redis spool), emitting "
-        "pre-built events as fast as it can"
+        "pre-built events as fast as it can; over RabbitMQ the same clients with "
+        "transport=amqp (one persistent message per batch, publisher confirms) into a "
+        "quorum queue the audit-service consumes (prefetch 64), timed to the last commit"
     )
     out.add()
 
@@ -253,10 +354,14 @@ def report(runs: list[Run], args: argparse.Namespace) -> Report:
             for r in runs
         ],
     )
+    for r in runs:
+        if r.broker_cpu is not None:
+            out.add(f"# RabbitMQ's own CPU during the {r.parallel} run: {r.broker_cpu:.1f} s")
     out.add("# the clients' counters, summed over the producers of each run:")
     for r in mine:
         c = r.client or {}
-        out.add(f"#   {r.parallel}: " + ", ".join(f"{k} {c.get(k, 0):,}" for k in CLIENT_COUNTERS))
+        counts = ", ".join(f"{k} {c.get(k, 0):,}" for k in CLIENT_COUNTERS)
+        out.add(f"#   {r.variant.split(' -> ')[1]} {r.parallel}: {counts}")
     short = [f"{r.variant} {r.parallel}" for r in runs if r.committed < _expected(r, args)]
     if short:
         out.add(f"# FEWER ROWS COMMITTED THAN SENT: {'; '.join(short)}")
@@ -295,6 +400,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--producers", type=_ints, default=[1, 4, 16])
+    parser.add_argument("--amqp-producers", type=_ints, default=[1, 4, 16])
     parser.add_argument("--baseline-events", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--no-record", action="store_true", help="print only (dev runs)")
@@ -302,7 +408,12 @@ def main() -> None:
     args.load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
     with tempfile.TemporaryDirectory() as tmp:
         runs = run_all(
-            Path(tmp), args.events, args.producers, args.baseline_events, args.concurrency
+            Path(tmp),
+            args.events,
+            args.producers,
+            args.baseline_events,
+            args.concurrency,
+            args.amqp_producers,
         )
     report(runs, args).publish(record=not args.no_record)
 
