@@ -83,6 +83,8 @@ class Auth:
         # password and a valid TOTP code; any other answer is the delay.
         gated = bool(waits.account) and not known
         if gated and not (account is not None and account.user.mfa_enabled and totp_code):
+            if totp_code:  # as long as the checks it skips: the delay says nothing of MFA
+                await self._passwords.verify(None, password)
             raise throttled(PER_ACCOUNT, waits.account)
         try:
             return await self._check(caller, username, account, password, totp_code)
