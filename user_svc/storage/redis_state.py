@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import time
 from collections.abc import AsyncIterator
 
@@ -126,7 +127,8 @@ class RedisState:
                 self._failures_key(account), [f"until:{_subject(source)}", "until:*"]
             )
         now = time.time()
-        return tuple(max(0, int(float(u) - now + 0.999)) if u else 0 for u in until)  # type: ignore[return-value]
+        source_until, account_until = (float(u) if u else now for u in until)
+        return math.ceil(max(0.0, source_until - now)), math.ceil(max(0.0, account_until - now))
 
     async def forget_login_failures(self, account: str, source: str | None = None) -> None:
         """Clear the failures of `account` from `source`, or all of them when None."""
@@ -149,7 +151,7 @@ class RedisState:
         cap: int = 10_000,
     ) -> None:
         """Store a sealed message for `ttl_seconds` and queue its id; the queue keeps
-        the newest `cap` ids and lives as long as its newest message."""  # fmt: skip
+        the newest `cap` ids and lives as long as its newest message."""
         async with map_redis_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(message_key, sealed, ex=ttl_seconds)
