@@ -1,18 +1,20 @@
 """Domain types of the audit-service. No grpc, no SQL: plain data.
 
-The types made once per event (EventInput, Event, Receipt, StoredEvent, EventResult)
-are slotted but not frozen: a frozen dataclass's __init__ costs about three times as
-much, and ingest makes several per event. Treat them as values all the same.
+The ingest path makes no domain object per event but `Ready` (a tuple) and the
+`Receipt` and `EventResult` of its answer; `Event` and `StoredEvent` are what reads,
+tools and the live tail see. The dataclasses are slotted but not frozen: a frozen
+dataclass's __init__ costs about three times as much. Treat them as values all the same.
 """
 
 from __future__ import annotations
 
 import enum
 import ipaddress
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from meshkit.errors import FieldViolation as FieldViolation  # one type for every service
 
@@ -36,8 +38,6 @@ class EventInput:
     compliance_tags: tuple[str, ...] = ()
     data_classification: str = ""
     event_time: datetime | None = None
-    # Problems the transport found while decoding (e.g. a timestamp out of range).
-    problems: tuple[FieldViolation, ...] = ()
 
 
 @dataclass(slots=True)
@@ -63,6 +63,79 @@ class Event:
     details_json: str = field(default="", compare=False, repr=False)
     # Who wrote it: the authenticated principal (a SPIFFE id...), set by the ingestor.
     principal: str = ""
+
+
+class JsonText(str):
+    """JSON already encoded (canonical `details`): stored in a jsonb column as it is."""
+
+    __slots__ = ()
+
+
+# What `Ready.row` holds, in order: the audit_events columns of an event that do not
+# depend on its place in the chain (those are chain_id, seq, prev_hash and hash).
+ROW_FIELDS = (
+    "event_id",
+    "event_type",
+    "user_id",
+    "username",
+    "ip_address",
+    "user_agent",
+    "service",
+    "action",
+    "result",
+    "details",
+    "compliance_tags",
+    "data_classification",
+    "event_time",
+    "receive_time",
+    "principal",
+)
+
+
+_EVENT_TIME, _RECEIVE_TIME = ROW_FIELDS.index("event_time"), ROW_FIELDS.index("receive_time")
+
+
+class Ready(NamedTuple):
+    """One valid event as the ingest pass (audit_svc.ingest.validation.admit) leaves it
+    for its chain: the canonical bytes around its seq, so the chain's hash is
+    `link(prev, before_seq + str(seq) + after_seq)`, and its row of ROW_FIELDS."""
+
+    event_id: str  # the UUID's standard text
+    before_seq: bytes
+    after_seq: bytes
+    row: tuple[Any, ...]
+
+    @property
+    def event_time(self) -> datetime:
+        return self.row[_EVENT_TIME]  # type: ignore[no-any-return]
+
+    @property
+    def receive_time(self) -> datetime:
+        return self.row[_RECEIVE_TIME]  # type: ignore[no-any-return]
+
+
+def ready_event(ready: Ready) -> Event:
+    """The `Event` of a ready row (the live tail and the duplicate check want one)."""
+    (event_id, event_type, user_id, username, ip, user_agent, service, action, result,
+     details, tags, classification, event_time, receive_time, principal) = ready.row  # fmt: skip
+    return Event(
+        event_id=uuid.UUID(event_id),
+        event_type=event_type,
+        user_id=user_id,
+        username=username,
+        ip_address=ip,
+        user_agent=user_agent,
+        service=service,
+        action=action,
+        result=result,
+        details=json.loads(details),
+        compliance_tags=tuple(tags),
+        data_classification=classification,
+        event_time=event_time,
+        receive_time=receive_time,
+        details_json=str(details),
+        principal=principal,
+    )
 
 
 @dataclass(slots=True)

@@ -245,10 +245,10 @@ async def _copy(dsn: str, events: list[event_pb2.AuditEvent], batch: int) -> tup
     t = datetime.now(UTC)
     rows = [
         (
-            "copy", i + 1, new_id(), e.event_type, e.user_id, e.username,
-            e.ip_address, e.user_agent, e.service, e.action, e.result,
+            "copy", i + 1, b"\0" * 32, b"\1" * 32, new_id(), e.event_type, e.user_id,
+            e.username, e.ip_address, e.user_agent, e.service, e.action, e.result,
             json_format.MessageToDict(e.details), list(e.compliance_tags),
-            e.data_classification, t, t, b"\0" * 32, b"\1" * 32,
+            e.data_classification, t, t, "spiffe://auditmesh.local/user-service",
         )
         for i, e in enumerate(events)
     ]  # fmt: skip

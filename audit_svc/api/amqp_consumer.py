@@ -28,6 +28,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
@@ -39,8 +40,9 @@ from audit_svc.api import convert
 from audit_svc.api.amqp_messages import DeadLetter, Unreadable, dead_letter, decode, encode_one
 from audit_svc.errors import InvalidArgument, PermissionDenied, ShuttingDown, Unauthenticated
 from audit_svc.ingest.ingestor import Ingestor
+from audit_svc.ingest.validation import RawEvent
 from audit_svc.metrics import QueueStatus
-from audit_svc.model import EventInput, EventResult, FieldViolation, Outcome
+from audit_svc.model import EventResult, FieldViolation, Outcome
 from audit_svc.read.reader import ComponentHealth
 
 log = logging.getLogger(__name__)
@@ -195,7 +197,7 @@ class AmqpIngest:
             return whole(exc.reason, exc.violations)
         except Unauthenticated as exc:
             return whole(exc.reason, (FieldViolation("user_id", exc.message),))
-        inputs = [convert.event_input(e) for e in request.events]
+        inputs = request.events
         budget = self._ingestor.budget
         await budget.take(len(inputs))
         try:
@@ -221,7 +223,7 @@ class AmqpIngest:
         return letters, False
 
     async def _commit(
-        self, inputs: list[EventInput], principal: Principal, size: int
+        self, inputs: Sequence[RawEvent], principal: Principal, size: int
     ) -> list[EventResult]:
         """The ingest results, once committed; a failed commit (or one over the
         publisher's write quota) is tried again (the message stays unacked), until it
@@ -229,7 +231,9 @@ class AmqpIngest:
         delay = RETRY_INITIAL_SECONDS
         while True:
             try:
-                return await self._ingestor.ingest(inputs, principal, size=size)
+                return await self._ingestor.ingest(
+                    inputs, principal, size=size, wire=convert.MESSAGES
+                )
             except (InvalidArgument, PermissionDenied):
                 raise
             except ShuttingDown:

@@ -38,7 +38,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         if not request.HasField("event"):
             raise InvalidArgument([FieldViolation("event", "is required")])
         result = await self._ingestor.ingest_one(
-            convert.event_input(request.event), principal, size=request.ByteSize()
+            request.event, principal, size=request.ByteSize(), wire=convert.MESSAGES
         )
         return pb.IngestResponse(result=convert.result_pb(result))
 
@@ -46,8 +46,9 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         self, request: pb.IngestBatchRequest, context: Context
     ) -> pb.IngestBatchResponse:
         principal = self._guard.principal(context)
-        inputs = [convert.event_input(e) for e in request.events]
-        results = await self._ingestor.ingest(inputs, principal, size=request.ByteSize())
+        results = await self._ingestor.ingest(
+            request.events, principal, size=request.ByteSize(), wire=convert.MESSAGES
+        )
         response = pb.IngestBatchResponse()
         convert.add_results(response.results, results)
         return response

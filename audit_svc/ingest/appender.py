@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from audit_svc import metrics
 from audit_svc.errors import DuplicateEventId, ShuttingDown
-from audit_svc.model import Event, Outcome, Receipt, StoredEvent
+from audit_svc.model import Outcome, Ready, Receipt, StoredEvent, ready_event
 from audit_svc.storage.protocols import EventStore, Head, Prepared
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ Listener = Callable[[Sequence[StoredEvent]], Awaitable[None] | None]
 
 @dataclass(slots=True)
 class _Batch:
-    events: Sequence[Event]
+    events: Sequence[Ready]
     future: asyncio.Future[Results]
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -43,7 +43,7 @@ class _Write:
     task: asyncio.Task[None]
 
 
-def server_stamped(events: list[Event]) -> list[Event]:
+def server_stamped(events: list[Ready]) -> list[Ready]:
     """The events whose event_time the service stamped (the caller sent none): a resend
     of one gets a new time, so the unique key (event_id, event_time) of the partitioned
     table would not refuse it; they are looked up before the COPY instead."""
@@ -91,7 +91,7 @@ class Appender:
         """Called with each committed group's new events, after the commit (live tail)."""
         self._listeners.append(listener)
 
-    async def submit(self, events: Sequence[Event]) -> Results:
+    async def submit(self, events: Sequence[Ready]) -> Results:
         """Queue a batch and wait until it is committed; one result per event."""
         if not events:
             return []
@@ -168,8 +168,8 @@ class Appender:
             size += len(batch.events)
         return group
 
-    async def _prepare(self, events: list[Event]) -> Prepared:
-        stored: dict[uuid.UUID, Receipt] = {}
+    async def _prepare(self, events: list[Ready]) -> Prepared:
+        stored: dict[str, Receipt] = {}
         if self._head is None:
             self._head = await self._store.read_head(self.chain_id)
         if time.monotonic() < self._check_duplicates_until:
@@ -210,13 +210,12 @@ class Appender:
             as_prepared = False
         self.commits += 1
         start = 0
-        new: list[StoredEvent] = []
+        new: list[tuple[Ready, Receipt]] = []
+        stored_outcome = Outcome.STORED
         for batch in w.group:
             mine = results[start : start + len(batch.events)]
             new += [
-                StoredEvent(e, r)
-                for e, (o, r) in zip(batch.events, mine, strict=True)
-                if o is Outcome.STORED
+                (e, r) for e, (o, r) in zip(batch.events, mine, strict=True) if o is stored_outcome
             ]
             start += len(batch.events)
             if not batch.future.done():
@@ -226,7 +225,7 @@ class Appender:
         metrics.STORED.inc(len(new))
         metrics.DUPLICATE.inc(start - len(new))
         if new:
-            self.head_seq = max(self.head_seq, new[-1].receipt.seq)
+            self.head_seq = max(self.head_seq, new[-1][1].seq)
         await self._release(w.group)
         await self._notify(new)
         return as_prepared
@@ -243,7 +242,7 @@ class Appender:
             self._queued_events -= sum(len(b.events) for b in group)
             self._space.notify_all()
 
-    async def _append_with_retry(self, events: list[Event]) -> Results:
+    async def _append_with_retry(self, events: list[Ready]) -> Results:
         # The one-step path: lock the head, look the ids up, write. A unique violation
         # here means another chain stored one of these ids in between; retry.
         for attempt in range(3):
@@ -254,13 +253,41 @@ class Appender:
                     raise
         raise AssertionError("unreachable")
 
-    async def _notify(self, new: list[StoredEvent]) -> None:
+    async def _notify(self, new: list[tuple[Ready, Receipt]]) -> None:
         if not new:
             return
+        committed = Committed(new)
         for listener in self._listeners:
             try:
-                outcome = listener(new)
+                outcome = listener(committed)
                 if outcome is not None:
                     await outcome
             except Exception:
                 log.exception("live-tail listener failed; it keeps its subscription")
+
+
+class Committed(Sequence[StoredEvent]):
+    """A committed group's new events as `StoredEvent`s, made only when a listener
+    reads them (the live tail, when someone watches): ingest makes none otherwise."""
+
+    def __init__(self, new: list[tuple[Ready, Receipt]]) -> None:
+        self._new = new
+        self._events: list[StoredEvent] | None = None
+
+    def __len__(self) -> int:
+        return len(self._new)
+
+    @overload
+    def __getitem__(self, index: int) -> StoredEvent: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[StoredEvent]: ...
+    def __getitem__(self, index: int | slice) -> StoredEvent | Sequence[StoredEvent]:
+        return self._made()[index]
+
+    def __iter__(self) -> Iterator[StoredEvent]:
+        return iter(self._made())
+
+    def _made(self) -> list[StoredEvent]:
+        if self._events is None:
+            self._events = [StoredEvent(ready_event(e), r) for e, r in self._new]
+        return self._events

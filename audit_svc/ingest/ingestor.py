@@ -1,4 +1,6 @@
-"""Ingest: validate each event, hand the valid ones to the appender, report per event."""
+"""Ingest: one pass over a batch checks each event and makes the valid ones ready for
+the chain (ingest.validation.admit), the appender commits them, and each event gets
+its result."""
 
 from __future__ import annotations
 
@@ -10,12 +12,11 @@ from audit_svc import metrics
 from audit_svc.access import Policy, Principal
 from audit_svc.access.policy import WriterGrant
 from audit_svc.errors import EventIdConflict, InvalidArgument, PermissionDenied
-from audit_svc.ingest import time_window
 from audit_svc.ingest.appender import Appender
 from audit_svc.ingest.idempotency import StoredById, bind_duplicates
 from audit_svc.ingest.quota import WriteQuotas
-from audit_svc.ingest.validation import Invalid, validate, validate_batch_size
-from audit_svc.model import EventInput, EventResult, Outcome
+from audit_svc.ingest.validation import INPUTS, RawEvent, Rules, Wire, admit, validate_batch_size
+from audit_svc.model import EventResult, Outcome, ready_event
 
 # What an event weighs against the bytes quota when the entry point does not say.
 ESTIMATED_EVENT_BYTES = 400
@@ -75,10 +76,16 @@ class Ingestor:
         self.draining.set()
 
     async def ingest(
-        self, inputs: Sequence[EventInput], principal: Principal, *, size: int | None = None
+        self,
+        inputs: Sequence[RawEvent],
+        principal: Principal,
+        *,
+        size: int | None = None,
+        wire: Wire = INPUTS,
     ) -> list[EventResult]:
         """Store the valid events, each recording `principal`; one result per input, in
-        order, after the commit.
+        order, after the commit. `wire` reads the events' details and times (the
+        transport's: `EventInput`s by default).
 
         A batch over the size limit is refused as a whole (INVALID_ARGUMENT), and so is
         any batch of a principal the policy lets write nothing (PERMISSION_DENIED) or
@@ -102,48 +109,32 @@ class Ingestor:
                 metadata={"principal": principal.name},
             )
         self.take_quota(principal, grant, len(inputs), size)
-        now = self._clock()
-        results: dict[int, EventResult] = {}
-        valid = []
-        for index, raw in enumerate(inputs):
-            try:
-                event = validate(raw, now, self._skew)
-            except Invalid as exc:
-                results[index] = EventResult(
-                    index,
-                    raw.event_id,
-                    Outcome.REJECTED,
-                    None,
-                    "INVALID_EVENT",
-                    tuple(exc.violations),
-                )
-                continue
-            if not grant.backfill and (
-                old := time_window.too_old(event.event_time, now, self._max_age)
-            ):
-                results[index] = EventResult(
-                    index, raw.event_id, Outcome.REJECTED, None, time_window.REASON, (old,)
-                )
-                continue
-            if denied := grant.violation(event.service, event.event_type):
-                reason, violation = denied
-                results[index] = EventResult(
-                    index, raw.event_id, Outcome.REJECTED, None, reason, (violation,), denied=True
-                )
-                continue
-            event.principal = principal.name
-            valid.append((index, event))
+        rules = Rules(
+            now=self._clock(),
+            max_skew=self._skew,
+            max_age=None if grant.backfill else self._max_age,
+            grant=grant,
+            chain_id=self._appender.chain_id,
+            principal=principal.name,
+        )
+        batch = admit(inputs, wire, rules)
         try:
-            outcomes = await self._appender.submit([event for _, event in valid])
+            outcomes = await self._appender.submit(batch.ready)
         except Exception:
-            metrics.count_failed(len(valid))
+            metrics.count_failed(len(batch.ready))
             raise
-        for (index, event), (outcome, receipt) in zip(valid, outcomes, strict=True):
-            results[index] = EventResult(index, str(event.event_id), outcome, receipt)
-        sent = [(i, e, inputs[i].event_time is not None) for i, e in valid]
-        conflicts = await bind_duplicates(results, sent, self._store)
+        results = batch.rejected
+        duplicates = []
+        for index, ready, (outcome, receipt) in zip(
+            batch.indexes, batch.ready, outcomes, strict=True
+        ):
+            results[index] = EventResult(index, ready.event_id, outcome, receipt)
+            if outcome is Outcome.DUPLICATE:
+                sent_time = wire.event_time(inputs[index]) is not None
+                duplicates.append((index, ready_event(ready), sent_time))
+        conflicts = await bind_duplicates(results, duplicates, self._store)
         metrics.count_conflicts(conflicts)
-        metrics.count_batch(len(inputs) - len(valid) + conflicts)
+        metrics.count_batch(len(inputs) - len(batch.ready) + conflicts)
         return [results[i] for i in range(len(inputs))]
 
     def take_quota(
@@ -160,11 +151,11 @@ class Ingestor:
         )
 
     async def ingest_one(
-        self, raw: EventInput, principal: Principal, *, size: int | None = None
+        self, raw: RawEvent, principal: Principal, *, size: int | None = None, wire: Wire = INPUTS
     ) -> EventResult:
         """Store one event; an invalid one is an INVALID_ARGUMENT error, one outside
         the principal's grant PERMISSION_DENIED, not a result."""
-        (result,) = await self.ingest([raw], principal, size=size)
+        (result,) = await self.ingest([raw], principal, size=size, wire=wire)
         if result.outcome is Outcome.REJECTED and result.denied:
             message = "; ".join(f"{v.field}: {v.description}" for v in result.violations)
             raise PermissionDenied(message, reason=result.reason, violations=result.violations)

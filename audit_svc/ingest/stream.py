@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from audit_svc.access import Principal
 from audit_svc.errors import InvalidArgument, ShuttingDown
 from audit_svc.ingest.ingestor import EventBudget, Ingestor
-from audit_svc.model import EventInput, EventResult, FieldViolation, Outcome
+from audit_svc.ingest.validation import INPUTS, RawEvent, Wire
+from audit_svc.model import EventResult, FieldViolation, Outcome
 
 # Batches of one stream being committed at once; more wait in the transport.
 MAX_IN_FLIGHT = 64
@@ -40,9 +41,10 @@ class StreamBatch:
     """A batch as it came off a stream; an empty `batch_id` is refused."""
 
     batch_id: str
-    events: list[EventInput]
+    events: Sequence[RawEvent]
     # Its bytes as received (for the write quota); None: estimated.
     size: int | None = None
+    wire: Wire = INPUTS  # how the ingest pass reads the events' details and times
 
 
 @dataclass(slots=True)
@@ -114,7 +116,7 @@ async def _ack(ingestor: Ingestor, principal: Principal, batch: StreamBatch) -> 
     try:
         if not batch.batch_id:
             raise InvalidArgument([FieldViolation("batch_id", "is required")])
-        results = await ingestor.ingest(batch.events, principal, size=batch.size)
+        results = await ingestor.ingest(batch.events, principal, size=batch.size, wire=batch.wire)
     except InvalidArgument as exc:
         results = [
             EventResult(i, raw.event_id, Outcome.REJECTED, None, exc.reason, exc.violations)

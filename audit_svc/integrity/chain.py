@@ -23,11 +23,12 @@ import functools
 import hashlib
 import ipaddress
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _s  # what json.dumps uses with ensure_ascii=False
 from typing import Any
 
-from audit_svc.model import Event
+from audit_svc.model import Event, JsonText, Ready
 
 GENESIS = bytes(32)
 CANONICAL_VERSION = 1
@@ -35,55 +36,128 @@ CANONICAL_VERSION = 1
 
 def canonical_bytes(event: Event, chain_id: str, seq: int) -> bytes:
     """Deterministic JSON of the event as stored (sorted keys, no spaces, UTF-8)."""
+    before, after = _halves(event, chain_id)
+    return before + str(seq).encode() + after
+
+
+def ready(event: Event, chain_id: str) -> Ready:
+    """A valid `Event` made ready for `chain_id` (tools and tests that write events they
+    built; the ingest path makes its `Ready` records straight from the wire)."""
+    before, after = _halves(event, chain_id)
+    row = (
+        str(event.event_id), event.event_type, event.user_id, event.username,
+        event.ip_address, event.user_agent, event.service, event.action, event.result,
+        JsonText(event.details_json or details_json(event.details)),
+        list(event.compliance_tags), event.data_classification, event.event_time,
+        event.receive_time, event.principal,
+    )  # fmt: skip
+    return Ready(row[0], before, after, row)
+
+
+def _halves(event: Event, chain_id: str) -> tuple[bytes, bytes]:
     ip = "" if event.ip_address is None else ip_text(event.ip_address)
-    text = "".join(
+    return canonical_halves(
+        event.action, _s(chain_id), event.compliance_tags, event.data_classification,
+        event.details_json or details_json(event.details), str(event.event_id),
+        time_text(event.event_time), event.event_type, ip,
+        principal_key(event.principal), time_text(event.receive_time), event.result,
+        event.service, event.user_agent, event.user_id, event.username,
+    )  # fmt: skip
+
+
+def canonical_halves(
+    action: str,
+    chain_json: str,
+    tags: Sequence[str],
+    classification: str,
+    details: str,
+    event_id: str,
+    event_time: str,
+    event_type: str,
+    ip: str,
+    principal: str,
+    receive_time: str,
+    result: str,
+    service: str,
+    user_agent: str,
+    user_id: str,
+    username: str,
+) -> tuple[bytes, bytes]:
+    """The canonical bytes before and after the seq's digits, from each field's text
+    (keys in order): `chain_json` is `_s(chain_id)` and `principal` is
+    `principal_key(...)`, made once per batch; `details` the canonical JSON text, the
+    times `time_text`'s, `ip` the address's standard text or empty. The one place the
+    layout is written: `canonical_bytes` and the ingest pass both come here."""
+    before = "".join(
         (
-            '{"action":', _s(event.action),
-            ',"chain_id":', _s(chain_id),
-            ',"compliance_tags":[', ",".join(map(_s, event.compliance_tags)),
-            '],"data_classification":', _s(event.data_classification),
-            ',"details":', event.details_json or details_json(event.details),
-            ',"event_id":"', str(event.event_id),
-            '","event_time":"', time_text(event.event_time),
-            '","event_type":', _s(event.event_type),
+            '{"action":', _s(action),
+            ',"chain_id":', chain_json,
+            ',"compliance_tags":[', ",".join(map(_s, tags)),
+            '],"data_classification":', _s(classification),
+            ',"details":', details,
+            ',"event_id":"', event_id,
+            '","event_time":"', event_time,
+            '","event_type":', _s(event_type),
             ',"ip_address":', _s(ip),
-            # Events stored before principals were recorded have none: their bytes stay.
-            (',"principal":' + _s(event.principal)) if event.principal else "",
-            ',"receive_time":"', time_text(event.receive_time),
-            '","result":', _s(event.result),
-            ',"seq":', str(seq),
-            ',"service":', _s(event.service),
-            ',"user_agent":', _s(event.user_agent),
-            ',"user_id":', _s(event.user_id),
-            ',"username":', _s(event.username),
+            principal,
+            ',"receive_time":"', receive_time,
+            '","result":', _s(result),
+            ',"seq":',
+        )
+    )  # fmt: skip
+    after = "".join(
+        (
+            ',"service":', _s(service),
+            ',"user_agent":', _s(user_agent),
+            ',"user_id":', _s(user_id),
+            ',"username":', _s(username),
             ',"v":', str(CANONICAL_VERSION), "}",
         )
     )  # fmt: skip
-    return text.encode()
+    return before.encode(), after.encode()
+
+
+def principal_key(principal: str) -> str:
+    """The principal's part of the canonical text: none for events stored before
+    principals were recorded, so their bytes stay."""
+    return (',"principal":' + _s(principal)) if principal else ""
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def details_json(details: dict[str, Any], *, flat: bool = False) -> str:
+def details_json(details: dict[str, Any]) -> str:
     """The canonical JSON text of `details`: sorted keys, no spaces, numbers as floats.
-    PostgreSQL's jsonb accepts the text as is, so the same text is stored.
+    PostgreSQL's jsonb accepts the text as is, so the same text is stored."""
+    return flat_details_json(details) or _ENCODER.encode(_floats(details))
 
-    `flat` says the caller checked that every value is a string, a finite float, a
-    boolean or null: those are written here directly, the same text as the encoder's
-    and several times faster for the few keys events carry."""
-    if not flat:
-        return _ENCODER.encode(_floats(details))
-    items = [_s(k) + ":" + _SCALARS[type(v)](v) for k, v in sorted(details.items())]
+
+def flat_details_json(details: dict[str, Any]) -> str | None:
+    """`details_json` for the common case, one level of strings, finite floats,
+    booleans and nulls without NUL (what jsonb can hold), written here directly: the
+    encoder's text, several times faster for the few keys events carry. None for
+    anything else (the caller takes the full path)."""
+    items = []
+    for key in sorted(details):
+        value = details[key]
+        kind = type(value)
+        if "\x00" in key:
+            return None
+        if kind is str:
+            if "\x00" in value:
+                return None
+            items.append(_s(key) + ":" + _s(value))
+        elif kind is float:
+            if value - value != 0.0:  # NaN or an infinity
+                return None
+            items.append(_s(key) + ":" + float.__repr__(value))  # what json writes
+        elif kind is bool:
+            items.append(_s(key) + (":true" if value else ":false"))
+        elif value is None:
+            items.append(_s(key) + ":null")
+        else:
+            return None
     return "{" + ",".join(items) + "}"
-
-
-_SCALARS: dict[type, Any] = {
-    str: _s,
-    float: float.__repr__,  # what json writes for a finite float
-    bool: lambda v: "true" if v else "false",
-    type(None): lambda v: "null",
-}
 
 
 def link(prev_hash: bytes, canonical: bytes) -> bytes:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from audit_svc.access import Kind, Principal
 from audit_svc.errors import PermissionDenied
 from audit_svc.ingest.appender import Appender
+from audit_svc.integrity.chain import ready
 from audit_svc.model import Event
 from meshkit.ids import uuid7
 from meshkit.tls import TRUST_DOMAIN
@@ -106,7 +107,8 @@ class ReadAudit:
 
     async def _commit(self, group: list[Event]) -> None:
         try:
-            await self._appender.submit(group)
+            chain_id = self._appender.chain_id
+            await self._appender.submit([ready(e, chain_id) for e in group])
         except Exception:
             self.dropped += len(group)
             log.exception("could not store %d audit.read events", len(group))

@@ -20,10 +20,10 @@ from typing import Any
 
 import asyncpg
 
-from audit_svc.model import StoredEvent
+from audit_svc.model import JsonText, StoredEvent
 from audit_svc.read.filters import Match, QuerySpec
 from audit_svc.storage import ranges
-from audit_svc.storage.postgres import SELECT_EVENT, Database, JsonText, acquire, stored_event
+from audit_svc.storage.postgres import SELECT_EVENT, Database, acquire, stored_event
 from audit_svc.storage.protocols import EventCounts, Head, RangeCounts
 from audit_svc.storage.ranges import HOUR
 from audit_svc.storage.sink_state import archive_boundary, chain_state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from collections import OrderedDict
@@ -13,9 +14,9 @@ from typing import Any
 import asyncpg
 
 from audit_svc.errors import ChainLockLost, HeadMoved
-from audit_svc.integrity.chain import canonical_bytes, link
+from audit_svc.integrity.chain import ready
 from audit_svc.integrity.tiles import TileAppends
-from audit_svc.model import Event, Outcome, Receipt, StoredEvent
+from audit_svc.model import Event, Outcome, Ready, Receipt, StoredEvent
 from audit_svc.storage import merkle_tiles
 from audit_svc.storage.partitions import KnownDays
 from audit_svc.storage.postgres import (
@@ -23,7 +24,6 @@ from audit_svc.storage.postgres import (
     SELECT_EVENT,
     Database,
     acquire,
-    event_row,
     map_db_errors,
     stored_event,
 )
@@ -32,7 +32,10 @@ from meshkit.merkle import CompactRange, leaf_hashes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChainLock", "Head", "HeadMoved", "PgEventStore", "Prepared", "append", "ensure_chain"]
+__all__ = [
+    "ChainLock", "Head", "HeadMoved", "PgEventStore", "Prepared", "append", "append_ready",
+    "ensure_chain",
+]  # fmt: skip
 
 
 async def ensure_chain(conn: asyncpg.Connection, chain_id: str) -> None:
@@ -82,8 +85,8 @@ async def read_tree(conn: asyncpg.Connection, chain_id: str, head: Head) -> None
 def prepare(
     chain_id: str,
     head: Head,
-    events: Sequence[Event],
-    stored: dict[uuid.UUID, Receipt],
+    events: Sequence[Ready],
+    stored: dict[str, Receipt],
     *,
     merkle: bool = True,
 ) -> Prepared:
@@ -91,27 +94,29 @@ def prepare(
     already written, with their receipts) or earlier in `events` is a duplicate and
     gets the original receipt. With `merkle`, the leaf hashes too, and the tiles they
     add when the tree at `head` is cached. Pure computation: the ingest path's Python
-    per event."""
+    per event, after the ingest pass made each event `Ready`."""
     seq, prev = head
     known = dict(stored)
     size_after = seq + len({e.event_id for e in events}.difference(stored))
     results: list[tuple[Outcome, Receipt]] = []
     rows = []
     leaf_data: list[bytes] | None = [] if merkle else None
-    for event in events:
-        original = known.get(event.event_id)
+    sha256 = hashlib.sha256
+    stored_outcome, duplicate = Outcome.STORED, Outcome.DUPLICATE
+    for event_id, before, after, row in events:
+        original = known.get(event_id)
         if original is not None:
-            results.append((Outcome.DUPLICATE, original))
+            results.append((duplicate, original))
             continue
         seq += 1
-        data = canonical_bytes(event, chain_id, seq)
-        digest = link(prev, data)
+        data = b"%b%d%b" % (before, seq, after)
+        digest = sha256(prev + data).digest()  # chain.link
         if leaf_data is not None:
             leaf_data.append(data)
         receipt = Receipt(chain_id, seq, digest, prev, size_after)
-        known[event.event_id] = receipt
-        rows.append(event_row(event, receipt))
-        results.append((Outcome.STORED, receipt))
+        known[event_id] = receipt
+        rows.append((chain_id, seq, prev, digest, *row))
+        results.append((stored_outcome, receipt))
         prev = digest
     leaves = None if leaf_data is None else leaf_hashes(leaf_data)
     group = Prepared(head, (seq, prev), rows, results, leaves)
@@ -207,6 +212,21 @@ async def append(
     merkle: bool = True,
     fence: int | None = None,
 ) -> list[tuple[Outcome, Receipt]]:
+    """Store valid events built as `Event`s (tools and tests) at the chain's head: the
+    one-step write of `append_ready`."""
+    return await append_ready(
+        conn, chain_id, [ready(e, chain_id) for e in events], merkle=merkle, fence=fence
+    )
+
+
+async def append_ready(
+    conn: asyncpg.Connection,
+    chain_id: str,
+    events: Sequence[Ready],
+    *,
+    merkle: bool = True,
+    fence: int | None = None,
+) -> list[tuple[Outcome, Receipt]]:
     """Store new events at the chain's head in one transaction, looking their ids up
     first; report duplicates. The one-step form of read_head, prepare and write."""
     async with conn.transaction():
@@ -224,11 +244,10 @@ async def append(
 DUPLICATE_LOOKBACK = timedelta(days=1)
 
 
-async def stored_receipts(
-    conn: asyncpg.Connection, events: Sequence[Event]
-) -> dict[uuid.UUID, Receipt]:
+async def stored_receipts(conn: asyncpg.Connection, events: Sequence[Ready]) -> dict[str, Receipt]:
     """The receipts of those of `events` whose ids are already stored (by any chain),
-    looked up in the partitions from `DUPLICATE_LOOKBACK` before the oldest event on."""
+    by the id's standard text, looked up in the partitions from `DUPLICATE_LOOKBACK`
+    before the oldest event on."""
     if not events:
         return {}
     rows = await conn.fetch(
@@ -238,7 +257,9 @@ async def stored_receipts(
         min(e.event_time for e in events) - DUPLICATE_LOOKBACK,
     )
     return {
-        r["event_id"]: Receipt(r["chain_id"], r["seq"], bytes(r["hash"]), bytes(r["prev_hash"]))
+        str(r["event_id"]): Receipt(
+            r["chain_id"], r["seq"], bytes(r["hash"]), bytes(r["prev_hash"])
+        )
         for r in rows
     }
 
@@ -325,7 +346,7 @@ class PgEventStore:
             return False
         return True
 
-    async def stored_receipts(self, events: Sequence[Event]) -> dict[uuid.UUID, Receipt]:
+    async def stored_receipts(self, events: Sequence[Ready]) -> dict[str, Receipt]:
         async with acquire(self._db) as conn:
             return await stored_receipts(conn, events)
 
@@ -334,7 +355,7 @@ class PgEventStore:
             return await events_by_id(conn, ids)
 
     def prepare(
-        self, chain_id: str, head: Head, events: Sequence[Event], stored: dict[uuid.UUID, Receipt]
+        self, chain_id: str, head: Head, events: Sequence[Ready], stored: dict[str, Receipt]
     ) -> Prepared:
         return prepare(chain_id, head, events, stored, merkle=self._merkle)
 
@@ -342,9 +363,11 @@ class PgEventStore:
         async with acquire(self._db) as conn:
             await write(conn, chain_id, prepared, fence=self.fence_pid, known=self._days)
 
-    async def append(self, chain_id: str, events: Sequence[Event]) -> list[tuple[Outcome, Receipt]]:
+    async def append(self, chain_id: str, events: Sequence[Ready]) -> list[tuple[Outcome, Receipt]]:
         async with acquire(self._db) as conn:
-            return await append(conn, chain_id, events, merkle=self._merkle, fence=self.fence_pid)
+            return await append_ready(
+                conn, chain_id, events, merkle=self._merkle, fence=self.fence_pid
+            )
 
 
 class ChainLock:

@@ -13,33 +13,14 @@ import asyncpg
 
 from audit_svc.errors import DuplicateEventId, StorageError, Unavailable
 from audit_svc.integrity.chain import details_json
-from audit_svc.model import Event, Receipt, StoredEvent
+from audit_svc.model import ROW_FIELDS, Event, JsonText, Receipt, StoredEvent
 from meshkit import pg
 
 log = logging.getLogger(__name__)
 
-# Columns of audit_events in the order `event_row` produces them (COPY uses it too).
-EVENT_COLUMNS = (
-    "chain_id",
-    "seq",
-    "event_id",
-    "event_type",
-    "user_id",
-    "username",
-    "ip_address",
-    "user_agent",
-    "service",
-    "action",
-    "result",
-    "details",
-    "compliance_tags",
-    "data_classification",
-    "event_time",
-    "receive_time",
-    "prev_hash",
-    "hash",
-    "principal",
-)
+# Columns of audit_events in the order `event_row` and the ingest path's COPY write
+# them: an event's place in its chain, then what `Ready.row` holds.
+EVENT_COLUMNS = ("chain_id", "seq", "prev_hash", "hash", *ROW_FIELDS)
 SELECT_EVENT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM audit_events"
 
 
@@ -54,12 +35,6 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "inet", encoder=_inet_encode, decoder=_inet_decode, schema="pg_catalog", format="binary"
     )
-
-
-class JsonText(str):
-    """JSON already encoded: written to a jsonb column as it is."""
-
-    __slots__ = ()
 
 
 def _jsonb_encode(value: Any) -> bytes:
@@ -158,6 +133,8 @@ def event_row(event: Event, receipt: Receipt) -> tuple[Any, ...]:
     return (
         receipt.chain_id,
         receipt.seq,
+        receipt.prev_hash,
+        receipt.hash,
         event.event_id,
         event.event_type,
         event.user_id,
@@ -172,8 +149,6 @@ def event_row(event: Event, receipt: Receipt) -> tuple[Any, ...]:
         event.data_classification,
         event.event_time,
         event.receive_time,
-        receipt.prev_hash,
-        receipt.hash,
         event.principal,
     )
 

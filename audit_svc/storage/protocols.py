@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from audit_svc.integrity.tiles import TileAppends
-from audit_svc.model import Event, Outcome, Receipt, StoredEvent
+from audit_svc.model import Outcome, Ready, Receipt, StoredEvent
 from audit_svc.read.filters import QuerySpec
 from meshkit.merkle import Node
 
@@ -133,8 +133,9 @@ class EventStore(Protocol):
         """The chain's head as committed."""
         ...
 
-    async def stored_receipts(self, events: Sequence[Event]) -> dict[uuid.UUID, Receipt]:
-        """The receipts of those of `events` whose ids are already stored (any chain)."""
+    async def stored_receipts(self, events: Sequence[Ready]) -> dict[str, Receipt]:
+        """The receipts of those of `events` whose ids are already stored (any chain),
+        by id (its standard text)."""
         ...
 
     async def events_by_id(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StoredEvent]:
@@ -142,7 +143,7 @@ class EventStore(Protocol):
         ...
 
     def prepare(
-        self, chain_id: str, head: Head, events: Sequence[Event], stored: dict[uuid.UUID, Receipt]
+        self, chain_id: str, head: Head, events: Sequence[Ready], stored: dict[str, Receipt]
     ) -> Prepared:
         """Seqs, hashes and rows of `events` from `head` on; no I/O."""
         ...
@@ -152,7 +153,7 @@ class EventStore(Protocol):
         `HeadMoved`); `DuplicateEventId` if one of its ids was stored meanwhile."""
         ...
 
-    async def append(self, chain_id: str, events: Sequence[Event]) -> list[tuple[Outcome, Receipt]]:
+    async def append(self, chain_id: str, events: Sequence[Ready]) -> list[tuple[Outcome, Receipt]]:
         """Lock the head, look the ids up, write: the one-step form of the above."""
         ...
 

@@ -12,9 +12,12 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from audit_svc.ingest.validation import validate
+from audit_svc.access.policy import ANY, WriterGrant
+from audit_svc.ingest.validation import INPUTS, Rules, admit
 from audit_svc.integrity.chain import canonical_bytes, details_json
-from audit_svc.model import Event, EventInput
+from audit_svc.model import Event, EventInput, ready_event
+
+GRANT = WriterGrant(frozenset({ANY}), (ANY,))
 
 
 def contract(event: Event, chain_id: str, seq: int) -> bytes:
@@ -123,8 +126,10 @@ def test_validated_events_carry_the_same_details_text() -> None:
             data_classification="internal",
             details=details,
         )
-        event = validate(raw, now, timedelta(minutes=5))
-        assert event.details_json == details_json(details)
+        rules = Rules(now, timedelta(minutes=5), None, GRANT, "c", "")
+        (ready,) = admit([raw], INPUTS, rules).ready
+        event = ready_event(ready)
+        assert event.details_json == details_json(details) == ready.row[9]
         assert canonical_bytes(event, "c", 1) == contract(event, "c", 1)
 
 

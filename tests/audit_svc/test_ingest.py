@@ -13,11 +13,12 @@ import pytest
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit.v2 import event_pb2
+from audit_svc.access.policy import ANY, WriterGrant
 from audit_svc.api import convert
 from audit_svc.app import AuditApp
-from audit_svc.ingest.validation import validate
+from audit_svc.ingest.validation import Rules, admit
 from audit_svc.integrity.chain import canonical_bytes, link
-from audit_svc.model import Event
+from audit_svc.model import Event, ready_event
 from audit_svc.storage import event_writes as writes
 from audit_svc.storage.postgres import SELECT_EVENT, create_pool, stored_event
 from devstack.events import guide_event
@@ -371,7 +372,6 @@ async def test_a_head_moved_by_another_writer_is_caught_and_the_chain_stays_whol
 def domain_events(count: int) -> list[Event]:
     """Valid domain events, as the service would have made them from guide events."""
     now = datetime.now(UTC)
-    return [
-        validate(convert.event_input(guide_event()), now, timedelta(minutes=5))
-        for _ in range(count)
-    ]
+    rules = Rules(now, timedelta(minutes=5), None, WriterGrant(frozenset({ANY}), (ANY,)), "c", "")
+    admitted = admit([guide_event() for _ in range(count)], convert.MESSAGES, rules)
+    return [ready_event(r) for r in admitted.ready]

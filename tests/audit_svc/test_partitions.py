@@ -22,6 +22,7 @@ from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.app import AuditApp
 from audit_svc.errors import PartitionKept
+from audit_svc.integrity.chain import ready
 from audit_svc.integrity.signer import load_signer
 from audit_svc.model import Event, Outcome
 from audit_svc.ops.export import export_bundle, run_audit
@@ -71,7 +72,8 @@ async def write_as_before(conn: asyncpg.Connection, chain: str, events: list[Eve
     await ensure_chain(conn, chain)
     head = (0, b"\0" * 32)
     for i in range(0, len(events), 40):
-        group = prepare(chain, head, events[i : i + 40], {}, merkle=False)
+        ready_events = [ready(e, chain) for e in events[i : i + 40]]
+        group = prepare(chain, head, ready_events, {}, merkle=False)
         async with conn.transaction():
             await conn.copy_records_to_table(
                 "audit_events", records=group.rows, columns=EVENT_COLUMNS
