@@ -31,14 +31,18 @@ from audit_svc.ingest.appender import Appender
 from audit_svc.ingest.ingestor import Ingestor
 from audit_svc.ingest.quota import Rates, WriteQuotas
 from audit_svc.read.audited import ReadAudit
+from audit_svc.read.cold import ColdTier
 from audit_svc.read.live_tail import LiveTail
 from audit_svc.read.reader import Reader
 from audit_svc.settings import Settings
 from audit_svc.sinks import Sinks
+from audit_svc.sinks.object_cache import ObjectCache
 from audit_svc.sinks.runner import SinkRunner
+from audit_svc.storage.archive_reads import ParquetArchive
 from audit_svc.storage.event_reads import PgEventReader
 from audit_svc.storage.event_writes import ChainLock, PgEventStore
 from audit_svc.storage.merkle_tiles import PgTreeStore
+from audit_svc.storage.parquet import PARQUET
 from audit_svc.storage.partitions import PartitionKeeper
 from audit_svc.storage.postgres import create_pool
 from audit_svc.storage.sink_state import PgSinkState
@@ -150,7 +154,7 @@ class AuditApp(ServiceApp):
                 prefetch=s.amqp_prefetch,
                 retry_max_seconds=s.amqp_retry_max_seconds,
             )
-        self.sinks = Sinks.open(s, sink_state, self.chain_id, tree)
+        self.sinks = Sinks.open(s, sink_state, self.chain_id, tree, table=PARQUET)
         self._stack.push_async_callback(self.sinks.release)
         reader = Reader(
             PgEventReader(pool, UserCountCache()),
@@ -162,6 +166,7 @@ class AuditApp(ServiceApp):
             tree=tree,
             lock_held=self._holds_lock,
             queue_health=self.amqp.health if self.amqp is not None else None,
+            cold=self._cold_tier(sink_state),
         )
         self.health_watch = HealthWatch(
             self.health, SERVICE_NAMES, self._health_verdict, interval=s.health_interval_seconds
@@ -204,6 +209,17 @@ class AuditApp(ServiceApp):
         await self.health_watch.set(True)
         self._health_task = await self.start_task(self.health_watch.run(), name="health")
         log.info("audit-service serving on port %d, chain %s", self.port, self.chain_id)
+
+    def _cold_tier(self, ranges: PgSinkState) -> ColdTier | None:
+        """Query over the archive's Parquet objects; None without S3."""
+        assert self.sinks is not None
+        store, s = self.sinks.archive_store, self.settings
+        if store is None:
+            return None
+        cache = ObjectCache(store, Path(s.archive_cache_dir), s.archive_cache_bytes)
+        return ColdTier(
+            ranges, ParquetArchive(cache.path), hot_window=timedelta(days=s.hot_retention_days)
+        )
 
     def _serve_metrics(self, store: PgSinkState) -> metrics.ServiceState:
         """/metrics on AUDIT_METRICS_LISTEN, with this app's state, until stop."""

@@ -123,3 +123,10 @@ class PermissionDenied(AuditError):
     ) -> None:
         super().__init__(message, reason=reason, metadata=metadata)
         self.violations = tuple(violations)
+
+
+class ArchiveNotConfigured(AuditError):
+    """`include_archive` was asked of a service without an archive (no S3 settings)."""
+
+    code = code_pb2.FAILED_PRECONDITION
+    reason = "ARCHIVE_NOT_CONFIGURED"

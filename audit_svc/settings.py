@@ -172,6 +172,10 @@ class Settings:
     webhook_backoff_seconds: float = 0.5
     webhook_timeout_seconds: float = 10.0
     webhook_ca_file: str = ""
+    # The cold tier: archived Parquet objects `Query` reads are kept in this folder,
+    # at most this many bytes (least recently used go first).
+    archive_cache_dir: str = ".run/audit/archive-cache"
+    archive_cache_bytes: int = 1 << 30
 
     def __repr__(self) -> str:
         shown = []
@@ -284,6 +288,7 @@ class Settings:
             "OBJECT_LOCK_DAYS": self.object_lock_days,
             "CHECKPOINT_EVERY_EVENTS": self.checkpoint_every_events,
             "ARCHIVE_OBJECT_EVENTS": self.archive_object_events,
+            "ARCHIVE_CACHE_BYTES": self.archive_cache_bytes,
             "METRICS_REFRESH_SECONDS": self.metrics_refresh_seconds,
             "MAX_EVENT_AGE_DAYS": self.max_event_age_days,
             "WATCH_MAX_PER_CALLER": self.watch_max_per_caller,

@@ -70,6 +70,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             page_size=request.page_size,
             limit=request.limit,
             page_token=request.page_token,
+            include_archive=request.include_archive,
         )
         response = pb.QueryResponse(next_page_token=page.next_page_token)
         convert.add_events(response.events, page.events)

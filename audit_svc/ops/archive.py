@@ -17,6 +17,7 @@ from audit_svc.sinks.checkpoints import load_checkpoints
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.sinks.service import object_store
 from audit_svc.storage.event_reads import PgEventReader
+from audit_svc.storage.parquet import PARQUET
 from audit_svc.storage.postgres import create_pool
 from audit_svc.storage.protocols import SinkStore
 from audit_svc.storage.sink_state import PgSinkState
@@ -50,7 +51,7 @@ async def bucket_checks(
         through, last_hash = await state.archive_boundary(chain_id)
         if not through:
             return marks, None
-        result, end_hash = await verify_archive(ar_store, chain_id, marks)
+        result, end_hash = await verify_archive(ar_store, chain_id, marks, PARQUET)
         if result.ok and (result.to_seq != through or end_hash != last_hash):
             result = VerifyResult(
                 False, chain_id, 1, result.to_seq, result.events_checked,
@@ -76,6 +77,7 @@ async def archive_command(settings: Settings, chain_id: str, out: TextIO) -> int
                 store,
                 retention=timedelta(days=settings.hot_retention_days),
                 object_events=settings.archive_object_events,
+                table=PARQUET,
             )
             done = await archiver.archive_all(cutoff)
             events = sum(r.event_count for r in done)

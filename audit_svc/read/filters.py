@@ -100,12 +100,14 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class QuerySpec:
-    """A validated query: its filters, the page size, and `after`, the position
-    decoded from the page token (None on the first page)."""
+    """A validated query: its filters, the page size, `after`, the position decoded
+    from the page token (None on the first page), and whether archived events are
+    read too (`read.cold`; a token's position is the same in both tiers)."""
 
     filters: QueryFilters = QueryFilters()
     page_size: int = DEFAULT_PAGE_SIZE
     after: Position | None = None
+    include_archive: bool = False
 
     def fingerprint(self) -> bytes:
         """The filters' fingerprint (not the page size or position)."""

@@ -25,6 +25,8 @@ from typing import Any
 
 from audit_svc.errors import InvalidArgument
 from audit_svc.model import FieldViolation, StoredEvent
+from audit_svc.read.cold import ColdTier
+from audit_svc.read.cold import page as cold_page
 from audit_svc.read.filters import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -159,9 +161,12 @@ _CHECKS: dict[Match, Callable[[str, Any, Bad], Any]] = {
 }
 
 
-async def run_query(events: EventReader, spec: QuerySpec, key: bytes) -> QueryPage:
-    """One page of the events matching `spec`, newest first, with the next token."""
-    found, more = await events.query_events(spec)
+async def run_query(
+    events: EventReader, spec: QuerySpec, key: bytes, cold: ColdTier | None = None
+) -> QueryPage:
+    """One page of the events matching `spec`, newest first, with the next token;
+    archived events too when `spec.include_archive` (and a cold tier is given)."""
+    found, more = await cold_page(events, cold, spec)
     return QueryPage(found, next_page_token(spec, found, more, key))
 
 

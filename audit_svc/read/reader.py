@@ -6,18 +6,26 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from audit_svc import __version__, metrics
 from audit_svc.access import Principal
-from audit_svc.errors import AuditError, InvalidArgument, NotFound, StorageError, Unavailable
+from audit_svc.errors import (
+    ArchiveNotConfigured,
+    AuditError,
+    InvalidArgument,
+    NotFound,
+    StorageError,
+    Unavailable,
+)
 from audit_svc.ingest.appender import Appender
 from audit_svc.integrity import checkpoint_reads as integrity
 from audit_svc.integrity import proofs
 from audit_svc.integrity.verify import CHECKPOINT_INVALID, VerifyResult, verify_chain
 from audit_svc.model import FieldViolation, StoredEvent
 from audit_svc.read import legacy, statistics
+from audit_svc.read.cold import ColdTier
 from audit_svc.read.export import Export, Present, new_export
 from audit_svc.read.query import QueryFilters, QueryPage, parse_query, run_query
 from audit_svc.sinks import BadCheckpoint, Sinks, SinkState, bucket_checkpoints
@@ -63,7 +71,10 @@ class Reader:
         tree: TreeStore | None = None,
         lock_held: Callable[[], Awaitable[bool]] | None = None,
         queue_health: Callable[[], ComponentHealth] | None = None,
+        cold: ColdTier | None = None,
     ) -> None:
+        # Archived events for Query (None: no archive configured).
+        self._cold = cold
         self._sinks = sinks
         # The RabbitMQ consumer's state, when it runs; it does not decide `serving`.
         self._queue_health = queue_health
@@ -78,13 +89,28 @@ class Reader:
         self._clock = clock
 
     async def query(
-        self, filters: QueryFilters, *, page_size: int = 0, limit: int = 0, page_token: str = ""
+        self,
+        filters: QueryFilters,
+        *,
+        page_size: int = 0,
+        limit: int = 0,
+        page_token: str = "",
+        include_archive: bool = False,
     ) -> QueryPage:
-        """One page of events; InvalidArgument as `query.parse_query` says."""
+        """One page of events; InvalidArgument as `query.parse_query` says. Archived
+        events are included when asked, or when the time range starts before the hot
+        window; asked of a service without an archive: ArchiveNotConfigured."""
         spec = parse_query(
             filters, key=self._key, page_size=page_size, limit=limit, page_token=page_token
         )
-        return await run_query(self._events, spec, self._key)
+        if include_archive and self._cold is None:
+            raise ArchiveNotConfigured(
+                "this service has no archive (AUDIT_S3_ENDPOINT is not set)",
+                metadata={"field": "include_archive"},
+            )
+        if self._cold is not None and (include_archive or self._cold.reaches(spec)):
+            spec = replace(spec, include_archive=True)
+        return await run_query(self._events, spec, self._key, self._cold)
 
     def export(
         self, filters: QueryFilters, format_name: str, principal: Principal | None = None

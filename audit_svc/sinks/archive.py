@@ -19,6 +19,12 @@ bytes as a new version of the same key.
 Object `events/<chain>/<first seq>-<last seq>.ndjson.gz` (seqs 20 digits), manifest
 `<same>.manifest.json`: chain_id, first_seq, last_seq, count, prev_hash (the hash
 before first_seq), first_hash, last_hash (hex), sha256 (of the object), object_key.
+
+The same events are also written as Parquet, `<same>.parquet` (`storage.parquet`),
+for the cold tier that `Query` reads; the manifest adds parquet_key, parquet_sha256,
+min_event_time and max_event_time. It is checked like the NDJSON object before any
+row is deleted: read back by version id, its SHA-256, and the chain recomputed over
+its own rows, which must give the same hashes.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from audit_svc.integrity.verify import (
 )
 from audit_svc.model import Event, Receipt, StoredEvent
 from audit_svc.sinks.objects import ObjectStore
-from audit_svc.storage.protocols import ArchivedRange, SinkStore
+from audit_svc.storage.protocols import ArchivedRange, SinkStore, TableCodec
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,8 @@ PREFIX = "events/"
 MANIFEST = ".manifest.json"
 ARCHIVE_SHA256_MISMATCH = "ARCHIVE_SHA256_MISMATCH"
 ARCHIVE_BOUNDARY_MISMATCH = "ARCHIVE_BOUNDARY_MISMATCH"
+ARCHIVE_PARQUET_MISMATCH = "ARCHIVE_PARQUET_MISMATCH"
+PARQUET_TYPE = "application/vnd.apache.parquet"
 
 
 class ArchiveError(RuntimeError):
@@ -65,6 +73,10 @@ Seal = Callable[[int, bytes], Awaitable[None]]
 
 def object_key(chain_id: str, first: int, last: int) -> str:
     return f"{PREFIX}{chain_id}/{first:020d}-{last:020d}.ndjson.gz"
+
+
+def parquet_key(chain_id: str, first: int, last: int) -> str:
+    return f"{PREFIX}{chain_id}/{first:020d}-{last:020d}.parquet"
 
 
 def encode_events(events: Sequence[StoredEvent]) -> bytes:
@@ -130,7 +142,10 @@ class Archiver:
         retention: timedelta,
         object_events: int = 10_000,
         seal: Seal | None = None,
+        table: TableCodec | None = None,
     ) -> None:
+        # The Parquet form written next to each NDJSON object (None: NDJSON only).
+        self._table = table
         self._state = state
         self.chain_id = chain_id
         self._store = store
@@ -184,15 +199,19 @@ class Archiver:
         return done
 
     async def _recheck_objects(self, first: int, last: int) -> None:
-        """Read back the objects holding seqs first..last of the chain (by version id)
-        and compare their SHA-256 with the archive's record; ArchiveError if one
-        differs, so nothing is dropped."""
+        """Read back the objects holding seqs first..last of the chain (by version id),
+        NDJSON and Parquet, and compare their SHA-256 with the archive's record;
+        ArchiveError if one differs, so nothing is dropped."""
         for r in await self._state.archived_ranges(self.chain_id):
             if r.last_seq < first or r.first_seq > last:
                 continue
             data = await self._store.get(r.object_key, r.version_id)
             if hashlib.sha256(data).digest() != r.sha256:
                 raise ArchiveError(f"{r.object_key}: SHA-256 differs from the record; kept")
+            if r.parquet_key:  # the cold tier's copy must hold too
+                table = await self._store.get(r.parquet_key, r.parquet_version_id)
+                if hashlib.sha256(table).digest() != r.parquet_sha256:
+                    raise ArchiveError(f"{r.parquet_key}: SHA-256 differs from the record; kept")
 
     async def archive_next(self, cutoff: datetime) -> ArchivedRange | None:
         through, last_hash = await self._state.archive_boundary(self.chain_id)
@@ -210,6 +229,10 @@ class Archiver:
         body = encode_events(events)
         digest = hashlib.sha256(body).digest()
         key = object_key(self.chain_id, first.seq, last.seq)
+        table = self._table.encode(events) if self._table is not None else b""
+        table_digest = hashlib.sha256(table).digest() if table else b""
+        table_key = parquet_key(self.chain_id, first.seq, last.seq) if table else ""
+        times = [s.event.event_time for s in events]
         manifest = {
             "chain_id": self.chain_id,
             "first_seq": first.seq,
@@ -220,8 +243,15 @@ class Archiver:
             "last_hash": last.hash.hex(),
             "sha256": digest.hex(),
             "object_key": key,
+            "min_event_time": _time_text(min(times)),
+            "max_event_time": _time_text(max(times)),
         }
+        if table:
+            manifest |= {"parquet_key": table_key, "parquet_sha256": table_digest.hex()}
         stored = await self._store.put(key, body, "application/gzip")
+        table_version = ""
+        if table:
+            table_version = (await self._store.put(table_key, table, PARQUET_TYPE)).version_id
         await self._store.put(
             key.removesuffix(".ndjson.gz") + MANIFEST,
             json.dumps(manifest, sort_keys=True, indent=1).encode(),
@@ -233,13 +263,32 @@ class Archiver:
         again = decode_events(back)
         if [s.receipt.hash for s in again] != [s.receipt.hash for s in events]:
             raise ArchiveError(f"{key}: read back with other events; not deleted")
+        if table:
+            await self._check_table(table_key, table_version, table_digest, events)
         record = ArchivedRange(
             self.chain_id, first.seq, last.seq, len(events), first.prev_hash, last.hash,
-            digest, key, stored.version_id,
+            digest, key, stored.version_id, table_key, table_version, table_digest,
+            min(times), max(times),
         )  # fmt: skip
         await self._state.record_archived(record)
         log.info("archived %s seq %d..%d to %s", self.chain_id, first.seq, last.seq, key)
         return record
+
+    async def _check_table(
+        self, key: str, version_id: str, digest: bytes, events: Sequence[StoredEvent]
+    ) -> None:
+        """The Parquet object as read back holds exactly these events: its SHA-256,
+        and the chain recomputed over its own rows gives their hashes."""
+        back = await self._store.get(key, version_id)
+        if hashlib.sha256(back).digest() != digest:
+            raise ArchiveError(f"{key}: read back with another SHA-256; not deleted")
+        first = events[0].receipt
+        assert self._table is not None
+        rows = self._table.decode(back)
+        bad, why = check_links(rows, first.prev_hash, first.seq)
+        if why or [s.receipt.hash for s in rows] != [s.receipt.hash for s in events]:
+            raise ArchiveError(f"{key}: read back with other events ({why or 'count'} at "
+                               f"seq {bad}); not deleted")  # fmt: skip
 
 
 async def restore(
@@ -273,11 +322,15 @@ async def release_restored(state: SinkStore, chain_id: str) -> int:
 
 
 async def verify_archive(
-    store: ObjectStore, chain_id: str, checkpoints: Mapping[int, bytes] | None = None
+    store: ObjectStore,
+    chain_id: str,
+    checkpoints: Mapping[int, bytes] | None = None,
+    table: TableCodec | None = None,
 ) -> tuple[VerifyResult, bytes]:
     """Recompute the chain over the bucket's archived objects from seq 1, checking each
-    object's SHA-256 against its manifest, and compare with the checkpoints. Returns the
-    result and the last archived hash (to meet the live rows' first prev_hash)."""
+    object's SHA-256 against its manifest, and compare with the checkpoints; with
+    `table`, each Parquet object must hold the same events. Returns the result and the
+    last archived hash (to meet the live rows' first prev_hash)."""
     marks = dict(checkpoints or {})
     prev, expected, checked = GENESIS, 1, 0
 
@@ -293,6 +346,9 @@ async def verify_archive(
         bad, why = check_links(events, prev, expected)
         if why:
             return result(bad, why)
+        parquet = table is not None and manifest.get("parquet_key")
+        if parquet and not await _same_table(store, manifest, events, table):
+            return result(int(manifest["first_seq"]), ARCHIVE_PARQUET_MISMATCH)
         for s in events:
             if marks.get(s.receipt.seq, s.receipt.hash) != s.receipt.hash:
                 return result(s.receipt.seq, CHECKPOINT_MISMATCH)
@@ -303,3 +359,25 @@ async def verify_archive(
                 checked + len(events),
             )
     return result()
+
+
+async def _same_table(
+    store: ObjectStore,
+    manifest: dict[str, Any],
+    events: Sequence[StoredEvent],
+    table: TableCodec | None,
+) -> bool:
+    """The manifest's Parquet object has its SHA-256 and the NDJSON object's events."""
+    data = await store.get(manifest["parquet_key"])
+    if table is None or hashlib.sha256(data).hexdigest() != manifest["parquet_sha256"]:
+        return False
+    rows = table.decode(data)
+    return [(s.receipt.seq, s.receipt.hash) for s in rows] == [
+        (s.receipt.seq, s.receipt.hash) for s in events
+    ] and [canonical_bytes(s.event, s.receipt.chain_id, s.receipt.seq) for s in rows] == [
+        canonical_bytes(s.event, s.receipt.chain_id, s.receipt.seq) for s in events
+    ]
+
+
+def _time_text(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="microseconds")

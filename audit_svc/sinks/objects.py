@@ -46,7 +46,9 @@ class ObjectStore:
         lock_days: int = 365,
     ) -> None:
         # Few retries and short timeouts: the sink runner owns retrying, with back-off.
+        # Connections kept per host: the cold tier downloads a few objects at a time.
         self._http = urllib3.PoolManager(
+            maxsize=8,
             timeout=urllib3.Timeout(connect=3, read=30),
             retries=urllib3.Retry(total=1, backoff_factor=0.2),
         )

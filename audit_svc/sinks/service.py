@@ -24,7 +24,7 @@ from audit_svc.sinks.influx import InfluxSink
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.sinks.runner import SinkRunner, Step
 from audit_svc.sinks.witnesses import Witnesses
-from audit_svc.storage.protocols import Lag, SinkStore, TreeStore
+from audit_svc.storage.protocols import Lag, SinkStore, TableCodec, TreeStore
 
 log = logging.getLogger(__name__)
 # Sinks whose lag is their cursor's distance from the head.
@@ -73,10 +73,16 @@ class Sinks:
 
     @classmethod
     def open(
-        cls, s: Settings, state: SinkStore, chain_id: str, tree: TreeStore | None = None
+        cls,
+        s: Settings,
+        state: SinkStore,
+        chain_id: str,
+        tree: TreeStore | None = None,
+        table: TableCodec | None = None,
     ) -> Sinks:
         """The enabled sinks; `tree` (None when the Merkle tree is off) makes
-        checkpoints C2SP notes of its root, sent to the witnesses."""
+        checkpoints C2SP notes of its root, sent to the witnesses; `table` is the
+        Parquet form the archive writes next to its NDJSON (the cold tier reads it)."""
         sinks = cls(state, chain_id)
 
         def runner(name: str, step: Step, poll: float) -> None:
@@ -137,6 +143,7 @@ class Sinks:
                 state, chain_id, sinks.archive_store,
                 retention=timedelta(days=s.hot_retention_days),
                 object_events=s.archive_object_events, seal=sinks.checkpointer.seal,
+                table=table,
             )  # fmt: skip
             if s.archive_interval_seconds > 0:
                 runner(Archiver.NAME, sinks.archiver.step, s.archive_interval_seconds)

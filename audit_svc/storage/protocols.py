@@ -109,6 +109,13 @@ class ArchivedRange:
     sha256: bytes
     object_key: str
     version_id: str
+    # The same events as Parquet (the cold tier reads it), and their event times;
+    # empty / None for ranges archived before Parquet was written.
+    parquet_key: str = ""
+    parquet_version_id: str = ""
+    parquet_sha256: bytes = b""
+    min_event_time: datetime | None = None
+    max_event_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +251,14 @@ class SinkStore(Protocol):
         self, chain_id: str, after: tuple[str, int], limit: int
     ) -> list[CheckpointRow]: ...
     async def archived_ranges(self, chain_id: str) -> list[ArchivedRange]: ...
+    async def archived_in(
+        self, start: datetime | None, end: datetime | None, before: datetime | None
+    ) -> list[ArchivedRange]:
+        """Every chain's ranges with Parquet that may hold events with start <=
+        event_time < end and event_time <= before (None: unbounded), the newest
+        `max_event_time` first."""
+        ...
+
     async def archive_boundary(self, chain_id: str) -> Head: ...
     async def archive_candidates(
         self, chain_id: str, after: int, cutoff: datetime, limit: int
@@ -258,6 +273,29 @@ class SinkStore(Protocol):
     async def restore_events(self, events: Sequence[StoredEvent]) -> int: ...
     async def events_after(self, chain_id: str, after: int, limit: int) -> list[StoredEvent]: ...
     async def dead_letter(self, d: DeadLetter) -> None: ...
+
+
+class TableCodec(Protocol):
+    """The archive's Parquet form of a range (`storage.parquet.PARQUET`)."""
+
+    def encode(self, events: Sequence[StoredEvent]) -> bytes:
+        """The object's bytes."""
+        ...
+
+    def decode(self, data: bytes) -> list[StoredEvent]:
+        """Its events, in seq order."""
+        ...
+
+
+class ArchiveObjects(Protocol):
+    """The archived Parquet objects, as the cold tier reads them."""
+
+    async def scan(
+        self, ranges: Sequence[ArchivedRange], spec: QuerySpec, limit: int
+    ) -> list[StoredEvent]:
+        """The newest `limit` events of these ranges matching `spec` (filters and
+        keyset position), newest first."""
+        ...
 
 
 class TreeStore(Protocol):

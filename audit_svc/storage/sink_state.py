@@ -200,12 +200,35 @@ async def archived_ranges(conn: asyncpg.Connection, chain_id: str) -> list[Archi
     rows = await conn.fetch(
         "SELECT * FROM archived_ranges WHERE chain_id = $1 ORDER BY first_seq", chain_id
     )
-    return [
-        ArchivedRange(r["chain_id"], int(r["first_seq"]), int(r["last_seq"]),
-                      int(r["event_count"]), bytes(r["prev_hash"]), bytes(r["last_hash"]),
-                      bytes(r["sha256"]), r["object_key"], r["version_id"])
-        for r in rows
-    ]  # fmt: skip
+    return [_archived(r) for r in rows]
+
+
+async def archived_in(
+    conn: asyncpg.Connection, start: datetime | None, end: datetime | None,
+    before: datetime | None,
+) -> list[ArchivedRange]:  # fmt: skip
+    """Every chain's ranges with Parquet that may hold events with start <= event_time
+    < end and event_time <= before (None: unbounded), newest max_event_time first."""
+    rows = await conn.fetch(
+        "SELECT * FROM archived_ranges WHERE parquet_key <> ''"
+        " AND ($1::timestamptz IS NULL OR max_event_time >= $1)"
+        " AND ($2::timestamptz IS NULL OR min_event_time < $2)"
+        " AND ($3::timestamptz IS NULL OR min_event_time <= $3)"
+        " ORDER BY max_event_time DESC, chain_id, first_seq",
+        start,
+        end,
+        before,
+    )
+    return [_archived(r) for r in rows]
+
+
+def _archived(r: asyncpg.Record) -> ArchivedRange:
+    return ArchivedRange(
+        r["chain_id"], int(r["first_seq"]), int(r["last_seq"]), int(r["event_count"]),
+        bytes(r["prev_hash"]), bytes(r["last_hash"]), bytes(r["sha256"]), r["object_key"],
+        r["version_id"], r["parquet_key"], r["parquet_version_id"],
+        bytes(r["parquet_sha256"] or b""), r["min_event_time"], r["max_event_time"],
+    )  # fmt: skip
 
 
 async def archive_candidates(
@@ -245,9 +268,12 @@ async def record_archived(conn: asyncpg.Connection, r: ArchivedRange) -> int:
             )
         await conn.execute(
             "INSERT INTO archived_ranges (chain_id, first_seq, last_seq, event_count, prev_hash,"
-            " last_hash, sha256, object_key, version_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+            " last_hash, sha256, object_key, version_id, parquet_key, parquet_version_id,"
+            " parquet_sha256, min_event_time, max_event_time)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
             r.chain_id, r.first_seq, r.last_seq, r.event_count, r.prev_hash, r.last_hash,
-            r.sha256, r.object_key, r.version_id,
+            r.sha256, r.object_key, r.version_id, r.parquet_key, r.parquet_version_id,
+            r.parquet_sha256 or None, r.min_event_time, r.max_event_time,
         )  # fmt: skip
         return r.event_count
 
@@ -431,6 +457,12 @@ class PgSinkState:
     async def archive_boundary(self, chain_id: str) -> Head:
         async with acquire(self._db) as conn:
             return await archive_boundary(conn, chain_id)
+
+    async def archived_in(
+        self, start: datetime | None, end: datetime | None, before: datetime | None
+    ) -> list[ArchivedRange]:
+        async with acquire(self._db) as conn:
+            return await archived_in(conn, start, end, before)
 
     async def archive_candidates(
         self, chain_id: str, after: int, cutoff: datetime, limit: int

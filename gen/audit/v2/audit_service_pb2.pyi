@@ -85,7 +85,7 @@ class StreamIngestResponse(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[_event_pb2.EventResult, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("event_type", "user_id", "username", "service", "action", "result", "compliance_tag", "data_classification", "ip_address", "start_time", "end_time", "details_contains", "page_size", "page_token", "limit")
+    __slots__ = ("event_type", "user_id", "username", "service", "action", "result", "compliance_tag", "data_classification", "ip_address", "start_time", "end_time", "details_contains", "page_size", "page_token", "limit", "include_archive")
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class QueryRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ARCHIVE_FIELD_NUMBER: _ClassVar[int]
     event_type: str
     user_id: str
     username: str
@@ -116,7 +117,8 @@ class QueryRequest(_message.Message):
     page_size: int
     page_token: str
     limit: int
-    def __init__(self, event_type: _Optional[str] = ..., user_id: _Optional[str] = ..., username: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[str] = ..., result: _Optional[str] = ..., compliance_tag: _Optional[str] = ..., data_classification: _Optional[str] = ..., ip_address: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., details_contains: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    include_archive: bool
+    def __init__(self, event_type: _Optional[str] = ..., user_id: _Optional[str] = ..., username: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[str] = ..., result: _Optional[str] = ..., compliance_tag: _Optional[str] = ..., data_classification: _Optional[str] = ..., ip_address: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., details_contains: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., limit: _Optional[int] = ..., include_archive: _Optional[bool] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
     __slots__ = ("events", "next_page_token")
