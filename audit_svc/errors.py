@@ -125,6 +125,13 @@ class PermissionDenied(AuditError):
         self.violations = tuple(violations)
 
 
+class ArchiveUnavailable(Unavailable):
+    """The archive bucket cannot be read now: a query that reaches archived events
+    fails rather than answer without them."""
+
+    reason = "ARCHIVE_UNAVAILABLE"
+
+
 class ArchiveNotConfigured(AuditError):
     """`include_archive` was asked of a service without an archive (no S3 settings)."""
 

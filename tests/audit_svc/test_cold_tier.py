@@ -32,7 +32,7 @@ from audit_svc.sinks.object_cache import ObjectCache
 from audit_svc.storage.event_writes import append, ensure_chain
 from audit_svc.storage.parquet import PARQUET
 from audit_svc.storage.sink_state import PgSinkState
-from devstack import S3Info
+from devstack import S3Info, start_s3
 from meshkit import merkle
 from tests.audit_svc.sinkkit import sink_settings
 from tests.gateway.harness import client, running_gateway
@@ -239,3 +239,26 @@ async def test_the_object_cache_stays_within_its_bound(s3: S3Info, tmp_path: Pat
     with pytest.raises(ArchiveError):  # a download must match the archive record
         await cache.path(stored[0].key, stored[0].version_id, hashlib.sha256(b"x").digest())
     store.close()
+
+
+async def test_with_the_archive_unreachable_a_query_reaching_it_is_unavailable(
+    audit_db: str, db: asyncpg.Connection, tmp_path: Path, make_event: Callable[..., Event]
+) -> None:
+    server = start_s3(tmp_path / "s3")
+    info = server.info
+    server.stop()  # the bucket's server is down from the start
+    settings = sink_settings(audit_db, tmp_path, s3=info, archive_cache_dir=str(tmp_path / "c"))
+    await _stored(db, settings.chain_id, [_event(make_event, 0, datetime.now(UTC), 0)])
+    await db.execute(  # a range the archive record says is in the bucket
+        "INSERT INTO archived_ranges (chain_id, first_seq, last_seq, event_count, prev_hash,"
+        " last_hash, sha256, object_key, parquet_key, parquet_sha256, min_event_time,"
+        " max_event_time) VALUES ($1, 100, 199, 100, $2, $2, $2, 'k', 'k.parquet', $2, $3, $3)",
+        settings.chain_id, bytes(32), T0,
+    )  # fmt: skip
+    async with AuditApp(settings) as app, tls.channel(f"127.0.0.1:{app.port}") as channel:
+        stub = pb_grpc.AuditServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Query(pb.QueryRequest(include_archive=True))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert reason_and_fields(caught.value)[0] == "ARCHIVE_UNAVAILABLE"
+        assert len((await stub.Query(pb.QueryRequest())).events) == 1  # hot rows still answer
