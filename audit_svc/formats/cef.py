@@ -14,7 +14,7 @@ cs4 classification, cs5 writer (principal), cs6 format (`auditmesh.cef/1`).
 from __future__ import annotations
 
 from audit_svc import __version__
-from audit_svc.formats.base import Format, dumps, register, version_tag
+from audit_svc.formats.base import Format, dumps, register, text_line, version_tag
 from audit_svc.formats.classify import millis, outcome, severity
 from audit_svc.model import StoredEvent
 
@@ -84,4 +84,4 @@ def cef_line(s: StoredEvent) -> str:
     return header + "|" + " ".join(f"{k}={value_escape(v)}" for k, v in ext)
 
 
-CEF = register(Format("cef", "text/plain; charset=utf-8", "cef", cef_line, json=False))
+CEF = register(Format("cef", "text/plain; charset=utf-8", "cef", text_line(cef_line), json=False))

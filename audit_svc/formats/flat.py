@@ -14,7 +14,7 @@ import io
 from datetime import UTC
 from typing import Any
 
-from audit_svc.formats.base import Format, dumps, json_line, register, version_tag
+from audit_svc.formats.base import Format, dumps, json_line, register, text_line, version_tag
 from audit_svc.model import StoredEvent
 
 NDJSON_TAG = version_tag("ndjson")
@@ -91,8 +91,8 @@ CSV = register(
         "csv",
         "text/csv; charset=utf-8",
         "csv",
-        csv_line,
+        text_line(csv_line),
         header=_csv_text(list(CSV_COLUMNS)),
         json=False,
-    )  # fmt: skip
+    )
 )

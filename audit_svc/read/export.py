@@ -58,19 +58,18 @@ class Export:
         """The export's bytes, about CHUNK_BYTES at a time; at least one chunk (which
         may be empty), so a transport always learns the content type."""
         line, present = self.format.line, self.present
-        head = self.format.header + "\n" if self.format.header else ""
-        parts: list[str] = [head] if head else []
+        parts: list[bytes] = [self.format.header.encode() + b"\n"] if self.format.header else []
         size, sent = 0, False
         async for rows in self.events.export_events(self.spec, BATCH_ROWS):
-            text = "\n".join([line(present(stored)) for stored in rows]) + "\n"
-            parts.append(text)
-            size += len(text)
+            data = b"\n".join([line(present(stored)) for stored in rows]) + b"\n"
+            parts.append(data)
+            size += len(data)
             self.count += len(rows)
             if size >= CHUNK_BYTES:
-                yield "".join(parts).encode()
+                yield b"".join(parts)
                 parts, size, sent = [], 0, True
         if parts or not sent:
-            yield "".join(parts).encode()
+            yield b"".join(parts)
 
 
 def new_export(

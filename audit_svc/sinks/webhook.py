@@ -30,7 +30,7 @@ import aiohttp
 
 from audit_svc import __version__, metrics
 from audit_svc.formats import by_name
-from audit_svc.formats.base import dumps, version_tag
+from audit_svc.formats.base import dump_bytes, version_tag
 from audit_svc.model import StoredEvent
 from audit_svc.storage.protocols import DeadLetter, SinkStore
 
@@ -120,13 +120,12 @@ class WebhookSink:
         lines = [self._line(s) for s in events]
         if self._target.body == "json":
             r0, r1 = events[0].receipt, events[-1].receipt
-            head = (
-                f'{{"format":"{BODY_TAG}","event_format":"{version_tag(self._target.event_format)}",'
-                f'"chain_id":{dumps(r0.chain_id)},"first_seq":{r0.seq},"last_seq":{r1.seq},'
-                '"events":['
-            )
-            return (head + ",".join(lines) + "]}").encode(), "application/json"
-        return ("\n".join(lines) + "\n").encode(), "application/x-ndjson"
+            head = dump_bytes(
+                {"format": BODY_TAG, "event_format": version_tag(self._target.event_format),
+                 "chain_id": r0.chain_id, "first_seq": r0.seq, "last_seq": r1.seq, "events": []}
+            )  # fmt: skip
+            return head[:-2] + b",".join(lines) + b"]}", "application/json"  # into "events": []
+        return b"\n".join(lines) + b"\n", "application/x-ndjson"
 
     async def _post(self, body: bytes, content_type: str, batch: str) -> tuple[int, str]:
         """The HTTP status (0 when there was no answer) and what went wrong."""

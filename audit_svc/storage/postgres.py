@@ -54,6 +54,7 @@ _decode_json = json.JSONDecoder().decode
 # inet's binary form: family (2 = IPv4, 3 = IPv6), prefix bits, is-cidr flag, address
 # length, then the address bytes.
 _INET_HEADER = {4: bytes((2, 32, 0, 4)), 6: bytes((3, 128, 0, 16))}
+_IPV4 = ipaddress.IPv4Address
 
 
 def _inet_encode(value: ipaddress.IPv4Address | ipaddress.IPv6Address | str) -> bytes:
@@ -62,6 +63,8 @@ def _inet_encode(value: ipaddress.IPv4Address | ipaddress.IPv6Address | str) -> 
 
 
 def _inet_decode(data: bytes) -> Any:
+    if data[:2] == b"\x02\x20":  # an IPv4 address (/32): the common case, built from its int
+        return _IPV4(int.from_bytes(data[4:8]))
     address = ipaddress.ip_address(data[4:])
     if data[1] != address.max_prefixlen:  # a network written by someone else
         return ipaddress.ip_interface((address, data[1]))

@@ -131,7 +131,9 @@ def test_ecs_field_names() -> None:
 def test_csv_has_a_header_and_defuses_formulas() -> None:
     fmt = by_name("csv")
     assert fmt is not None
-    text = fmt.header + "\n" + fmt.line(stored(username="=HYPERLINK(1)", user_agent='a,b"c'))
+    text = (
+        fmt.header + "\n" + fmt.line(stored(username="=HYPERLINK(1)", user_agent='a,b"c')).decode()
+    )
     header, row = list(csv.reader(io.StringIO(text)))
     cells = dict(zip(header, row, strict=True))
     assert cells["format"] == "auditmesh.csv/1"

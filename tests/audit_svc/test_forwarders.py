@@ -189,10 +189,14 @@ async def test_webhook_dead_letters_after_n_tries_and_moves_on(
         await eventually(lagging)
         receiver.status = 503
         await eventually(lambda: cursor_at_head(db, "webhook", settings.chain_id))
-        dead = scrape(app.metrics_port).value(
-            "auditmesh_forwarder_events_total", sink="webhook", result="dead_lettered"
-        )
-        assert dead >= 250
+
+        async def counted() -> bool:
+            dead = scrape(app.metrics_port).value(
+                "auditmesh_forwarder_events_total", sink="webhook", result="dead_lettered"
+            )
+            return dead >= 250
+
+        await eventually(counted)
         receiver.status = 400  # final: dead-lettered at the first try
         await ingest(stub, 50, batch=50, streams=1)
         await eventually(lambda: cursor_at_head(db, "webhook", settings.chain_id))
