@@ -29,6 +29,7 @@ its own rows, which must give the same hashes.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import ipaddress
@@ -226,10 +227,11 @@ class Archiver:
             bad, why = check_links(events, first.prev_hash, first.seq)
         if why:
             raise ArchiveError(f"chain {self.chain_id} seq {bad}: {why}; not archived")
-        body = encode_events(events)
+        # Encoding and checking take seconds of CPU per object: off the event loop.
+        body = await asyncio.to_thread(encode_events, events)
         digest = hashlib.sha256(body).digest()
         key = object_key(self.chain_id, first.seq, last.seq)
-        table = self._table.encode(events) if self._table is not None else b""
+        table = b"" if self._table is None else await asyncio.to_thread(self._table.encode, events)
         table_digest = hashlib.sha256(table).digest() if table else b""
         table_key = parquet_key(self.chain_id, first.seq, last.seq) if table else ""
         times = [s.event.event_time for s in events]
@@ -284,8 +286,8 @@ class Archiver:
             raise ArchiveError(f"{key}: read back with another SHA-256; not deleted")
         first = events[0].receipt
         assert self._table is not None
-        rows = self._table.decode(back)
-        bad, why = check_links(rows, first.prev_hash, first.seq)
+        rows = await asyncio.to_thread(self._table.decode, back)
+        bad, why = await asyncio.to_thread(check_links, rows, first.prev_hash, first.seq)
         if why or [s.receipt.hash for s in rows] != [s.receipt.hash for s in events]:
             raise ArchiveError(f"{key}: read back with other events ({why or 'count'} at "
                                f"seq {bad}); not deleted")  # fmt: skip

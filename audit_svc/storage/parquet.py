@@ -11,9 +11,11 @@ newest candidates only, with PostgreSQL's `@>` rules.
 
 from __future__ import annotations
 
+import functools
 import io
 import ipaddress
 import json
+import operator
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -110,39 +112,39 @@ def scan(paths: Sequence[Path], spec: QuerySpec, limit: int) -> list[StoredEvent
     """The newest `limit` events of these objects that match `spec` (its filters and
     its keyset position), newest first by (event_time, event_id).
 
-    Two passes: the sort key (and the columns only Python can match) of the rows the
-    pushed-down filters pass, to find the newest `limit`; then the whole rows of just
-    those, found by event id (UUIDv7 ids follow time, so row-group statistics skip
-    most of each object)."""
+    Two passes: the sort key and place (and the columns only Python can match) of
+    the rows the pushed-down filters pass, to find the newest `limit`; then the whole
+    rows of just those, by (chain_id, seq), which row-group statistics locate."""
     if not paths:
         return []
     data = ds.dataset([str(p) for p in paths], format="parquet")
     tag, want = spec.filters.compliance_tag, spec.filters.details_contains
-    columns = (
-        ["event_time", "event_id"] + ["compliance_tags"] * bool(tag) + ["details"] * bool(want)
-    )
+    columns = ["event_time", "event_id", "chain_id", "seq"]
+    columns += ["compliance_tags"] * bool(tag) + ["details"] * bool(want)
     keys = data.to_table(columns=columns, filter=_pushdown(spec))
     if tag and keys.num_rows:
         tags = keys["compliance_tags"]
         hit = pc.equal(pc.list_flatten(tags), tag)
         keys = keys.take(pc.unique(pc.filter(pc.list_parent_indices(tags), hit)))
     keys = keys.sort_by(_NEWEST)
-    ids: list[str] = []
-    if not want:
-        ids = keys["event_id"].slice(0, limit).to_pylist()
-    else:
-        wanted, step = json.loads(want), max(limit, 256)
+    if want:
+        wanted, step, picked = json.loads(want), max(limit, 256), []
         for start in range(0, keys.num_rows, step):  # newest first, until `limit` match
             chunk = keys.slice(start, step)
             docs = chunk["details"].to_pylist()
-            found = chunk["event_id"].to_pylist()
-            ids += [found[i] for i, text in enumerate(docs) if contains(_json(text), wanted)]
-            if len(ids) >= limit:
+            picked += [start + i for i, text in enumerate(docs) if contains(_json(text), wanted)]
+            if len(picked) >= limit:
                 break
-        ids = ids[:limit]
-    if not ids:
+        keys = keys.take(pa.array(picked[:limit], type=pa.int64()))
+    else:
+        keys = keys.slice(0, limit)
+    if not keys.num_rows:
         return []
-    rows = data.to_table(filter=ds.field("event_id").isin(ids)).sort_by(_NEWEST)
+    places: dict[str, list[int]] = {}
+    for chain, seq in zip(keys["chain_id"].to_pylist(), keys["seq"].to_pylist(), strict=True):
+        places.setdefault(chain, []).append(seq)
+    where = [(ds.field("chain_id") == c) & ds.field("seq").isin(q) for c, q in places.items()]
+    rows = data.to_table(filter=functools.reduce(operator.or_, where)).sort_by(_NEWEST)
     return events_of(rows)
 
 
