@@ -9,15 +9,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 
 from audit_svc.errors import ChainLockLost, HeadMoved
 from audit_svc.integrity.chain import ready
 from audit_svc.integrity.tiles import TileAppends
-from audit_svc.model import Event, Outcome, Ready, Receipt, StoredEvent
-from audit_svc.storage import merkle_tiles
+from audit_svc.model import ROW_FIELDS, Event, Outcome, Ready, Receipt, StoredEvent
+from audit_svc.storage import copy_rows, merkle_tiles
 from audit_svc.storage.partitions import KnownDays
 from audit_svc.storage.postgres import (
     EVENT_COLUMNS,
@@ -31,6 +30,7 @@ from audit_svc.storage.protocols import Head, Prepared
 from meshkit.merkle import CompactRange, leaf_hashes
 
 log = logging.getLogger(__name__)
+_TIME = ROW_FIELDS.index("event_time")
 
 __all__ = [
     "ChainLock", "Head", "HeadMoved", "PgEventStore", "Prepared", "append", "append_ready",
@@ -103,6 +103,7 @@ def prepare(
     leaf_data: list[bytes] | None = [] if merkle else None
     sha256 = hashlib.sha256
     stored_outcome, duplicate = Outcome.STORED, Outcome.DUPLICATE
+    chain, copy_row = copy_rows.chain_field(chain_id), copy_rows.row
     for event_id, before, after, row in events:
         original = known.get(event_id)
         if original is not None:
@@ -115,11 +116,13 @@ def prepare(
             leaf_data.append(data)
         receipt = Receipt(chain_id, seq, digest, prev, size_after)
         known[event_id] = receipt
-        rows.append((chain_id, seq, prev, digest, *row))
+        rows.append(copy_row(chain, seq, prev, digest, row))
         results.append((stored_outcome, receipt))
         prev = digest
     leaves = None if leaf_data is None else leaf_hashes(leaf_data)
-    group = Prepared(head, (seq, prev), rows, results, leaves)
+    times = [e.row[_TIME] for e in events] if rows else None
+    span = (min(times), max(times)) if times else None  # a bound of the new rows' times
+    group = Prepared(head, (seq, prev), rows, results, span, leaves)
     tree = _TREES.get((chain_id, *head))
     if leaves and tree is not None:
         tree = tree.copy()
@@ -141,15 +144,6 @@ RETURNING false
 """
 
 
-_TIME = EVENT_COLUMNS.index("event_time")
-
-
-def _time_span(rows: Sequence[Sequence[Any]]) -> tuple[datetime, datetime]:
-    """The oldest and newest event_time of COPY rows."""
-    times: list[datetime] = [r[_TIME] for r in rows]
-    return min(times), max(times)
-
-
 async def write(
     conn: asyncpg.Connection,
     chain_id: str,
@@ -164,9 +158,9 @@ async def write(
     (else `ChainLockLost`). An id stored since `prepare` makes the COPY fail with a
     unique violation, nothing written. The daily partitions the rows need are made
     first (`known`: the days this writer has already seen made)."""
-    if not group.rows:
+    if not group.rows or group.times is None:
         return
-    first, last = _time_span(group.rows)
+    first, last = group.times
     await (known or KnownDays()).ensure(conn, first, last)
     async with conn.transaction():
         moved = await conn.fetchval(
@@ -177,7 +171,11 @@ async def write(
             if fence is not None and not await _holds_lock(conn, fence):
                 raise ChainLockLost(f"this replica does not hold the lock of chain {chain_id}")
             raise HeadMoved(f"chain {chain_id} is no longer at seq {group.start[0]}")
-        await conn.copy_records_to_table("audit_events", records=group.rows, columns=EVENT_COLUMNS)
+        data = b"".join((copy_rows.HEADER, *group.rows, copy_rows.TRAILER))
+        # A memoryview: asyncpg takes bytes for a file name.
+        await conn.copy_to_table(
+            "audit_events", source=memoryview(data), columns=EVENT_COLUMNS, format="binary"
+        )
         await _grow_tree(conn, chain_id, group)
         await _count(conn, chain_id, group.start[0], group.end[0], first, last)
 

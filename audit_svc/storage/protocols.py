@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from audit_svc.integrity.tiles import TileAppends
 from audit_svc.model import Outcome, Ready, Receipt, StoredEvent
@@ -30,8 +30,10 @@ class Prepared:
 
     start: Head
     end: Head
-    rows: list[tuple[Any, ...]]
+    rows: list[bytes]  # the new rows, encoded for the store's bulk write
     results: list[tuple[Outcome, Receipt]]
+    # The oldest and newest event_time of the new rows (None when there are none).
+    times: tuple[datetime, datetime] | None = None
     # The Merkle leaf hashes of the new rows (None: the tree is off), and what they
     # add to the tiles when the tree at `start` was known (else `write` works it out).
     leaves: list[bytes] | None = None

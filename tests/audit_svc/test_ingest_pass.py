@@ -10,6 +10,7 @@ import itertools
 import json
 import uuid
 
+import asyncpg
 import pytest
 
 from audit.v2 import event_pb2
@@ -18,8 +19,10 @@ from audit_svc.api import convert
 from audit_svc.ingest import validation
 from audit_svc.ingest.validation import Rules, admit
 from audit_svc.integrity.chain import GENESIS, link, ready
-from audit_svc.model import Ready, ready_event
+from audit_svc.model import Outcome, Ready, ready_event
+from audit_svc.storage import copy_rows
 from audit_svc.storage.event_writes import prepare
+from audit_svc.storage.postgres import EVENT_COLUMNS
 from tests.audit_svc import ingest_corpus as corpus
 from tests.audit_svc.test_chain import contract
 
@@ -91,18 +94,35 @@ def test_the_corpus_gets_the_rejections_and_hashes_it_always_had() -> None:
 
 
 @pytest.mark.usefixtures("stamped_ids")
-def test_prepare_chains_the_pass_bytes_and_writes_the_row() -> None:
-    batch = corpus.corpus_batches()[0]
-    admitted = admit(batch, convert.MESSAGES, RULES)
-    group = prepare(corpus.CHAIN, (41, b"\x07" * 32), admitted.ready, {})
-    prev = b"\x07" * 32
-    for n, (r, row, (_, receipt)) in enumerate(
-        zip(admitted.ready, group.rows, group.results, strict=True), start=42
-    ):
+async def test_prepared_rows_store_what_asyncpg_would_and_chain_the_pass_bytes(
+    db: asyncpg.Connection,
+) -> None:
+    # The group commit writes its own binary COPY rows (storage.copy_rows): the same
+    # table contents as asyncpg's encoding of the same values, for every valid event
+    # of the corpus (texts of every kind, IPv4/IPv6/none, empty and many tags).
+    admitted = [admit(b, convert.MESSAGES, RULES).ready for b in corpus.corpus_batches()]
+    every = [r for group in admitted for r in group]
+    group = prepare(corpus.CHAIN, (41, b"\x07" * 32), every, {})
+    prev, tuples = b"\x07" * 32, list[tuple[object, ...]]()
+    for r, (outcome, receipt) in zip(every, group.results, strict=True):
+        if outcome is Outcome.DUPLICATE:  # an id the corpus sends twice: no row
+            continue
+        n = 42 + len(tuples)
+        assert receipt.seq == n
         digest = link(prev, contract(ready_event(r), corpus.CHAIN, n))
-        assert (receipt.seq, receipt.hash, receipt.prev_hash) == (n, digest, prev)
-        assert row == (corpus.CHAIN, n, prev, digest, *r.row)
+        assert (receipt.hash, receipt.prev_hash) == (digest, prev)
+        tuples.append((corpus.CHAIN, n, prev, digest, *r.row))
         prev = digest
+    assert len(group.rows) == len(tuples) > 600
+    for table in ("ours", "theirs"):
+        await db.execute(f"CREATE TEMP TABLE {table} (LIKE audit_events)")
+    data = b"".join((copy_rows.HEADER, *group.rows, copy_rows.TRAILER))
+    await db.copy_to_table("ours", source=memoryview(data), columns=EVENT_COLUMNS, format="binary")
+    await db.copy_records_to_table("theirs", records=tuples, columns=EVENT_COLUMNS)
+    columns = ", ".join(EVENT_COLUMNS)
+    differ = f"SELECT {columns} FROM ours EXCEPT ALL SELECT {columns} FROM theirs"
+    assert await db.fetch(differ) == []
+    assert await db.fetchval("SELECT count(*) FROM ours") == len(tuples)
 
 
 def test_every_problem_of_an_event_is_named_in_order() -> None:

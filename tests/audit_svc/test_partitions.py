@@ -30,7 +30,7 @@ from audit_svc.ops.migrate import upgrade
 from audit_svc.ops.verify import verify_command
 from audit_svc.sinks import Archiver, object_store
 from audit_svc.sinks.checkpoints import Checkpointer
-from audit_svc.storage import merkle_tiles
+from audit_svc.storage import copy_rows, merkle_tiles
 from audit_svc.storage.event_writes import append, ensure_chain, prepare
 from audit_svc.storage.merkle_tiles import PgTreeStore
 from audit_svc.storage.partitions import DEFAULT_PARTITION, day_of
@@ -75,8 +75,9 @@ async def write_as_before(conn: asyncpg.Connection, chain: str, events: list[Eve
         ready_events = [ready(e, chain) for e in events[i : i + 40]]
         group = prepare(chain, head, ready_events, {}, merkle=False)
         async with conn.transaction():
-            await conn.copy_records_to_table(
-                "audit_events", records=group.rows, columns=EVENT_COLUMNS
+            data = b"".join((copy_rows.HEADER, *group.rows, copy_rows.TRAILER))
+            await conn.copy_to_table(
+                "audit_events", source=memoryview(data), columns=EVENT_COLUMNS, format="binary"
             )
             await conn.execute(
                 "UPDATE chains SET head_seq = $2, head_hash = $3 WHERE chain_id = $1",
