@@ -37,6 +37,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -159,7 +160,7 @@ class Archiver:
         """Archive the next range; True when more old events are waiting. Once none
         is, retire the partitions that ended before the cutoff."""
         cutoff = datetime.now(UTC) - self._retention
-        if await self.archive_next(cutoff) is not None:
+        if await self.add_table() is not None or await self.archive_next(cutoff) is not None:
             return True
         await self.retire_expired(cutoff)
         return False
@@ -168,6 +169,8 @@ class Archiver:
         """Archive every event received before `cutoff` (now - retention by default),
         then retire the partitions that ended before it."""
         cutoff = cutoff or datetime.now(UTC) - self._retention
+        while await self.add_table() is not None:
+            pass
         done = []
         while (r := await self.archive_next(cutoff)) is not None:
             done.append(r)
@@ -213,6 +216,48 @@ class Archiver:
                 table = await self._store.get(r.parquet_key, r.parquet_version_id)
                 if hashlib.sha256(table).digest() != r.parquet_sha256:
                     raise ArchiveError(f"{r.parquet_key}: SHA-256 differs from the record; kept")
+
+    async def add_table(self) -> ArchivedRange | None:
+        """Write the Parquet form of the oldest range archived without one (before the
+        cold tier existed), from its NDJSON object checked against the record, so
+        `Query` reaches it too; a new manifest version names it. None when none lacks
+        it (or no codec is set)."""
+        if self._table is None:
+            return None
+        r = next((r for r in await self._state.archived_ranges(self.chain_id)
+                  if not r.parquet_key), None)  # fmt: skip
+        if r is None:
+            return None
+        data = await self._store.get(r.object_key, r.version_id)
+        events = await asyncio.to_thread(decode_events, data)
+        bad, why = check_links(events, r.prev_hash, r.first_seq)
+        if (
+            hashlib.sha256(data).digest() != r.sha256
+            or why
+            or events[-1].receipt.hash != r.last_hash
+        ):
+            raise ArchiveError(f"{r.object_key}: does not match its record ({why or 'digest'}"
+                               f" at seq {bad}); no Parquet written")  # fmt: skip
+        table = await asyncio.to_thread(self._table.encode, events)
+        key, digest = parquet_key(self.chain_id, r.first_seq, r.last_seq), _sha(table)
+        version = (await self._store.put(key, table, PARQUET_TYPE)).version_id
+        await self._check_table(key, version, digest, events)
+        times = [s.event.event_time for s in events]
+        done = replace(r, parquet_key=key, parquet_version_id=version, parquet_sha256=digest,
+                       min_event_time=min(times), max_event_time=max(times))  # fmt: skip
+        manifest_key = r.object_key.removesuffix(".ndjson.gz") + MANIFEST
+        manifest = json.loads(await self._store.get(manifest_key))
+        manifest |= {"parquet_key": key, "parquet_sha256": digest.hex(),
+                     "min_event_time": _time_text(min(times)),
+                     "max_event_time": _time_text(max(times))}  # fmt: skip
+        await self._store.put(
+            manifest_key, json.dumps(manifest, sort_keys=True, indent=1).encode(),
+            "application/json",
+        )  # fmt: skip
+        await self._state.record_table(done)
+        log.info("archive %s seq %d..%d: Parquet added (%s)", self.chain_id, r.first_seq,
+                 r.last_seq, key)  # fmt: skip
+        return done
 
     async def archive_next(self, cutoff: datetime) -> ArchivedRange | None:
         through, last_hash = await self._state.archive_boundary(self.chain_id)
@@ -379,6 +424,10 @@ async def _same_table(
     ] and [canonical_bytes(s.event, s.receipt.chain_id, s.receipt.seq) for s in rows] == [
         canonical_bytes(s.event, s.receipt.chain_id, s.receipt.seq) for s in events
     ]
+
+
+def _sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
 
 
 def _time_text(t: datetime) -> str:

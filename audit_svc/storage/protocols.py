@@ -261,6 +261,11 @@ class SinkStore(Protocol):
         `max_event_time` first."""
         ...
 
+    async def record_table(self, r: ArchivedRange) -> None:
+        """Record the Parquet object (key, version, SHA-256, event times) of a range
+        archived without one."""
+        ...
+
     async def archive_boundary(self, chain_id: str) -> Head: ...
     async def archive_candidates(
         self, chain_id: str, after: int, cutoff: datetime, limit: int

@@ -222,6 +222,17 @@ async def archived_in(
     return [_archived(r) for r in rows]
 
 
+async def record_table(conn: asyncpg.Connection, r: ArchivedRange) -> None:
+    """Record the Parquet object of a range archived without one."""
+    await conn.execute(
+        "UPDATE archived_ranges SET parquet_key = $3, parquet_version_id = $4,"
+        " parquet_sha256 = $5, min_event_time = $6, max_event_time = $7"
+        " WHERE chain_id = $1 AND first_seq = $2 AND parquet_key = ''",
+        r.chain_id, r.first_seq, r.parquet_key, r.parquet_version_id, r.parquet_sha256,
+        r.min_event_time, r.max_event_time,
+    )  # fmt: skip
+
+
 def _archived(r: asyncpg.Record) -> ArchivedRange:
     return ArchivedRange(
         r["chain_id"], int(r["first_seq"]), int(r["last_seq"]), int(r["event_count"]),
@@ -463,6 +474,10 @@ class PgSinkState:
     ) -> list[ArchivedRange]:
         async with acquire(self._db) as conn:
             return await archived_in(conn, start, end, before)
+
+    async def record_table(self, r: ArchivedRange) -> None:
+        async with acquire(self._db) as conn:
+            await record_table(conn, r)
 
     async def archive_candidates(
         self, chain_id: str, after: int, cutoff: datetime, limit: int

@@ -31,6 +31,7 @@ from audit_svc.sinks import ArchiveError, Archiver, object_store, restore
 from audit_svc.sinks.object_cache import ObjectCache
 from audit_svc.storage.event_writes import append, ensure_chain
 from audit_svc.storage.parquet import PARQUET
+from audit_svc.storage.protocols import TableCodec
 from audit_svc.storage.sink_state import PgSinkState
 from devstack import S3Info, start_s3
 from meshkit import merkle
@@ -262,3 +263,34 @@ async def test_with_the_archive_unreachable_a_query_reaching_it_is_unavailable(
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert reason_and_fields(caught.value)[0] == "ARCHIVE_UNAVAILABLE"
         assert len((await stub.Query(pb.QueryRequest())).events) == 1  # hot rows still answer
+
+
+async def test_ranges_archived_before_parquet_get_it_and_answer_queries(
+    audit_db: str,
+    s3: S3Info,
+    db: asyncpg.Connection,
+    audit_pool: asyncpg.Pool,
+    tmp_path: Path,
+    make_event: Callable[..., Event],
+) -> None:
+    settings = sink_settings(audit_db, tmp_path, s3=s3, archive_cache_dir=str(tmp_path / "c"))
+    chain = settings.chain_id
+    received = T0 + timedelta(hours=1)
+    await _stored(db, chain, [_event(make_event, i, received, 0) for i in range(60)])
+    store = object_store(settings, settings.archive_bucket)
+
+    def archiver(table: TableCodec | None) -> Archiver:
+        return Archiver(PgSinkState(audit_pool), chain, store, retention=timedelta(days=90),
+                        object_events=PER_OBJECT, table=table)  # fmt: skip
+
+    async with AuditApp(settings) as app, tls.channel(f"127.0.0.1:{app.port}") as channel:
+        stub = pb_grpc.AuditServiceStub(channel)
+        before = await _pages(stub, include_archive=True)
+        await archiver(None).archive_all()  # as the archive was written before Parquet
+        assert await _pages(stub, include_archive=True) == [[]]
+        await archiver(PARQUET).archive_all()  # adds the Parquet of those ranges
+        assert await _pages(stub, include_archive=True) == before
+    out, err = io.StringIO(), io.StringIO()
+    code = await verify_command(audit_db, chain, out=out, err=err, settings=settings)
+    assert code == 0 and "archive: OK" in out.getvalue(), out.getvalue() + err.getvalue()
+    store.close()

@@ -1,6 +1,6 @@
 """The cold tier: each archived range's Parquet object (key, version, SHA-256) and the
 event times it spans, so `Query` finds the objects a time range needs. Ranges archived
-before this revision have no Parquet (empty key) and are not read by `Query`.
+before this revision have no Parquet (empty key) until the archiver adds it.
 
 Revision ID: 0010
 Revises: 0009
