@@ -48,13 +48,14 @@ class Batcher:
         self._clock = clock
         self._seq = 0
         self._request = pb.StreamIngestRequest()
+        self._pending = 0
         self._bytes = 0
         self._opened = 0.0
 
     @property
     def pending(self) -> int:
         """Events in the open batch."""
-        return len(self._request.events)
+        return self._pending
 
     @property
     def sealed(self) -> int:
@@ -70,23 +71,24 @@ class Batcher:
         """Copy the event into the open batch; return the batches this sealed (0 to 2)."""
         sealed = []
         # Field tag + length prefix: at most 4 bytes for an event under 2 MiB.
-        if self.pending and self._bytes + size + 4 > self._max_bytes:
+        if self._pending and self._bytes + size + 4 > self._max_bytes:
             sealed.append(self._seal())
-        if not self.pending:
+        if not self._pending:
             self._opened = self._clock()
         self._request.events.append(event)
+        self._pending += 1
         self._bytes += size + 4
-        if self.pending >= self._max_events or self._bytes >= self._max_bytes:
+        if self._pending >= self._max_events or self._bytes >= self._max_bytes:
             sealed.append(self._seal())
         return sealed
 
     def seal(self) -> Batch | None:
         """Seal the open batch now (flush, age); None when it is empty."""
-        return self._seal() if self.pending else None
+        return self._seal() if self._pending else None
 
     def _seal(self) -> Batch:
         self._seq += 1
         request, self._request = self._request, pb.StreamIngestRequest()
-        request.batch_id = str(new_id())
-        self._bytes = 0
-        return Batch(self._seq, request, len(request.events))
+        request.batch_id = new_id.text()
+        size, self._pending, self._bytes = self._pending, 0, 0
+        return Batch(self._seq, request, size)

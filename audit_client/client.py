@@ -186,9 +186,11 @@ class AuditClient:
         if not isinstance(event, event_pb2.AuditEvent):
             raise InvalidEvent(f"expected audit.v2.AuditEvent, got {type(event).__name__}")
         if not event.event_id:
-            event.event_id = str(new_id())
+            event.event_id = new_id.text()
         if not event.HasField("event_time"):
-            event.event_time.GetCurrentTime()
+            micros = time.time_ns() // 1000  # GetCurrentTime's value, without a datetime
+            stamp = event.event_time
+            stamp.seconds, stamp.nanos = micros // 1_000_000, micros % 1_000_000 * 1000
         size = event.ByteSize()
         if size > self.settings.max_batch_bytes - 64:
             raise InvalidEvent(f"event {event.event_id} is {size} bytes; too large to send")

@@ -39,6 +39,14 @@ def command_line(module: str) -> str:
     return " ".join(shlex.quote(a) for a in [".venv/bin/python", "-m", module, *sys.argv[1:]])
 
 
+def commit_of(checkout: Path) -> str:
+    """The short commit id a checkout is at (its path when it is not a git checkout)."""
+    out = subprocess.run(
+        ["git", "-C", str(checkout), "log", "-1", "--format=%h"], capture_output=True, text=True
+    )
+    return out.stdout.strip() or str(checkout)
+
+
 def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}"
 
@@ -57,7 +65,7 @@ class Bench:
 
     @contextmanager
     def audit_service(
-        self, dsn: str, env: Mapping[str, str] | None = None, *, tls: bool = True
+        self, dsn: str, env: Mapping[str, str] | None = None, *, tls: bool = True, replica: int = 0
     ) -> Iterator[RunningService[GrpcServiceInfo]]:
         """The audit-service over `dsn`; `env` adds AUDIT_* settings (sinks). With
         mutual TLS as `make up` runs it, or plaintext (for the on/off comparison).
@@ -66,9 +74,8 @@ class Bench:
         if not tls:
             env = {**env, **PLAINTEXT_ENV}
         name = dsn.rsplit("/", 1)[1]
-        context = ComponentContext(
-            self.folder / f"audit-{name}", free_port(), {"postgres": self.pg.for_database(name)}
-        )
+        folder = self.folder / (f"audit-{name}-{replica}" if replica else f"audit-{name}")
+        context = ComponentContext(folder, free_port(), {"postgres": self.pg.for_database(name)})
         plan = audit_plan(context)
         if env:  # always: the quotas at least
             spec = dataclasses.replace(plan.spec, env={**plan.spec.env, **env})

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from audit.v2 import audit_service_pb2 as pb
-from bench.common import Bench, Dial, Report, bench_postgres, count_events, dial
+from bench.common import Bench, Dial, Report, bench_postgres, commit_of, count_events, dial
 from bench.procstat import cpu_seconds, postmaster_pid, tree_cpu_seconds
 from devstack.events import wire_events
 
@@ -74,13 +73,6 @@ def one_round(bench: Bench, pg_folder: Path, code: str, checkout: Path | None, n
     return Round(code, stored, t1 - t0, s1 - s0, p1 - p0)
 
 
-def _commit(folder: Path) -> str:
-    out = subprocess.run(
-        ["git", "-C", str(folder), "log", "-1", "--format=%h"], capture_output=True, text=True
-    )
-    return out.stdout.strip() or str(folder)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=60_000)
@@ -91,9 +83,9 @@ def main() -> None:
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.against else 1)
     here = Path(__file__).resolve().parent.parent
-    codes: list[tuple[str, Path | None]] = [(f"this checkout ({_commit(here)})", None)]
+    codes: list[tuple[str, Path | None]] = [(f"this checkout ({commit_of(here)})", None)]
     if args.against:
-        codes.insert(0, (f"--against ({_commit(args.against)})", args.against.resolve()))
+        codes.insert(0, (f"--against ({commit_of(args.against)})", args.against.resolve()))
     batches = requests(args.events)
     runs: list[Round] = []
     with tempfile.TemporaryDirectory() as tmp, bench_postgres(Path(tmp)) as bench:

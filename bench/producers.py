@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext
 from multiprocessing.queues import SimpleQueue
@@ -93,19 +93,25 @@ def run_producers(
     ctx: SpawnContext,
     producers: int,
     events: int,
-    target: Dial,
+    target: Dial | Sequence[Dial],
     redis_url: str,
     at_start: Callable[[], None] | None = None,
 ) -> ProducersRun:
-    """Run `producers` processes sharing `events`; block until all are done.
+    """Run `producers` processes sharing `events`; block until all are done. With
+    several targets (replicas), producer i sends to target i modulo their number.
 
     `at_start` (a callable) runs once every producer is ready, as the timer starts.
     """
+    targets = [target] if isinstance(target, Dial) else list(target)
     barrier = ctx.Barrier(producers + 1, timeout=300)
     out = ctx.SimpleQueue()
     shares = [events // producers + (i < events % producers) for i in range(producers)]
     procs = [
-        ctx.Process(target=_main, args=(i, n, target, redis_url, barrier, out), daemon=True)
+        ctx.Process(
+            target=_main,
+            args=(i, n, targets[i % len(targets)], redis_url, barrier, out),
+            daemon=True,
+        )
         for i, n in enumerate(shares)
     ]
     for p in procs:
