@@ -1,13 +1,13 @@
 """Live tail: committed events fanned out to `Watch` subscribers.
 
-The appender publishes after each commit; publishing never waits and costs one
-append per subscriber per group (not per event): each subscriber filters its own
-events when it reads them, so idle watchers cost ingest next to nothing. A
-subscriber's queue holds at most `capacity` events (its filter not applied yet); one
-that falls further behind is ended with `FellBehind` (RESOURCE_EXHAUSTED,
-WATCHER_FELL_BEHIND) and its queue freed, rather than slowing ingest or growing
-memory; it can reconnect and `Query` the gap. Watchers are capped per caller and in
-total (`TooManyWatchers`, RESOURCE_EXHAUSTED).
+The appender publishes after each commit; publishing never waits. Its cost does not
+grow with idle watchers: each distinct filter is matched once per event (filters on
+a user are found by the event's user, one lookup), and each watcher whose filter
+matched gets one append per group. A subscriber's queue holds at most `capacity`
+matching events; one that falls further behind is ended with `FellBehind`
+(RESOURCE_EXHAUSTED, WATCHER_FELL_BEHIND) and its queue freed, rather than slowing
+ingest or growing memory; it can reconnect and `Query` the gap. Watchers are capped
+per caller and in total (`TooManyWatchers`, RESOURCE_EXHAUSTED).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class _Subscriber:
         self.where = where
         self.caller = caller
         self.capacity = capacity
-        self.groups: deque[Sequence[StoredEvent]] = deque()
+        self.groups: deque[Sequence[StoredEvent]] = deque()  # matching events
         self.pending = 0  # events in `groups`
         self.ready = asyncio.Event()
         self.overflowed = False
@@ -84,17 +84,30 @@ class LiveTail:
         self._max_per_caller = max_per_caller
         self._subscribers: set[_Subscriber] = set()
         self._per_caller: Counter[str] = Counter()
+        # Subscribers by filter; the filters naming a user by that user, the others.
+        self._by_filter: dict[WatchFilter, set[_Subscriber]] = {}
+        self._by_user: dict[str, set[WatchFilter]] = {}
+        self._others: set[WatchFilter] = set()
 
     @property
     def subscribers(self) -> int:
         return len(self._subscribers)
 
     def publish(self, events: Sequence[StoredEvent]) -> None:
-        """Offer a committed group to every subscriber; never blocks, one append each."""
-        if not events:
+        """Offer a committed group to every subscriber whose filter matches some of
+        it; never blocks."""
+        if not events or not self._by_filter:
             return
-        for subscriber in self._subscribers:
-            subscriber.offer(events)
+        hits: dict[WatchFilter, list[StoredEvent]] = {}
+        by_user, others = self._by_user, self._others
+        for stored in events:
+            named = by_user.get(stored.event.user_id)
+            for where in (*named, *others) if named else others:
+                if where.matches(stored):
+                    hits.setdefault(where, []).append(stored)
+        for where, matched in hits.items():
+            for subscriber in self._by_filter[where]:
+                subscriber.offer(matched)
 
     def close(self) -> None:
         """End every subscription (shutdown) once it has read what it holds."""
@@ -119,18 +132,44 @@ class LiveTail:
                 metadata={"limit": "total", "max": str(self._max_total)},
             )
         subscriber = _Subscriber(where, caller, self._capacity)
-        self._subscribers.add(subscriber)
-        self._per_caller[caller] += 1
+        self._add(subscriber)
         try:
             yield self._drain(subscriber)
         finally:
-            self._subscribers.discard(subscriber)
-            self._per_caller[caller] -= 1
-            if not self._per_caller[caller]:
-                del self._per_caller[caller]
+            self._remove(subscriber)
+
+    def _add(self, subscriber: _Subscriber) -> None:
+        where = subscriber.where
+        self._subscribers.add(subscriber)
+        self._per_caller[subscriber.caller] += 1
+        if where not in self._by_filter:
+            self._by_filter[where] = set()
+            if where.user_id:
+                self._by_user.setdefault(where.user_id, set()).add(where)
+            else:
+                self._others.add(where)
+        self._by_filter[where].add(subscriber)
+
+    def _remove(self, subscriber: _Subscriber) -> None:
+        where, caller = subscriber.where, subscriber.caller
+        self._subscribers.discard(subscriber)
+        self._per_caller[caller] -= 1
+        if not self._per_caller[caller]:
+            del self._per_caller[caller]
+        same = self._by_filter[where]
+        same.discard(subscriber)
+        if same:
+            return
+        del self._by_filter[where]
+        if where.user_id:
+            named = self._by_user[where.user_id]
+            named.discard(where)
+            if not named:
+                del self._by_user[where.user_id]
+        else:
+            self._others.discard(where)
 
     async def _drain(self, subscriber: _Subscriber) -> AsyncIterator[StoredEvent]:
-        matches = subscriber.where.matches
         while True:
             if subscriber.overflowed:
                 raise FellBehind(
@@ -146,5 +185,4 @@ class LiveTail:
             group = subscriber.groups.popleft()
             subscriber.pending -= len(group)
             for stored in group:
-                if matches(stored):
-                    yield stored
+                yield stored
