@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devstack.certs import ensure_certs, files_of
 from devstack.errors import DevstackError
 from devstack.ports import LOOPBACK, ensure_port_free, free_port
-from devstack.postgres import PostgresInfo, create_database, create_role
+from devstack.postgres import PostgresInfo, create_database, create_role, server_role_password
 from devstack.process import ProcessSpec
 from devstack.rabbitmq import RabbitInfo
 from devstack.seaweed import S3Info
@@ -34,6 +34,10 @@ USERS_DATABASE = "users"
 AUDIT_ROLE = "audit_svc"
 USER_ROLE = "user_svc"
 DATABASE_PASSWORD_FILE = "database-password"
+# The audit-service runs as this role, which may INSERT audit events and never UPDATE
+# or DELETE them (audit_svc migration 0009); migrations run as the owner, AUDIT_ROLE.
+# One role per PostgreSQL server: its password is kept in the server's folder.
+AUDIT_WRITER_ROLE = "audit_writer"
 
 
 def service_database(pg: PostgresInfo, data_dir: Path, database: str, role: str) -> PostgresInfo:
@@ -181,10 +185,13 @@ def audit_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[Grpc
     info = GrpcServiceInfo(LOOPBACK, ctx.port, str(certs), metrics_port)
     data_dir = ctx.data_dir.resolve()
     log_path = data_dir / "audit-service.log"
-    # The role is made (and its database handed over) in prepare(), before migrating.
+    # The roles are made (and the database handed to its owner) in prepare(), before
+    # migrating as the owner; the service itself logs in as the writer.
     password = dev_password(data_dir / DATABASE_PASSWORD_FILE)
+    writer_password = server_role_password(pg, AUDIT_WRITER_ROLE)
+    owner_dsn = pg.as_role(AUDIT_ROLE, password).dsn
     env = {
-        "AUDIT_DATABASE_URL": pg.as_role(AUDIT_ROLE, password).dsn,
+        "AUDIT_DATABASE_URL": pg.as_role(AUDIT_WRITER_ROLE, writer_password).dsn,
         "AUDIT_GRPC_LISTEN": info.url,
         **certs_env("AUDIT_TLS", certs, "audit-service"),
         # The user-service writes it when it starts (USER_JWT_PUBLIC_KEY_FILE).
@@ -201,7 +208,8 @@ def audit_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[Grpc
         data_dir.mkdir(parents=True, exist_ok=True)
         write_tool_env(data_dir / TOOL_ENV, env)
         service_database(pg, data_dir, pg.database, AUDIT_ROLE)
-        _migrate("audit_svc", env)
+        create_role(pg, AUDIT_WRITER_ROLE, writer_password)
+        _migrate("audit_svc", {**env, "AUDIT_DATABASE_URL": owner_dsn})
 
     spec = ProcessSpec(
         name="audit-service",

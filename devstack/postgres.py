@@ -194,9 +194,16 @@ async def _create_role(server: PostgresInfo, role: str, password: str) -> None:
             except asyncpg.DuplicateObjectError:
                 pass
         # The password matches _PASSWORD: no quote can end the literal.
-        await conn.execute(f"ALTER ROLE \"{role}\" PASSWORD '{password}'")
+        # LOGIN too: a migration may have made the role NOLOGIN (audit_writer).
+        await conn.execute(f"ALTER ROLE \"{role}\" LOGIN PASSWORD '{password}'")
     finally:
         await conn.close()
+
+
+def server_role_password(server: PostgresInfo, role: str) -> str:
+    """The development password of a role shared by every database of the server (it
+    is one role per server), kept 0600 in the server's folder and made the first time."""
+    return dev_password(Path(server.socket_dir).parent / f"{role}-password")
 
 
 def _run_as() -> pwd.struct_passwd | None:

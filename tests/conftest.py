@@ -22,7 +22,7 @@ from devstack import (
     start_redis,
     start_s3,
 )
-from tests.testkit.databases import copy_of, make_template
+from tests.testkit.databases import copy_of, let_writer_log_in, make_template
 
 
 @pytest.fixture(scope="session")
@@ -68,12 +68,16 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitInfo]:
 
 @pytest.fixture(scope="session")
 async def audit_template(postgres: PostgresInfo) -> str:
-    """Name of a database migrated to the audit schema, used only as a template."""
-    return await make_template(postgres, "audit_template", audit_upgrade)
+    """Name of a database migrated to the audit schema, used only as a template; its
+    runtime role audit_writer may log in (what audit-services under test run as)."""
+    name = await make_template(postgres, "audit_template", audit_upgrade)
+    await let_writer_log_in(postgres)
+    return name
 
 
 @pytest.fixture
 async def audit_db(postgres: PostgresInfo, audit_template: str) -> AsyncIterator[str]:
-    """URL of a fresh database with the audit schema and no rows; dropped afterwards."""
+    """URL of a fresh database with the audit schema and no rows, as the superuser
+    (testkit.databases.as_writer gives the runtime role's); dropped afterwards."""
     async with copy_of(postgres, audit_template, "audit_test") as dsn:
         yield dsn

@@ -262,31 +262,32 @@ async def archive_candidates(
 
 
 async def record_archived(conn: asyncpg.Connection, r: ArchivedRange) -> int:
-    """Record the range as archived, if exactly its count of rows is stored (else
-    raise, nothing recorded). The rows stay until their partition is retired
+    """Record the range as archived through the database's door (`audit_record_archived`,
+    migration 0011: the writer role may not insert into archived_ranges itself), which
+    refuses (nothing recorded) a range that does not follow the chain's last archived
+    one, whose first prev_hash and last hash are not the stored rows', or whose count is
+    not the rows stored. The rows stay until their partition is retired
     (`retire_partitions`). Returns the range's count."""
-    async with conn.transaction():
-        stored = await conn.fetchval(
-            "SELECT count(*) FROM audit_events WHERE chain_id = $1 AND seq >= $2 AND seq <= $3",
+    return int(
+        await conn.fetchval(
+            "SELECT audit_record_archived($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+            " $13, $14)",
             r.chain_id,
             r.first_seq,
             r.last_seq,
-        )
-        if stored != r.event_count:
-            raise RuntimeError(
-                f"archive of {r.chain_id} {r.first_seq}..{r.last_seq}: {stored} rows stored, "
-                f"{r.event_count} archived; not recorded"
-            )
-        await conn.execute(
-            "INSERT INTO archived_ranges (chain_id, first_seq, last_seq, event_count, prev_hash,"
-            " last_hash, sha256, object_key, version_id, parquet_key, parquet_version_id,"
-            " parquet_sha256, min_event_time, max_event_time)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
-            r.chain_id, r.first_seq, r.last_seq, r.event_count, r.prev_hash, r.last_hash,
-            r.sha256, r.object_key, r.version_id, r.parquet_key, r.parquet_version_id,
-            r.parquet_sha256 or None, r.min_event_time, r.max_event_time,
+            r.event_count,
+            r.prev_hash,
+            r.last_hash,
+            r.sha256,
+            r.object_key,
+            r.version_id,
+            r.parquet_key,
+            r.parquet_version_id,
+            r.parquet_sha256 or None,
+            r.min_event_time,
+            r.max_event_time,
         )  # fmt: skip
-        return r.event_count
+    )
 
 
 async def expired_partitions(conn: asyncpg.Connection, before: datetime) -> list[Partition]:
@@ -335,14 +336,11 @@ async def retire_partition(conn: asyncpg.Connection, name: str, before: datetime
 async def drop_restored(
     conn: asyncpg.Connection, chain_id: str, through: int, cutoff: datetime
 ) -> int:
-    """Delete restored rows of archived ranges (seq <= through) received before cutoff."""
-    status = await conn.execute(
-        "DELETE FROM audit_events WHERE chain_id = $1 AND seq <= $2 AND receive_time < $3",
-        chain_id,
-        through,
-        cutoff,
+    """Delete restored rows of archived ranges (seq <= through) received before cutoff
+    (`audit_drop_restored`: only rows within archived ranges)."""
+    return int(
+        await conn.fetchval("SELECT audit_drop_restored($1, $2, $3)", chain_id, through, cutoff)
     )
-    return int(status.split()[-1])
 
 
 async def restore_events(conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> int:

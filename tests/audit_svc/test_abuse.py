@@ -23,6 +23,7 @@ from audit_svc.app import AuditApp
 from devstack.events import guide_event, wire_events
 from meshkit.tls import aio_channel
 from tests.testkit import tls
+from tests.testkit.databases import as_writer
 from tests.testkit.grpc_status import reason_and_fields
 from tests.testkit.metrics import scrape
 
@@ -252,3 +253,49 @@ async def eventually(check: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():
             await asyncio.sleep(0.01)
+
+
+async def test_the_service_runs_as_a_role_that_may_not_change_or_delete_events(
+    app: AuditApp, stub: pb_grpc.AuditServiceStub, audit_db: str, db: asyncpg.Connection
+) -> None:
+    await stub.IngestBatch(pb.IngestBatchRequest(events=[guide_event() for _ in range(3)]))
+    sessions = await db.fetch(
+        "SELECT DISTINCT usename FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    partition = await db.fetchval(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'audit_events'::regclass AND c.relname <> 'audit_events_default' "
+        "LIMIT 1"
+    )
+    writer = await asyncpg.connect(as_writer(audit_db))
+    try:
+        refused = []
+        for statement in (
+            "UPDATE audit_events SET result = 'failure'",
+            "DELETE FROM audit_events",
+            "TRUNCATE audit_events",
+            "DELETE FROM archived_ranges",
+            "DELETE FROM checkpoints",
+            "INSERT INTO archived_ranges SELECT * FROM archived_ranges",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError) as caught:
+                await writer.execute(statement)
+            refused.append(caught.value.sqlstate)
+        # The archive's record is the writer's only way to have rows dropped (retention
+        # retires archived partitions only): the door refuses a made-up range.
+        with pytest.raises(asyncpg.CheckViolationError):
+            await writer.fetchval(
+                "SELECT audit_record_archived($1, 1, 3, 3, $2, $2, $2, 'k', 'v', '', '', NULL, "
+                "NULL, NULL)",
+                app.chain_id,
+                bytes(32),
+            )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await writer.execute(f"DELETE FROM {partition}")
+    finally:
+        await writer.close()
+
+    assert [r["usename"] for r in sessions] == ["audit_writer"]
+    assert refused == ["42501"] * 6  # permission denied
+    assert await db.fetchval("SELECT count(*) FROM audit_events WHERE result = 'success'") == 3

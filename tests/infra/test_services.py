@@ -50,6 +50,7 @@ from devstack import (
 )
 from devstack.binaries import require_binary
 from devstack.cli import components_of
+from devstack.mesh import USER_ROLE, service_database
 from devstack.postgres import create_role
 from devstack.redis_server import redis_plan
 from devstack.service import ServicePlan
@@ -131,6 +132,31 @@ async def test_a_service_role_owns_its_database(postgres: PostgresInfo) -> None:
         await conn.close()
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(replace(own, password="auditmesh-dev-wrong").dsn)
+
+
+async def test_the_user_service_role_cannot_read_files_such_as_the_audit_keys(
+    postgres: PostgresInfo, tmp_path: Path
+) -> None:
+    # A superuser session reads any file the server's account can (pg_read_file, COPY
+    # FROM): the services used to log in as one, next to the audit-service's keys.
+    probe = Path(postgres.socket_dir).parent / "probe-key.pem"  # readable by the server
+    probe.write_text("not a key\n")
+    user = service_database(postgres, tmp_path / "user-service", "infra_users", USER_ROLE)
+    admin = await asyncpg.connect(postgres.for_database("infra_users").dsn)
+    conn = await asyncpg.connect(user.dsn)
+    try:
+        assert await admin.fetchval("SELECT pg_read_file($1)", str(probe)) == "not a key\n"
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetchval("SELECT pg_read_file($1)", str(probe))
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute(f"COPY (SELECT 1) TO '{tmp_path / 'out'}'")
+        assert not await conn.fetchval(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = $1", USER_ROLE
+        )
+    finally:
+        await conn.close()
+        await admin.close()
+        probe.unlink()
 
 
 def test_redis_requires_its_password(redis_server: RedisInfo) -> None:

@@ -19,6 +19,7 @@ import grpc
 from audit_svc.settings import Settings as AuditSettings
 from devstack.certs import ensure_certs, files_of, tls_settings
 from meshkit.tls import TlsFiles, aio_channel, server_credentials
+from tests.testkit.databases import as_writer
 
 # The identity test clients write and read as (tests/audit_svc grant it everything).
 TEST_CLIENT = "test-client"
@@ -59,7 +60,8 @@ TEST_POLICY = Path(__file__).with_name("policy.toml")
 def audit_settings(**values: Any) -> AuditSettings:
     """The audit-service's settings for a test: its own certificate of the session's
     CA, the test policy (tests/testkit/policy.toml), no read audit, no write quota,
-    plus `values`."""
+    plus `values`; a superuser database URL becomes audit_writer's (the runtime role
+    `make up` runs it as: INSERT-only on audit_events)."""
     # Reads are not audited by default here: most tests count the events they wrote;
     # tests/gateway/test_auth.py and tests/audit_svc/test_readers.py turn it on. Most
     # tests write as one principal as fast as they can: the write quota is off unless
@@ -71,6 +73,8 @@ def audit_settings(**values: Any) -> AuditSettings:
         "write_quota_events_per_second": 0,
         "write_quota_bytes_per_second": 0,
     }
+    if "database_url" in values:
+        values["database_url"] = as_writer(values["database_url"])
     return AuditSettings.from_env({}, **{**base, **values})
 
 
