@@ -60,6 +60,7 @@ bench: setup  ## benchmarks; each prints its figures and the command that made t
 	$(PY) -m bench.metrics_cost
 	$(PY) -m bench.sinks
 	$(PY) -m bench.query
+	$(PY) -m bench.cold
 	$(PY) -m bench.gateway
 	$(PY) -m bench.login
 	$(PY) -m bench.integrity
