@@ -168,6 +168,28 @@ async def _webhook_has(receiver: WebhookReceiver, expected: set[str]) -> bool:
     return got >= expected
 
 
+async def test_webhook_over_https_with_ndjson_bodies(
+    audit_db: str, db: asyncpg.Connection, tmp_path: Path, stack: AsyncExitStack
+) -> None:
+    files = tls.files("webhook-receiver")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files.cert_file, files.key_file)
+    receiver = await stack.enter_async_context(WebhookReceiver(SECRET, context))
+    settings = webhook_settings(audit_db, tmp_path, receiver.url, webhook_ca_file=files.ca_file)
+    async with serve(settings) as (_app, stub):
+        await ingest(stub, 150, batch=150, streams=1)
+        expected = await stored_ids(db, settings.chain_id)
+        await eventually(lambda: _ndjson_has(receiver, expected))
+    assert {ct for ct, _ in receiver.bodies} == {"application/x-ndjson"}
+    docs = receiver.events()
+    assert docs[0]["format"] == "auditmesh.ndjson/1"
+    assert sorted(int(str(d["seq"])) for d in docs) == list(range(1, 151))
+
+
+async def _ndjson_has(receiver: WebhookReceiver, expected: set[str]) -> bool:
+    return {str(d["event_id"]) for d in receiver.events()} >= expected
+
+
 async def test_webhook_dead_letters_after_n_tries_and_moves_on(
     audit_db: str, db: asyncpg.Connection, tmp_path: Path, stack: AsyncExitStack
 ) -> None:

@@ -89,9 +89,10 @@ class WebhookReceiver(Receiver):
     correctly signed POST and keeps the events of the accepted ones; a bad signature
     is a 401."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, tls: ssl.SSLContext | None = None) -> None:
         self.port = 0
         self.secret = secret
+        self._tls = tls
         self.status = 200
         self.requests = 0
         self.bodies: list[tuple[str, bytes]] = []  # (content type, body) accepted
@@ -102,7 +103,7 @@ class WebhookReceiver(Receiver):
         app.router.add_post("/hook", self._hook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._tls)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
@@ -113,7 +114,8 @@ class WebhookReceiver(Receiver):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/hook"
 
     async def _hook(self, request: web.Request) -> web.Response:
         while self.status == 0:  # held: the caller waits (and may time out)
