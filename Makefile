@@ -66,6 +66,7 @@ bench: setup  ## benchmarks; each prints its figures and the command that made t
 	$(PY) -m bench.integrity
 	$(PY) -m bench.tls
 	$(PY) -m bench.spool
+	$(PY) -m bench.export
 
 constraints: setup  ## refresh the exact pins in constraints.txt from the virtualenv
 	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^auditmesh'; } > constraints.txt.new

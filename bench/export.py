@@ -112,16 +112,20 @@ class Counted:
 async def syslog_receiver(counted: Counted, port: int) -> asyncio.Server:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         buffer = b""
-        while data := await reader.read(1 << 20):
-            buffer += data
-            n = 0
-            while b" " in buffer[:12]:
-                length, _, rest = buffer.partition(b" ")
-                if len(rest) < int(length):
-                    break
-                buffer, n = rest[int(length) :], n + 1
-            counted.add(n)
-        writer.close()
+        try:
+            while data := await reader.read(1 << 20):
+                buffer += data
+                n = 0
+                while b" " in buffer[:12]:
+                    length, _, rest = buffer.partition(b" ")
+                    if len(rest) < int(length):
+                        break
+                    buffer, n = rest[int(length) :], n + 1
+                counted.add(n)
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the service stopping, or the bench ending with the connection open
+        finally:
+            writer.close()
 
     return await asyncio.start_server(serve, "127.0.0.1", port)
 
