@@ -72,8 +72,10 @@ PAGE_SIZE = Limit(minimum=0)  # 0: the default; larger than the cap: the cap
 # audit-service: the event
 EVENT_TYPE = Limit(max_length=128, pattern="[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+")
 NAME = Limit(max_length=128, pattern="[a-z0-9][a-z0-9_.\\-]*")  # service, action
-EVENT_TEXT = {"user_id": 256, "username": 256, "user_agent": 1024}
-COMPLIANCE_TAG = Limit(min_length=1, max_length=64, pattern=NO_NUL, max_items=32)
+# Who the event is about: no control characters; the user agent is free text (no NUL).
+EVENT_TEXT = {"user_id": (256, NO_CONTROLS), "username": (256, NO_CONTROLS),
+              "user_agent": (1024, NO_NUL)}  # fmt: skip
+COMPLIANCE_TAG = Limit(min_length=1, max_length=64, pattern=NO_CONTROLS, max_items=32)
 RESULT = Limit(choices=("denied", "error", "failure", "success"))
 CLASSIFICATION = Limit(choices=("confidential", "internal", "public", "restricted"))
 BATCH = Limit(max_items=1000)
@@ -122,7 +124,7 @@ FIELDS: dict[str, Limit] = {
     f"{_EVENT}event_type": EVENT_TYPE,
     f"{_EVENT}service": NAME,
     f"{_EVENT}action": NAME,
-    **{f"{_EVENT}{name}": Limit(max_length=n, pattern=NO_NUL) for name, n in EVENT_TEXT.items()},
+    **{f"{_EVENT}{name}": Limit(max_length=n, pattern=p) for name, (n, p) in EVENT_TEXT.items()},
     f"{_EVENT}compliance_tags": COMPLIANCE_TAG,
     f"{_EVENT}result": RESULT,
     f"{_EVENT}data_classification": CLASSIFICATION,

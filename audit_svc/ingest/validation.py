@@ -46,7 +46,7 @@ MAX_DEPTH = 32
 # Longest accepted value of each string field, in characters.
 MAX_LEN = {
     "event_type": int(limits.EVENT_TYPE.max_length or 0),
-    **limits.EVENT_TEXT,
+    **{name: n for name, (n, _) in limits.EVENT_TEXT.items()},
     "service": int(limits.NAME.max_length or 0),
     "action": int(limits.NAME.max_length or 0),
     "compliance_tags": int(limits.COMPLIANCE_TAG.max_length or 0),
@@ -56,6 +56,12 @@ NAME = re.compile(limits.NAME.pattern or "")
 # The standard text of a UUID, as str(uuid.UUID(...)) writes it.
 _UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 REASON = "INVALID_EVENT"
+# Control characters (C0, DEL, C1, the Unicode line and paragraph separators): refused in
+# the fields that name someone or something (user_id, username, compliance tags), which
+# land in filters, exports and log lines; free text (user_agent, details) may carry them
+# (an attack's payload is evidence), JSON output escapes them. NUL is refused everywhere.
+_CONTROL = re.compile(f"[{limits.CONTROLS}]").search
+_NAMING = frozenset({"user_id", "username"})
 
 
 class RawEvent(Protocol):
@@ -178,8 +184,8 @@ def admit(events: Sequence[RawEvent], wire: Wire, rules: Rules) -> Admitted:
             and len(user_id) <= id_max
             and len(username) <= name_max
             and len(user_agent) <= agent_max
-            and "\x00" not in user_id
-            and "\x00" not in username
+            and not _CONTROL(user_id)
+            and not _CONTROL(username)
             and "\x00" not in user_agent
             and (tags_seen.issuperset(tags) or _tags_ok(tags))
             and event_time <= newest
@@ -260,7 +266,7 @@ def _tags_ok(tags: list[str]) -> bool:
     if len(tags) > MAX_TAGS:
         return False
     for tag in tags:
-        if not tag or len(tag) > MAX_LEN["compliance_tags"] or "\x00" in tag:
+        if not tag or len(tag) > MAX_LEN["compliance_tags"] or _CONTROL(tag):
             return False
     for tag in tags:
         _remember(_TAGS, tag)
@@ -327,6 +333,8 @@ def _violations(
             bad(name, f"longer than {limit} characters")
         if "\x00" in value:
             bad(name, "contains a NUL character")
+        elif name in _NAMING and _CONTROL(value):
+            bad(name, "contains a control character")
 
     if not raw.event_type:
         bad("event_type", "is required")
@@ -350,8 +358,8 @@ def _violations(
     if len(tags) > MAX_TAGS:
         bad("compliance_tags", f"more than {MAX_TAGS} tags")
     for i, tag in enumerate(tags):
-        if not tag or len(tag) > MAX_LEN["compliance_tags"] or "\x00" in tag:
-            bad(f"compliance_tags[{i}]", "must be 1 to 64 characters, without NUL")
+        if not tag or len(tag) > MAX_LEN["compliance_tags"] or _CONTROL(tag):
+            bad(f"compliance_tags[{i}]", "must be 1 to 64 characters, without control characters")
     _details_problems(wire.details(raw), bad)
 
     if event_time is not None and event_time - now > max_skew:
