@@ -27,14 +27,6 @@ def _as_is(stored: StoredEvent) -> StoredEvent:
     return stored
 
 
-def export_format(name: str) -> Format:
-    """The format called `name` (ndjson when empty); INVALID_ARGUMENT naming `format`."""
-    fmt = by_name((name or "ndjson").lower())
-    if fmt is None:
-        raise InvalidArgument([_bad_format()])
-    return fmt
-
-
 def _bad_format() -> FieldViolation:
     return FieldViolation("format", f"must be one of {', '.join(names())}")
 
@@ -55,21 +47,24 @@ class Export:
         return self.format.content_type
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The export's bytes, about CHUNK_BYTES at a time; at least one chunk (which
-        may be empty), so a transport always learns the content type."""
+        """The export's bytes, about CHUNK_BYTES at a time (far below gRPC's 4 MB
+        message limit, whatever the format); at least one chunk (which may be empty),
+        so a transport always learns the content type."""
         line, present = self.format.line, self.present
-        parts: list[bytes] = [self.format.header.encode() + b"\n"] if self.format.header else []
+        parts: list[bytes] = [self.format.header.encode()] if self.format.header else []
         size, sent = 0, False
         async for rows in self.events.export_events(self.spec, BATCH_ROWS):
-            data = b"\n".join([line(present(stored)) for stored in rows]) + b"\n"
-            parts.append(data)
-            size += len(data)
-            self.count += len(rows)
-            if size >= CHUNK_BYTES:
-                yield b"".join(parts)
-                parts, size, sent = [], 0, True
+            for stored in rows:
+                data = line(present(stored))
+                parts.append(data)
+                size += len(data)
+                self.count += 1
+                if size >= CHUNK_BYTES:
+                    parts.append(b"")  # the newline after the last line
+                    yield b"\n".join(parts)
+                    parts, size, sent = [], 0, True
         if parts or not sent:
-            yield b"".join(parts)
+            yield b"\n".join([*parts, b""]) if parts else b""
 
 
 def new_export(
@@ -89,4 +84,4 @@ def new_export(
     return Export(events, spec, fmt, present)
 
 
-__all__ = ["Export", "export_format", "new_export"]
+__all__ = ["Export", "new_export"]
