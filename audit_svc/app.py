@@ -173,6 +173,7 @@ class AuditApp(ServiceApp):
         )
         self.reader = reader
         self.read_audit = ReadAudit(self.appender, enabled=s.read_audit)
+        ingestor.on_conflict = self.read_audit.record_conflict
         guard = Guard(self.authenticator, self.read_audit)
         self.appender.add_listener(self.tail.publish)
         self.appender.add_listener(self.sinks.nudge)  # sinks read from their cursors

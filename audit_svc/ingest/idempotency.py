@@ -59,20 +59,21 @@ async def bind_duplicates(
     results: dict[int, EventResult],
     sent: Sequence[tuple[int, Event, bool]],
     store: StoredById,
-) -> int:
+) -> list[tuple[Event, Event]]:
     """Turn each DUPLICATE in `results` whose stored event another principal wrote,
     or with other content, into a rejection (EVENT_ID_CONFLICT). `sent` holds
-    (index, event, whether the caller sent its event time). Returns how many."""
+    (index, event, whether the caller sent its event time). Returns each conflict as
+    (the event sent, the event stored under its id)."""
     dups = [(i, e, t) for i, e, t in sent if results[i].outcome is Outcome.DUPLICATE]
     if not dups:
-        return 0
+        return []
     stored = await store.events_by_id([e.event_id for _, e, _ in dups])
-    conflicts = 0
+    conflicts = []
     for index, event, with_time in dups:
         original = stored.get(event.event_id)
         if original is None or same_writer_and_content(original.event, event, with_time=with_time):
             continue  # archived since, or a true resend: the duplicate stands
-        conflicts += 1
+        conflicts.append((event, original.event))
         log.warning(
             "event id %s reused by %s with other content or by another writer (stored by "
             "%s); rejected as %s",

@@ -16,7 +16,7 @@ from audit_svc.ingest.appender import Appender
 from audit_svc.ingest.idempotency import StoredById, bind_duplicates
 from audit_svc.ingest.quota import WriteQuotas
 from audit_svc.ingest.validation import INPUTS, RawEvent, Rules, Wire, admit, validate_batch_size
-from audit_svc.model import EventResult, Outcome, ready_event
+from audit_svc.model import Event, EventResult, Outcome, ready_event
 
 # What an event weighs against the bytes quota when the entry point does not say.
 ESTIMATED_EVENT_BYTES = 400
@@ -70,6 +70,9 @@ class Ingestor:
         self.budget = EventBudget(appender.max_queue_events)
         # Set on shutdown: streams stop reading and end once their acks are out.
         self.draining = asyncio.Event()
+        # Told of each EVENT_ID_CONFLICT (the event sent, the one stored): the app
+        # records a security.event_id_conflict event (read.audited.ServiceEvents).
+        self.on_conflict: Callable[[Event, Event], None] | None = None
 
     def drain(self) -> None:
         """Shutting down: every stream stops reading new batches (see ingest.stream)."""
@@ -133,8 +136,11 @@ class Ingestor:
                 sent_time = wire.event_time(inputs[index]) is not None
                 duplicates.append((index, ready_event(ready), sent_time))
         conflicts = await bind_duplicates(results, duplicates, self._store)
-        metrics.count_conflicts(conflicts)
-        metrics.count_batch(len(inputs) - len(batch.ready) + conflicts)
+        metrics.count_conflicts(len(conflicts))
+        metrics.count_batch(len(inputs) - len(batch.ready) + len(conflicts))
+        if self.on_conflict is not None:
+            for sent, stored in conflicts:
+                self.on_conflict(sent, stored)
         return [results[i] for i in range(len(inputs))]
 
     def take_quota(

@@ -27,6 +27,7 @@ from meshkit.tls import TRUST_DOMAIN
 log = logging.getLogger(__name__)
 
 READ_EVENT = "audit.read"
+CONFLICT_EVENT = "security.event_id_conflict"
 SELF = f"spiffe://{TRUST_DOMAIN}/audit-service"
 MAX_PENDING = 10_000
 MAX_GROUP = 500
@@ -83,11 +84,44 @@ class ReadAudit:
             receive_time=now,
             principal=SELF,
         )
+        self._queue_event(event)
+
+    def _queue_event(self, event: Event) -> None:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             self.dropped += 1
-            log.error("audit.read queue full: %d read events dropped so far", self.dropped)
+            log.error("audit.read queue full: %d service events dropped so far", self.dropped)
+
+    def record_conflict(self, sent: Event, stored: Event) -> None:
+        """Queue a `security.event_id_conflict` event: `sent.principal` reused the id of
+        an event stored by `stored.principal` (or with other content). Recorded even
+        when reads are not audited; never waits."""
+        now = datetime.now(UTC)
+        self._queue_event(
+            Event(
+                event_id=uuid7(),
+                event_type=CONFLICT_EVENT,
+                user_id="",
+                username=sent.principal,
+                ip_address=None,
+                user_agent="",
+                service="audit-service",
+                action="event_id_conflict",
+                result="denied",
+                details={
+                    "principal": sent.principal,
+                    "event_id": str(sent.event_id),
+                    "stored_by": stored.principal,
+                    "same_writer": stored.principal == sent.principal,
+                },
+                compliance_tags=(),
+                data_classification="confidential",
+                event_time=now,
+                receive_time=now,
+                principal=SELF,
+            )
+        )
 
     async def run(self) -> None:
         """Commit queued events in groups until cancelled."""

@@ -95,10 +95,27 @@ async def test_a_used_event_id_names_one_event_of_one_writer(
     row = await db.fetchrow(
         "SELECT result, principal FROM audit_events WHERE event_id = $1", uuid.UUID(taken)
     )
+    recorded: list[Any] = []
+
+    async def security_events() -> bool:  # recorded off the ingest path, soon after
+        recorded[:] = await db.fetch(
+            "SELECT details, principal FROM audit_events "
+            "WHERE event_type = 'security.event_id_conflict' ORDER BY seq"
+        )
+        return len(recorded) == 2
+
+    async with asyncio.timeout(10):
+        while not await security_events():
+            await asyncio.sleep(0.05)
     assert (row["result"], row["principal"]) == (
         "success",
         "spiffe://auditmesh.local/billing-service",
     )
+    assert [(r["details"]["principal"], r["details"]["event_id"]) for r in recorded] == [
+        ("spiffe://auditmesh.local/test-client", taken),
+        ("spiffe://auditmesh.local/billing-service", taken),
+    ]
+    assert {r["principal"] for r in recorded} == {"spiffe://auditmesh.local/audit-service"}
 
 
 async def test_event_times_outside_the_window_are_refused_unless_the_writer_may_backfill(
