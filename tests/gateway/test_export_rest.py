@@ -64,7 +64,8 @@ async def test_export_in_every_format_past_the_page_limit(mesh: Mesh) -> None:
 
 async def test_export_filters_and_gzip(mesh: Mesh) -> None:
     await store(mesh, 100)
-    params = {"format": "ndjson", "event_type": "auth.*", "result": "success"}
+    params = {"format": "ndjson", "event_type": "auth.*", "result": "success",
+              "start_time": "2026-01-01T00:00:00Z"}  # fmt: skip
     plain = await mesh.audit.get("/api/v2/events:export", params=params)
     expected = [json.loads(x) for x in plain.text.splitlines()]
     assert expected and all(
@@ -81,6 +82,10 @@ async def test_export_filters_and_gzip(mesh: Mesh) -> None:
 
     empty = await mesh.audit.get("/api/v2/events:export", params={"user_id": "nobody"})
     assert empty.status_code == 200 and empty.text == ""
+    before = await mesh.audit.get(
+        "/api/v2/events:export", params={"end_time": "2026-01-01T00:00:00Z"}
+    )
+    assert before.status_code == 200 and before.text == ""
     nothing = await mesh.audit.get(
         "/api/v2/events:export", params={"user_id": "nobody", "format": "csv"}
     )
