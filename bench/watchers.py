@@ -4,25 +4,29 @@ The audit-service as a child process (mutual TLS, `make up`'s settings, sinks of
 W Watch streams are opened as the operator and never read (idle: connected, HTTP/2
 flow control stops their data), either with a filter no event matches or with none
 (every event offered to each); then 4 concurrent IngestBatch callers (500 events a
-batch) write E events. Reported: events/s, the service's resident memory after the
-run and its peak, and how many watchers were still open at the end (the rest were
-refused at the cap or ended as too far behind). The watcher caps are raised to W for
-the run, so the cost of W admitted streams is what is measured.
+batch) write E events. Reported: events/s, and the service's resident memory before,
+after the run and at its peak. The watcher caps are raised to W for the run, so the
+cost of W admitted streams is what is measured. `--against` runs each case with the
+audit-service of another checkout too (e.g. `git worktree add --detach /tmp/old
+<commit>`), alternating, in fresh databases migrated by this checkout, the other
+checkout's code first on the service's PYTHONPATH (as bench.ingest_cpu does).
 
-    .venv/bin/python -m bench.watchers [--events 20000] [--watchers 1000] [--no-record]
+    .venv/bin/python -m bench.watchers [--events 20000] [--watchers 1000]
+        [--against ../old-checkout] [--no-record]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import tempfile
 import time
 from pathlib import Path
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
-from bench.common import Dial, Report, bench_postgres, dial
+from bench.common import Dial, Report, bench_postgres, commit_of, dial
 from bench.procstat import peak_rss_mb
 from devstack.events import wire_events
 
@@ -74,8 +78,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--against", type=Path, help="another checkout to compare with")
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
+    here = Path(__file__).resolve().parent.parent
+    codes: list[tuple[str, dict[str, str]]] = [(f"this checkout ({commit_of(here)})", {})]
+    if args.against:
+        old = args.against.resolve()
+        env = {"PYTHONPATH": f"{old}:{old / 'gen'}"}
+        codes.insert(0, (f"--against ({commit_of(old)})", env))
     caps = {
         "AUDIT_WATCH_MAX_TOTAL": str(args.watchers),
         "AUDIT_WATCH_MAX_PER_CALLER": str(args.watchers),
@@ -83,23 +94,23 @@ def main() -> None:
     rows: list[list[object]] = []
     with tempfile.TemporaryDirectory() as tmp, bench_postgres(Path(tmp)) as bench:
         cases = [(0, "-")] + [(args.watchers, w) for w in list(FILTERS)[1:]]
-        for n, (watchers, where) in enumerate(cases):
+        for n, ((watchers, where), (code, env)) in enumerate(itertools.product(cases, codes)):
             dsn = bench.fresh_database(f"watchers_{n}")
-            with bench.audit_service(dsn, caps) as service:
+            with bench.audit_service(dsn, {**caps, **env}) as service:
                 pid = service.process.pid
                 base = rss_mb(pid)
                 got = asyncio.run(
                     run(dial(service.info), dial(service.info, "operator"), args.events,
                         watchers, where)
                 )  # fmt: skip
-                rows.append([f"{watchers} watchers, filter {where}", f"{got:,.0f}",
+                rows.append([f"{watchers} watchers, filter {where}", code, f"{got:,.0f}",
                              f"{base:.0f}", f"{rss_mb(pid):.0f}",
                              f"{peak_rss_mb(pid):.0f}"])  # fmt: skip
     report = Report("watchers")
     report.add(f"# {args.events:,} events by 4 IngestBatch callers (500 a batch) per case, "
                "each in a fresh database; idle watchers never read; other work shared the "
                "machine")  # fmt: skip
-    report.table(["case", "events/s", "RSS before MB", "RSS after MB", "peak MB"], rows)
+    report.table(["case", "code", "events/s", "RSS before MB", "RSS after MB", "peak MB"], rows)
     report.publish(record=not args.no_record)
 
 
