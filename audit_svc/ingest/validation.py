@@ -155,6 +155,7 @@ def admit(events: Sequence[RawEvent], wire: Wire, rules: Rules) -> Admitted:
     chain_json = _s(rules.chain_id)
     principal, principal_json = rules.principal, principal_key(rules.principal)
     types, names, tags_seen = _TYPES, _NAMES, _TAGS
+    verdicts: dict[tuple[str, str], tuple[str, FieldViolation] | None] = {}  # the grant's
     id_max, name_max, agent_max = MAX_LEN["user_id"], MAX_LEN["username"], MAX_LEN["user_agent"]
     for index, raw in enumerate(events):
         try:
@@ -166,7 +167,7 @@ def admit(events: Sequence[RawEvent], wire: Wire, rules: Rules) -> Admitted:
         user_id, username, user_agent = raw.user_id, raw.username, raw.user_agent
         event_id = _event_id(raw.event_id)
         ip = _ip(raw.ip_address) if raw.ip_address else _NO_IP
-        tags = list(raw.compliance_tags)
+        tags = raw.compliance_tags[:]  # a list from a message (cheaper than list())
         details = wire.details(raw)
         text = _details_text(details)
         if event_time is None:
@@ -203,7 +204,9 @@ def admit(events: Sequence[RawEvent], wire: Wire, rules: Rules) -> Admitted:
                     index, raw.event_id, Outcome.REJECTED, None, time_window.REASON, (old,)
                 )
                 continue
-        if denied := grant.violation(service, event_type):
+        if (denied := verdicts.get((service, event_type), _UNSEEN)) is _UNSEEN:
+            denied = verdicts[service, event_type] = grant.violation(service, event_type)
+        if denied:
             reason, violation = denied
             out.rejected[index] = EventResult(
                 index, raw.event_id, Outcome.REJECTED, None, reason, (violation,), denied=True
@@ -234,6 +237,7 @@ def validate_batch_size(count: int) -> list[FieldViolation]:
 _Address = tuple[ipaddress.IPv4Address | ipaddress.IPv6Address | None, str]
 _BAD_TIME = datetime.min.replace(tzinfo=UTC)  # a sentinel: the timestamp did not decode
 _NO_IP: _Address = (None, "")
+_UNSEEN: Any = object()
 # Values seen valid (bounded): most batches repeat a few types, services and tags.
 _TYPES: set[str] = set()
 _NAMES: set[str] = set()
@@ -262,7 +266,7 @@ def _name_ok(value: str) -> bool:
     return False
 
 
-def _tags_ok(tags: list[str]) -> bool:
+def _tags_ok(tags: Sequence[str]) -> bool:
     if len(tags) > MAX_TAGS:
         return False
     for tag in tags:
