@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from audit.v2 import audit_service_pb2 as pb
 from audit_client.errors import TransportError
+from meshkit import amqp
 from meshkit.settings import mask_url
 
 CONTENT_TYPE = "application/x-protobuf; proto=audit.v2.IngestBatchRequest"
@@ -119,7 +120,7 @@ class AmqpTransport:
         await self._close_ended()
         with _map_amqp_errors("connect"):
             async with asyncio.timeout(self._connect_timeout):
-                connection = await aio_pika.connect(self._url, timeout=self._connect_timeout)
+                connection = await amqp.connect(self._url, self._connect_timeout)
                 try:
                     channel = await connection.channel(
                         publisher_confirms=True, on_return_raises=True

@@ -29,13 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-import aio_pika
-
 from devstack import binaries
 from devstack.ports import LOOPBACK, free_port, free_ports
 from devstack.process import ProcessSpec
 from devstack.secrets import dev_password
 from devstack.service import RunningService, ServicePlan, start_service
+from meshkit import amqp
 
 CONSUMER = "audit-service"
 PUBLISHERS = ("user-service",)
@@ -74,7 +73,7 @@ def probe(info: RabbitInfo) -> None:
     """Return once the consumer can log in over AMQP; raise otherwise."""
 
     async def login() -> None:
-        connection = await aio_pika.connect(info.url, timeout=2)
+        connection = await amqp.connect(info.url, 2)
         await connection.close()
 
     # A plain connect first: aio-pika logs an error for every refused attempt.

@@ -44,6 +44,7 @@ from audit_svc.ingest.validation import RawEvent
 from audit_svc.metrics import QueueStatus
 from audit_svc.model import EventResult, FieldViolation, Outcome
 from audit_svc.read.reader import ComponentHealth
+from meshkit import amqp
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class AmqpIngest:
             await asyncio.wait_for(self._closing.wait(), timeout=seconds)
 
     async def _session(self) -> None:
-        connection = await aio_pika.connect(self._url, timeout=CONNECT_TIMEOUT)
+        connection = await amqp.connect(self._url, CONNECT_TIMEOUT)
         try:
             channel = await connection.channel(publisher_confirms=True)
             await channel.set_qos(prefetch_count=self._prefetch)

@@ -26,6 +26,7 @@ from audit_svc.app import AuditApp
 from audit_svc.settings import Settings, SettingsError
 from devstack import RabbitInfo
 from devstack.events import GUIDE_EVENT, guide_event
+from meshkit import amqp
 from meshkit.ids import uuid7
 from tests.testkit import tls
 
@@ -72,7 +73,7 @@ class Publisher:
         content_type: str | None = wire.PROTOBUF_TYPE,
         user_id: str | None = None,
     ) -> str:
-        connection = await aio_pika.connect(self._rabbitmq.url_for(user))
+        connection = await amqp.connect(self._rabbitmq.url_for(user), 5)
         self._connections.append(connection)
         channel = await connection.channel()
         exchange = await channel.get_exchange(self._queue, ensure=False)
@@ -91,7 +92,7 @@ class Publisher:
 
     async def dead_letters(self, count: int, timeout: float = 10.0) -> list[IncomingMessage]:
         """`count` messages of the dead-letter queue (read as the consumer's user)."""
-        connection = await aio_pika.connect(self._rabbitmq.url)
+        connection = await amqp.connect(self._rabbitmq.url, 5)
         self._connections.append(connection)
         channel = await connection.channel()
         queue = await channel.get_queue(f"{self._queue}.dead", ensure=False)

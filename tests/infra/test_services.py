@@ -55,6 +55,7 @@ from devstack.postgres import create_role
 from devstack.redis_server import redis_plan
 from devstack.service import ServicePlan
 from devstack.settings import PORT_VARIABLES
+from meshkit import amqp
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -245,7 +246,7 @@ async def test_rabbitmq_listens_on_loopback_only_and_refuses_other_users(
     assert {port for port, _ in listening} == ports
     assert {address for _, address in listening} <= {"127.0.0.1", "::1"}
     with pytest.raises(aio_pika.exceptions.ProbableAuthenticationError):
-        await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:{rabbitmq.port}/")
+        await amqp.connect(f"amqp://guest:guest@127.0.0.1:{rabbitmq.port}/", 5)
 
 
 def _listeners(ports: set[int]) -> set[tuple[int, str]]:
