@@ -10,8 +10,8 @@ publisher (writes to the ingest exchanges, not to the dead-letter ones; reads an
 declares nothing). Each has a random development password, kept 0600 in the data
 folder. No `guest` user exists.
 
-epmd runs in the foreground beside the broker, in its process group, so stopping
-the node stops it too (a daemonised epmd would outlive the stack).
+epmd runs in the foreground beside the broker, in its process group, and the start
+script stops it after the broker (a daemonised epmd would outlive the stack).
 """
 
 from __future__ import annotations
@@ -161,10 +161,15 @@ def rabbitmq_plan(
     epmd = shlex.quote(str(binaries.epmd()))
     server = shlex.quote(str(binaries.rabbitmq_server()))
     # epmd first, in the foreground of this process group; the broker once it answers.
+    # On SIGTERM the broker stops first (it deregisters from epmd), then epmd.
     script = (
-        f"{epmd} -port {epmd_port} -address {LOOPBACK} &\n"
+        f"{epmd} -port {epmd_port} -address {LOOPBACK} & epmd=$!\n"
         f"until {epmd} -port {epmd_port} -names >/dev/null 2>&1; do sleep 0.05; done\n"
-        f"exec {server}\n"
+        f"{server} & server=$!\n"
+        "trap 'kill -TERM $server 2>/dev/null' TERM INT\n"
+        "wait $server; wait $server; status=$?\n"
+        "kill $epmd 2>/dev/null; wait $epmd\n"
+        "exit $status\n"
     )
     spec = ProcessSpec(
         name="rabbitmq",
