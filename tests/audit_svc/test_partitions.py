@@ -167,6 +167,23 @@ async def test_a_resend_is_a_duplicate_across_partitions(
     assert await db.fetchval("SELECT count(*) FROM audit_events") == 1
 
 
+async def test_a_day_without_a_partition_gets_one_on_demand(
+    db: asyncpg.Connection, make_event: Callable[..., Event]
+) -> None:
+    await ensure_chain(db, "c")
+    then = NOW - timedelta(days=20)
+    assert await db.fetchval("SELECT to_regclass($1)", part(then)) is None
+    await append(db, "c", [make_event(then)])
+    assert await db.fetchval(f"SELECT count(*) FROM {part(then)}") == 1
+    # with the parent's statistics target for the tags (rare tags are planned as rare)
+    target = await db.fetchval(
+        "SELECT attstattarget FROM pg_attribute WHERE attrelid = $1::regclass "
+        "AND attname = 'compliance_tags'",
+        part(then),
+    )
+    assert target == 1000
+
+
 async def test_retention_drops_archived_partitions_through_the_door(
     audit_db: str, s3: S3Info, db: asyncpg.Connection, tmp_path: Path,
     make_event: Callable[..., Event],
