@@ -9,14 +9,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from audit_svc.integrity.signer import Verifier, load_signer
+from audit_svc.integrity.signer import Signer, Verifier, load_signer
 from audit_svc.integrity.verify import VerifyResult
 from audit_svc.settings import Settings
 from audit_svc.sinks.archive import Archiver, release_restored, restore, verify_archive
-from audit_svc.sinks.checkpoints import load_checkpoints
+from audit_svc.sinks.checkpoints import Checkpointer, load_checkpoints
 from audit_svc.sinks.objects import ObjectStore
 from audit_svc.sinks.service import object_store
 from audit_svc.storage.event_reads import PgEventReader
+from audit_svc.storage.merkle_tiles import PgTreeStore
 from audit_svc.storage.parquet import PARQUET
 from audit_svc.storage.postgres import create_pool
 from audit_svc.storage.protocols import SinkStore
@@ -67,10 +68,21 @@ async def archive_command(settings: Settings, chain_id: str, out: TextIO) -> int
     """Archive every chain's (or one chain's) events older than the hot retention."""
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     store = _archive_store(settings)
+    cp_store = object_store(settings, settings.checkpoint_bucket)
+    # The service's key seals each partition before it is dropped (a signed checkpoint
+    # at its end); without the key partitions are archived but not dropped here.
+    signer = _signer(settings)
     try:
         chains = [chain_id] if chain_id else await PgEventReader(pool).chain_ids()
         cutoff = datetime.now(UTC) - timedelta(days=settings.hot_retention_days)
         for chain in chains:
+            seal = None
+            if signer is not None:
+                tree = PgTreeStore(pool) if settings.merkle_tree else None
+                seal = Checkpointer(
+                    PgSinkState(pool), chain, cp_store, signer, every_events=0,
+                    interval_seconds=0.0, key_name=settings.log_origin, tree=tree,
+                ).seal  # fmt: skip
             archiver = Archiver(
                 PgSinkState(pool),
                 chain,
@@ -78,16 +90,28 @@ async def archive_command(settings: Settings, chain_id: str, out: TextIO) -> int
                 retention=timedelta(days=settings.hot_retention_days),
                 object_events=settings.archive_object_events,
                 table=PARQUET,
+                seal=seal,
+                retire=seal is not None,
             )
             done = await archiver.archive_all(cutoff)
             events = sum(r.event_count for r in done)
             out.write(f"chain {chain}: archived {events} events in {len(done)} objects\n")
             for name, removed in archiver.retired:
                 out.write(f"chain {chain}: retired partition {name} ({removed} events)\n")
+            if seal is None:
+                out.write(f"chain {chain}: no signing key here: partitions kept (unsealed)\n")
     finally:
         store.close()
+        cp_store.close()
         await pool.close()
     return EXIT_OK
+
+
+def _signer(settings: Settings) -> Signer | None:
+    """The checkpoint signing key when this machine has it, else None."""
+    if not settings.signing_key and not Path(settings.signing_key_file).exists():
+        return None
+    return load_signer(settings.signing_key, settings.signing_key_file)
 
 
 async def restore_command(

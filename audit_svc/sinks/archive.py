@@ -145,6 +145,7 @@ class Archiver:
         object_events: int = 10_000,
         seal: Seal | None = None,
         table: TableCodec | None = None,
+        retire: bool = True,
     ) -> None:
         # The Parquet form written next to each NDJSON object (None: NDJSON only).
         self._table = table
@@ -154,6 +155,7 @@ class Archiver:
         self._retention = retention
         self._max = object_events
         self._seal = seal  # signs a checkpoint at a seq unless one covers it already
+        self._retire = retire  # drop expired partitions once archived (and sealed)
         self.retired: list[tuple[str, int]] = []  # (partition, events) dropped so far
 
     async def step(self) -> bool:
@@ -181,7 +183,9 @@ class Archiver:
         """Seal, re-check and drop each partition that ended at or before `before`
         and whose rows of this chain are archived; a partition the door keeps (another
         chain's rows not archived yet, a legal hold) stays for a later run."""
-        done = []
+        done: list[tuple[str, int]] = []
+        if not self._retire:
+            return done
         for part in await self._state.expired_partitions(before):
             end = await self._state.partition_end(part.name, self.chain_id, before)
             if end is not None:

@@ -67,6 +67,8 @@ async def test_archive_round_trip_and_verify_across_the_boundary(
         "DATABASE_URL": audit_db, "S3_ENDPOINT": s3.endpoint, "S3_ACCESS_KEY": s3.access_key,
         "S3_SECRET_KEY": s3.secret_key, "ARCHIVE_BUCKET": settings.archive_bucket,
         "ARCHIVE_OBJECT_EVENTS": str(PER_OBJECT), "OBJECT_LOCK_DAYS": "1",
+        "SIGNING_KEY_FILE": settings.signing_key_file,
+        "CHECKPOINT_BUCKET": settings.checkpoint_bucket,
     }  # fmt: skip
 
     async def cli(*args: str) -> int:
