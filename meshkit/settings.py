@@ -29,14 +29,23 @@ def read_env(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     validate: Callable[[T], list[str]] | None = None,
+    retired: Mapping[str, str] | None = None,
 ) -> T:
     """An instance of the dataclass `cls` from `environ` (os.environ by default).
 
     `overrides` win over the environment (tests, embedding); `validate` returns the
-    problems of the built object. Raises `SettingsError` listing every problem, with
-    `what` (e.g. "audit-service") in its first line.
+    problems of the built object; `retired` maps variables that no longer exist to
+    what replaced them, so an old deployment is told instead of silently ignored.
+    Raises `SettingsError` listing every problem, with `what` (e.g. "audit-service")
+    in its first line.
     """
     values, problems = env_values(cls, prefix, environ, overrides)
+    env = os.environ if environ is None else environ
+    problems += [
+        f"{name} is no longer read: {instead}"
+        for name, instead in (retired or {}).items()
+        if name in env
+    ]
     settings = cls(**values)
     if validate is not None:
         problems += validate(settings)

@@ -19,6 +19,15 @@ __all__ = ["PREFIX", "Settings", "SettingsError"]
 MIN_KEY_CHARS = 32
 
 
+# Settings of earlier releases, refused with what replaced them.
+RETIRED = {
+    "USER_LOCKOUT_THRESHOLD": "sign-in failures delay instead of locking; "
+    "see USER_LOGIN_FREE_FAILURES and USER_LOGIN_ACCOUNT_FREE_FAILURES",
+    "USER_LOCKOUT_SECONDS": "sign-in failures delay instead of locking; "
+    "see USER_LOGIN_DELAY_SECONDS and USER_LOGIN_MAX_DELAY_SECONDS",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every knob of the user-service. Environment variable = USER_ + upper-case name."""
@@ -148,7 +157,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read and validate; raise `SettingsError` listing every bad variable."""
-        return read_env(cls, PREFIX, "user-service", environ, overrides, cls._problems)
+        return read_env(cls, PREFIX, "user-service", environ, overrides, cls._problems, RETIRED)
 
     def dev_secret_problems(self) -> list[str]:
         """Each production secret left empty or at a development value (meshkit.secrets);

@@ -61,6 +61,7 @@ def test_settings_mask_secrets_and_list_every_problem() -> None:
                 "USER_RATE_LIMIT_PER_IP": "lots",
                 "USER_GRPC_LISTEN": "nowhere",
                 "USER_TRUSTED_PROXIES": "10.0.0.0/8,not-a-net",
+                "USER_LOCKOUT_THRESHOLD": "5",  # retired: delays replaced the lockout
             }
         )
     message = str(bad.value)
@@ -70,6 +71,7 @@ def test_settings_mask_secrets_and_list_every_problem() -> None:
         "USER_RATE_LIMIT_PER_IP",
         "USER_GRPC_LISTEN",
         "USER_TRUSTED_PROXIES",
+        "USER_LOCKOUT_THRESHOLD",
     ):
         assert variable in message
     assert "short" not in message
