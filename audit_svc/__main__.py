@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     from audit_svc.ops.export_events import add_arguments
 
     add_arguments(events)
+    from audit_svc.ops import privacy as privacy_tools
+
+    privacy_tools.add_arguments(sub)
     args = parser.parse_args(argv)
     if args.command == "audit":  # no settings: an auditor has no database
         from audit_svc.ops.export import run_audit
@@ -121,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         from audit_svc.ops.export_events import run_export_events
 
         return run_export_events(settings, args)
+    if args.command in ("erase", "hold"):
+        return privacy_tools.run_privacy(settings, args)
     if args.command in ("archive", "restore"):
         from audit_svc.ops import archive as commands
 

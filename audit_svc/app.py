@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,11 +28,17 @@ from audit_svc.api.health_watch import HealthWatch
 from audit_svc.api.servicer import AuditServicer
 from audit_svc.api.servicer_v1 import AuditLogServicer
 from audit_svc.errors import DOMAIN, Unavailable
-from audit_svc.ingest.appender import Appender
+from audit_svc.ingest.appender import Appender, Results
 from audit_svc.ingest.ingestor import Ingestor
 from audit_svc.ingest.quota import Rates, WriteQuotas
+from audit_svc.integrity.chain import ready
+from audit_svc.model import Event, StoredEvent
+from audit_svc.privacy import DEFAULT_PATH as DEFAULT_PRIVACY
+from audit_svc.privacy import KeyRing, Sealer, load_privacy_policy, open_keys
+from audit_svc.privacy.admin import PrivacyAdmin
 from audit_svc.read.audited import ReadAudit
 from audit_svc.read.cold import ColdTier
+from audit_svc.read.disclosure import CLEAR_VIEWER, MASKED_VIEWER, Disclosure
 from audit_svc.read.live_tail import LiveTail
 from audit_svc.read.reader import Reader
 from audit_svc.settings import Settings
@@ -45,6 +52,7 @@ from audit_svc.storage.merkle_tiles import PgTreeStore
 from audit_svc.storage.parquet import PARQUET
 from audit_svc.storage.partitions import PartitionKeeper
 from audit_svc.storage.postgres import create_pool
+from audit_svc.storage.privacy_store import PgPrivacyStore
 from audit_svc.storage.sink_state import PgSinkState
 from audit_svc.storage.user_counts import UserCountCache
 from meshkit.metrics import MetricsEndpoint, MetricsInterceptor
@@ -113,12 +121,22 @@ class AuditApp(ServiceApp):
         tree = PgTreeStore(pool) if await events.catch_up_tree(self.chain_id) else None
         events.fence_pid = lock.pid
         self._events = events
+        privacy_policy = load_privacy_policy(s.privacy_policy_file or DEFAULT_PRIVACY)
+        privacy_store = PgPrivacyStore(pool)
+        keys = open_keys(s.privacy_key_file, dev=s.dev_mode or s.dev_secrets)
+        ring = KeyRing(keys, privacy_store, ttl=s.privacy_key_cache_seconds) if s.privacy else None
         self.appender = Appender(
             events,
             self.chain_id,
             max_group_events=s.max_group_events,
             max_queue_events=s.max_queue_events,
         )
+        sealer = None if ring is None else Sealer(privacy_policy, ring)
+        self.privacy = PrivacyAdmin(
+            privacy_store, keys, privacy_policy, ring=ring,
+            submit=functools.partial(write_events, self.appender, sealer),
+        )  # fmt: skip
+        disclosure = Disclosure(privacy_policy, keys, ring)
         policy = load_policy(s.policy_file or DEFAULT_POLICY)
         tokens = (
             JwtVerifier(s.token_public_key_file, audience=s.token_audience, issuer=s.token_issuer)
@@ -144,6 +162,7 @@ class AuditApp(ServiceApp):
                 Rates(s.write_quota_events_per_second, s.write_quota_bytes_per_second),
                 s.write_quota_burst_seconds,
             ),
+            sealer=sealer,
         )
         if s.amqp_url:
             self.amqp = AmqpIngest(
@@ -154,7 +173,14 @@ class AuditApp(ServiceApp):
                 prefetch=s.amqp_prefetch,
                 retry_max_seconds=s.amqp_retry_max_seconds,
             )
-        self.sinks = Sinks.open(s, sink_state, self.chain_id, tree, table=PARQUET)
+        forward_viewer = CLEAR_VIEWER if s.forward_clear_text else MASKED_VIEWER
+
+        async def forwarded(stored: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
+            return await disclosure.reveal(stored, forward_viewer)
+
+        self.sinks = Sinks.open(
+            s, sink_state, self.chain_id, tree, table=PARQUET, present=forwarded
+        )
         self._stack.push_async_callback(self.sinks.release)
         reader = Reader(
             PgEventReader(pool, UserCountCache()),
@@ -167,12 +193,16 @@ class AuditApp(ServiceApp):
             lock_held=self._holds_lock,
             queue_health=self.amqp.health if self.amqp is not None else None,
             cold=self._cold_tier(sink_state),
+            disclosure=disclosure,
         )
         self.health_watch = HealthWatch(
             self.health, SERVICE_NAMES, self._health_verdict, interval=s.health_interval_seconds
         )
         self.reader = reader
-        self.read_audit = ReadAudit(self.appender, enabled=s.read_audit)
+        self.read_audit = ReadAudit(
+            self.appender, enabled=s.read_audit, scrub=disclosure.scrub_filters,
+            write=functools.partial(write_events, self.appender, sealer),
+        )  # fmt: skip
         ingestor.on_conflict = self.read_audit.record_conflict
         guard = Guard(self.authenticator, self.read_audit)
         self.appender.add_listener(self.tail.publish)
@@ -190,7 +220,7 @@ class AuditApp(ServiceApp):
             server_credentials(files) if files else None,
         )
         v2_grpc.add_AuditServiceServicer_to_server(
-            AuditServicer(ingestor, reader, self.tail, guard), server
+            AuditServicer(ingestor, reader, self.tail, guard, self.privacy), server
         )
         v1_grpc.add_AuditLogServiceServicer_to_server(AuditLogServicer(reader, guard), server)
         self.server = server
@@ -206,6 +236,9 @@ class AuditApp(ServiceApp):
         self._read_audit_task = await self.start_task(self.read_audit.run(), name="read-audit")
         if self.amqp is not None:
             self._amqp_task = await self.start_task(self.amqp.run(), name="amqp-ingest")
+        # Admin actions queued by tools (python -m audit_svc erase / hold) are audited here.
+        interval = s.sink_poll_seconds
+        self._privacy_task = await self.start_task(self.privacy.run(interval), name="privacy")
         await server.start()
         await self.health_watch.set(True)
         self._health_task = await self.start_task(self.health_watch.run(), name="health")
@@ -324,6 +357,7 @@ class AuditApp(ServiceApp):
                 self.tail.close()  # live tails end now; they would hold stop() for `grace`
                 await self.server.stop(grace)
             if self.read_audit is not None:
+                self._privacy_task.cancel()
                 self._read_audit_task.cancel()
                 await self.read_audit.flush()  # the last reads' records, before the appender
             if self.appender is not None:
@@ -344,3 +378,13 @@ class AuditApp(ServiceApp):
         finally:
             await self._stack.aclose()
         log.info("audit-service stopped")
+
+
+async def write_events(
+    appender: Appender, sealer: Sealer | None, events: Sequence[Event]
+) -> Results:
+    """Commit the service's own events (read records, admin actions), their personal
+    fields sealed first as every ingested event's are."""
+    if sealer is not None:
+        await sealer.seal(events)
+    return await appender.submit([ready(e, appender.chain_id) for e in events])

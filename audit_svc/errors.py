@@ -137,3 +137,17 @@ class ArchiveNotConfigured(AuditError):
 
     code = code_pb2.FAILED_PRECONDITION
     reason = "ARCHIVE_NOT_CONFIGURED"
+
+
+class FailedPrecondition(AuditError):
+    """The system is not in a state that allows this (e.g. a legal hold covers it);
+    `reason` and `metadata` say which state."""
+
+    code = code_pb2.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
+class LegalHoldActive(FailedPrecondition):
+    """A legal hold covers what was asked to be erased or deleted; metadata names it."""
+
+    reason = "LEGAL_HOLD"

@@ -48,7 +48,8 @@ class Event:
     event_type: str
     user_id: str
     username: str
-    ip_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    # An address; text once sealed (audit_svc.privacy) or as a reader is shown it.
+    ip_address: ipaddress.IPv4Address | ipaddress.IPv6Address | str | None
     user_agent: str
     service: str
     action: str
@@ -63,6 +64,10 @@ class Event:
     details_json: str = field(default="", compare=False, repr=False)
     # Who wrote it: the authenticated principal (a SPIFFE id...), set by the ingestor.
     principal: str = ""
+    # Pseudonyms (keyed HMACs) of the clear username and address, set when they are
+    # sealed (audit_svc.privacy.sealer): Query matches them. Not part of the hash.
+    username_token: bytes | None = field(default=None, compare=False, repr=False)
+    ip_token: bytes | None = field(default=None, compare=False, repr=False)
 
 
 class JsonText(str):
@@ -89,6 +94,11 @@ ROW_FIELDS = (
     "event_time",
     "receive_time",
     "principal",
+    # Privacy (audit_svc.privacy): the pseudonyms Query matches, and a sealed address
+    # (the inet column is then NULL). Not part of the hash; the sealed values are.
+    "username_token",
+    "ip_token",
+    "ip_sealed",
 )
 
 
@@ -117,13 +127,14 @@ class Ready(NamedTuple):
 def ready_event(ready: Ready) -> Event:
     """The `Event` of a ready row (the live tail and the duplicate check want one)."""
     (event_id, event_type, user_id, username, ip, user_agent, service, action, result,
-     details, tags, classification, event_time, receive_time, principal) = ready.row  # fmt: skip
+     details, tags, classification, event_time, receive_time, principal, username_token,
+     ip_token, ip_sealed) = ready.row  # fmt: skip
     return Event(
         event_id=uuid.UUID(event_id),
         event_type=event_type,
         user_id=user_id,
         username=username,
-        ip_address=ip,
+        ip_address=ip_sealed or ip,
         user_agent=user_agent,
         service=service,
         action=action,
@@ -135,6 +146,8 @@ def ready_event(ready: Ready) -> Event:
         receive_time=receive_time,
         details_json=str(details),
         principal=principal,
+        username_token=username_token,
+        ip_token=ip_token,
     )
 
 

@@ -14,7 +14,12 @@ from urllib.parse import urlsplit
 
 from meshkit import SettingsError, log_problems, mask_url, read_env
 from meshkit.metrics import listen_problems
-from meshkit.secrets import refuse_dev_secrets, secret_problem, url_password_problem
+from meshkit.secrets import (
+    master_key_problem,
+    refuse_dev_secrets,
+    secret_problem,
+    url_password_problem,
+)
 from meshkit.tls import PLAINTEXT, TlsFiles, tls_problems
 
 PREFIX = "AUDIT_"
@@ -98,6 +103,21 @@ class Settings:
     # Longest wait between reconnects to the broker, and between retries of a
     # message whose commit failed (the database is down): it stays unacked meanwhile.
     amqp_retry_max_seconds: float = 10.0
+
+    # Privacy (audit_svc.privacy): personal fields encrypted per subject before hashing,
+    # with searchable pseudonyms. Off only to measure what it costs.
+    privacy: bool = True
+    # Which fields are personal and how readers see them; empty: audit_svc/privacy.toml.
+    privacy_policy_file: str = ""
+    # The master key (32 bytes, base64) that wraps the data keys and derives the
+    # pseudonym keys. Made (as a dev value) only in dev mode when missing.
+    privacy_key_file: str = ".run/audit/privacy-master-key"
+    # How long an unwrapped data key is used before its row is read again: an erasure
+    # on another replica takes effect here within this time (at once on its own).
+    privacy_key_cache_seconds: float = 1.0
+    # What the forwarders (syslog, webhook) send of personal fields: masked, as a plain
+    # reader sees them, unless this is set. Copies sent in clear are beyond erasure.
+    forward_clear_text: bool = False
 
     # Sinks (audit_svc.sinks): each works from its own cursor, off the ingest path.
     # How often an idle sink looks for work without a nudge; longest retry back-off.
@@ -226,6 +246,8 @@ class Settings:
             out += url_password_problem(f"{PREFIX}AMQP_URL", self.amqp_url)
         if self.webhook_url:
             out += secret_problem(f"{PREFIX}WEBHOOK_SECRET", self.webhook_secret)
+        if self.privacy:
+            out += master_key_problem(f"{PREFIX}PRIVACY_KEY_FILE", self.privacy_key_file)
         return out
 
     def check_secrets(self, log: logging.Logger) -> None:
@@ -250,6 +272,12 @@ class Settings:
             out.append(f"{PREFIX}GRPC_LISTEN must be host:port, got {self.grpc_listen!r}")
         elif self.dev_mode and not _loopback(host):
             out.append(f"{PREFIX}DEV_MODE is for loopback only; {PREFIX}GRPC_LISTEN is {host}")
+        if self.privacy_policy_file and not Path(self.privacy_policy_file).is_file():
+            out.append(
+                f"{PREFIX}PRIVACY_POLICY_FILE={self.privacy_policy_file!r} is not a readable file"
+            )
+        if self.privacy_key_cache_seconds < 0:
+            out.append(f"{PREFIX}PRIVACY_KEY_CACHE_SECONDS must be >= 0")
         if self.policy_file and not Path(self.policy_file).is_file():
             out.append(f"{PREFIX}POLICY_FILE={self.policy_file!r} is not a readable file")
         if not 1 <= self.pool_min_size <= self.pool_max_size:

@@ -116,16 +116,19 @@ def ours(
     *,
     tls: bool = True,
     replicas: int = 1,
+    env: dict[str, str] | None = None,
+    tag: str = "",
 ) -> Run:
     """N producer processes through the audit-service (sinks off); mutual TLS and the
     writer policy as in production, or plaintext (bench.tls compares them). With
     `replicas`, that many audit-service processes on one database, each its own chain,
-    the producers split between them."""
-    dsn = bench.fresh_database(f"ours{producers}r{replicas}{'' if tls else '_plain'}")
+    the producers split between them. `env` adds AUDIT_* settings (bench.privacy), `tag`
+    names the database."""
+    dsn = bench.fresh_database(f"ours{producers}r{replicas}{'' if tls else '_plain'}{tag}")
     ctx = multiprocessing.get_context("spawn")
     with contextlib.ExitStack() as stack:
         services = [
-            stack.enter_context(bench.audit_service(dsn, tls=tls, replica=i))
+            stack.enter_context(bench.audit_service(dsn, env, tls=tls, replica=i))
             for i in range(replicas)
         ]
         cpu = CpuWindow(pg_pid, [s.process.pid for s in services])

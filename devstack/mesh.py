@@ -200,6 +200,8 @@ def audit_plan(ctx: ComponentContext, metrics_port: int = 0) -> ServicePlan[Grpc
         # so the integration guide's curl lines work as written.
         "AUDIT_DEV_MODE": "true",
         "AUDIT_SIGNING_KEY_FILE": str(data_dir / "checkpoint-signing-key.pem"),
+        # Made as a development key on first start (dev mode); erase/hold tools read it.
+        "AUDIT_PRIVACY_KEY_FILE": str(data_dir / "privacy-master-key"),
         **_sink_env(ctx.infos),
         **_metrics_env("AUDIT_METRICS_LISTEN", metrics_port),
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from meshkit.settings import SettingsError
@@ -40,6 +41,17 @@ def url_password_problem(variable: str, url: str) -> list[str]:
         return [f"{variable} has no password"]
     if DEV_MARKER in password:
         return [f"{variable} has a development password ({DEV_MARKER}...)"]
+    return []
+
+
+def master_key_problem(variable: str, path: str) -> list[str]:
+    """`variable` named when the key file `path` is missing or a development value."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return [f"{variable} ({path}) does not exist or cannot be read"]
+    if DEV_MARKER in text:
+        return [f"{variable} ({path}) is a development key ({DEV_MARKER}...)"]
     return []
 
 

@@ -20,6 +20,7 @@ from user_svc.tokens import AccessClaims, AccessTokens, public_key_pem, signing_
 # Audit roles, and the account permissions that grant them at the audit-service.
 ROLE_PERMISSIONS = {
     "audit.reader": ("audit:read",),
+    "audit.pii_reader": ("audit:read", "audit:pii_read"),
     "audit.admin": ("audit:read", "audit:admin"),
 }
 

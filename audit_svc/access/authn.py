@@ -12,16 +12,20 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from audit_svc.access.policy import Policy
-from audit_svc.access.principal import ADMIN, READER, Kind, Principal
+from audit_svc.access.principal import ADMIN, PII_READER, READER, Kind, Principal
 from audit_svc.errors import Unauthenticated
 
 # Permissions of a user-service account that grant read roles here.
-PERMISSION_ROLES = {"audit:read": READER, "audit:admin": ADMIN}
+PERMISSION_ROLES = {"audit:read": READER, "audit:pii_read": PII_READER, "audit:admin": ADMIN}
 DEV_MODE_BANNER = (
     "!!! DEV MODE (AUDIT_DEV_MODE=true): callers on loopback without credentials may read "
-    "and write every audit event, as the anonymous principal. Never outside `make up`. !!!"
+    "and write every audit event, as the anonymous principal, and see personal fields "
+    "(username, IP address, user agent, personal details) in clear text. "
+    "Never outside `make up`. !!!"
 )
-ANONYMOUS = Principal(Kind.ANONYMOUS, "anonymous@loopback (dev mode)", frozenset({ADMIN}))
+ANONYMOUS = Principal(
+    Kind.ANONYMOUS, "anonymous@loopback (dev mode)", frozenset({ADMIN, PII_READER})
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ start-up (`AUDIT_POLICY_FILE`, default `audit_svc/policy.toml`):
   importer of old logs); without it they are rejected (`EVENT_TIME_TOO_OLD`).
   `events_per_second` / `bytes_per_second` override the write quota of that writer
   (AUDIT_WRITE_QUOTA_*; 0 is no limit).
-- `[[readers]]`: a SPIFFE id and the read roles it holds (`audit.reader`, `audit.admin`).
+- `[[readers]]`: a SPIFFE id and the read roles it holds (`audit.reader`,
+  `audit.pii_reader`, `audit.admin`).
 - `relays`: SPIFFE ids that forward REST callers (the gateway): their certificate
   grants nothing by itself; the caller's bearer token decides.
 - `[amqp_users]`: RabbitMQ user -> SPIFFE id. The broker checks each message's
@@ -24,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit_svc.access.principal import ADMIN, READER, Kind, Principal
+from audit_svc.access.principal import ADMIN, PII_READER, READER, Kind, Principal
 from audit_svc.model import FieldViolation
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "policy.toml"
 ANY = "*"
-ROLES = (READER, ADMIN)
+ROLES = (READER, PII_READER, ADMIN)
 
 
 class PolicyError(ValueError):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-# Read roles: query, statistics, live tail; and integrity checks and the archive.
+# Read roles: query, statistics, live tail; personal fields in clear text (else masked,
+# audit_svc.read.disclosure); and integrity checks, erasure and legal holds.
 READER = "audit.reader"
+PII_READER = "audit.pii_reader"
 ADMIN = "audit.admin"
-IMPLIED = {ADMIN: frozenset({READER})}
+IMPLIED = {ADMIN: frozenset({READER}), PII_READER: frozenset({READER})}
 
 
 class Kind(enum.Enum):

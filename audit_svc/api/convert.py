@@ -18,7 +18,7 @@ from audit_svc.ingest.validation import Wire
 from audit_svc.model import EventResult, FieldViolation, Outcome, Receipt, StoredEvent
 from audit_svc.read.filters import FILTER_FIELDS, TIME_FILTERS, QueryFilters
 from audit_svc.read.statistics import Count, Statistics
-from audit_svc.storage.protocols import CheckpointRow
+from audit_svc.storage.protocols import CheckpointRow, LegalHold
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OUTCOMES = {
@@ -259,3 +259,17 @@ def checkpoint_pb(row: CheckpointRow) -> audit_service_pb2.Checkpoint:
         root_hash=row.root_hash,
         note=row.note + row.cosignatures if row.note else "",
     )
+
+
+def hold_pb(hold: LegalHold) -> audit_service_pb2.LegalHold:
+    """A legal hold as its message (unset times stay unset)."""
+    out = audit_service_pb2.LegalHold(
+        hold_id=hold.hold_id, subject=hold.subject or "", reason=hold.reason,
+        placed_by=hold.placed_by, lifted_by=hold.lifted_by or "",
+        place_time=timestamp(hold.place_time),
+    )  # fmt: skip
+    for name in ("start_time", "end_time", "lift_time"):
+        value = getattr(hold, name)
+        if value is not None:
+            set_timestamp(getattr(out, name), value)
+    return out

@@ -18,6 +18,7 @@ from audit_svc.errors import InvalidArgument
 from audit_svc.ingest.ingestor import Ingestor
 from audit_svc.ingest.stream import ingest_stream
 from audit_svc.model import FieldViolation
+from audit_svc.privacy.admin import PrivacyAdmin
 from audit_svc.read.live_tail import LiveTail, WatchFilter
 from audit_svc.read.reader import Reader
 
@@ -27,7 +28,15 @@ Context: TypeAlias = grpc.aio.ServicerContext
 class AuditServicer(pb_grpc.AuditServiceServicer):
     """audit.v2.AuditService."""
 
-    def __init__(self, ingestor: Ingestor, reader: Reader, tail: LiveTail, guard: Guard) -> None:
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        reader: Reader,
+        tail: LiveTail,
+        guard: Guard,
+        privacy: PrivacyAdmin,
+    ) -> None:
+        self._privacy = privacy
         self._ingestor = ingestor
         self._reader = reader
         self._tail = tail
@@ -67,6 +76,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         principal = self._guard.reader(context, READER)
         page = await self._reader.query(
             convert.query_filters(request),
+            principal,
             page_size=request.page_size,
             limit=request.limit,
             page_token=request.page_token,
@@ -79,7 +89,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
 
     async def GetEvent(self, request: pb.GetEventRequest, context: Context) -> pb.GetEventResponse:
         principal = self._guard.reader(context, READER)
-        stored = await self._reader.get_event(request.event_id)
+        stored = await self._reader.get_event(request.event_id, principal)
         self._guard.record(principal, "GetEvent", request, 1)
         return pb.GetEventResponse(event=convert.event_pb(stored))
 
@@ -91,6 +101,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             request.time_range,
             convert.optional_time(request, "start_time"),
             convert.optional_time(request, "end_time"),
+            principal,
         )
         response = convert.statistics_pb(stats)
         self._guard.record(principal, "GetStatistics", request, response.total_events)
@@ -131,9 +142,10 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             service=request.service,
             result=request.result,
         )
-        with self._tail.subscribe(where, principal.name) as events:
+        with self._tail.subscribe(self._reader.watch_filter(where), principal.name) as events:
             async for stored in events:
-                yield pb.WatchResponse(event=convert.event_pb(stored))
+                (shown,) = await self._reader.reveal([stored], principal)
+                yield pb.WatchResponse(event=convert.event_pb(shown))
 
     async def VerifyIntegrity(
         self, request: pb.VerifyIntegrityRequest, context: Context
@@ -216,3 +228,42 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         return pb.GetConsistencyProofResponse(
             chain_id=p.chain_id, old_size=p.old_size, new_size=p.new_size, hashes=p.hashes
         )
+
+    async def EraseSubject(
+        self, request: pb.EraseSubjectRequest, context: Context
+    ) -> pb.EraseSubjectResponse:
+        principal = self._guard.reader(context, ADMIN)
+        r = await self._privacy.erase(request.user_id, principal.name)
+        return pb.EraseSubjectResponse(
+            subject=r.subject, events=r.events, archived_events=r.archived_events,
+            fields=r.fields, erase_time=convert.timestamp(r.erase_time),
+            erasure_event_id=r.erasure_event_id, already_erased=r.already_erased,
+        )  # fmt: skip
+
+    async def PlaceLegalHold(
+        self, request: pb.PlaceLegalHoldRequest, context: Context
+    ) -> pb.PlaceLegalHoldResponse:
+        principal = self._guard.reader(context, ADMIN)
+        hold = await self._privacy.place_hold(
+            principal.name,
+            request.reason,
+            user_id=request.user_id,
+            start=convert.optional_time(request, "start_time"),
+            end=convert.optional_time(request, "end_time"),
+        )
+        return pb.PlaceLegalHoldResponse(hold=convert.hold_pb(hold))
+
+    async def LiftLegalHold(
+        self, request: pb.LiftLegalHoldRequest, context: Context
+    ) -> pb.LiftLegalHoldResponse:
+        principal = self._guard.reader(context, ADMIN)
+        hold = await self._privacy.lift_hold(request.hold_id, principal.name)
+        return pb.LiftLegalHoldResponse(hold=convert.hold_pb(hold))
+
+    async def ListLegalHolds(
+        self, request: pb.ListLegalHoldsRequest, context: Context
+    ) -> pb.ListLegalHoldsResponse:
+        principal = self._guard.reader(context, ADMIN)
+        holds = await self._privacy.holds(include_lifted=request.include_lifted)
+        self._guard.record(principal, "ListLegalHolds", request, len(holds))
+        return pb.ListLegalHoldsResponse(holds=[convert.hold_pb(h) for h in holds])

@@ -30,7 +30,10 @@ class AuditLogServicer(pb_grpc.AuditLogServiceServicer):
     ) -> pb.SearchLogsResponse:
         principal = self._guard.reader(context, READER)
         page = await self._reader.search_logs(
-            convert.query_filters(request), limit=request.limit, page_token=request.page_token
+            convert.query_filters(request),
+            principal,
+            limit=request.limit,
+            page_token=request.page_token,
         )
         self._guard.record(principal, "SearchLogs", request, len(page.events))
         return pb.SearchLogsResponse(

@@ -5,8 +5,9 @@ its result."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from audit_svc import metrics
 from audit_svc.access import Policy, Principal
@@ -15,11 +16,25 @@ from audit_svc.errors import EventIdConflict, InvalidArgument, PermissionDenied
 from audit_svc.ingest.appender import Appender
 from audit_svc.ingest.idempotency import StoredById, bind_duplicates
 from audit_svc.ingest.quota import WriteQuotas
-from audit_svc.ingest.validation import INPUTS, RawEvent, Rules, Wire, admit, validate_batch_size
+from audit_svc.ingest.validation import (
+    INPUTS,
+    RawEvent,
+    Rules,
+    SealHook,
+    Wire,
+    admit,
+    validate_batch_size,
+)
 from audit_svc.model import Event, EventResult, Outcome, ready_event
 
 # What an event weighs against the bytes quota when the entry point does not say.
 ESTIMATED_EVENT_BYTES = 400
+
+
+class BatchSealer(Protocol):
+    """What seals a batch's personal fields (audit_svc.privacy.Sealer)."""
+
+    async def for_batch(self, user_ids: Iterable[str]) -> SealHook: ...
 
 
 class EventBudget:
@@ -58,7 +73,10 @@ class Ingestor:
         max_event_age: timedelta,
         quotas: WriteQuotas,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sealer: BatchSealer | None = None,
     ) -> None:
+        # Seals personal fields before the bytes are hashed (audit_svc.privacy).
+        self._sealer = sealer
         self._appender = appender
         self._policy = policy
         self._store = store
@@ -112,7 +130,11 @@ class Ingestor:
                 metadata={"principal": principal.name},
             )
         self.take_quota(principal, grant, len(inputs), size)
+        seal = None
+        if self._sealer is not None:
+            seal = await self._sealer.for_batch(raw.user_id for raw in inputs)
         rules = Rules(
+            seal=seal,
             now=self._clock(),
             max_skew=self._skew,
             max_age=None if grant.backfill else self._max_age,

@@ -17,7 +17,7 @@ import ipaddress
 import math
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring as _s  # what the chain escapes with
@@ -118,6 +118,16 @@ class _Inputs:
 INPUTS: Wire = _Inputs()
 
 
+# Seals one valid event's personal fields (audit_svc.privacy.sealer.Sealer.for_batch):
+# (event_id text, user_id, username, address text, user_agent, details, classification)
+# -> (user_id's pseudonym, username, address text, user_agent, details (None:
+# unchanged), username pseudonym, address pseudonym).
+SealHook = Callable[
+    [str, str, str, str, str, dict[str, Any], str],
+    tuple[str, str, str, str, dict[str, Any] | None, bytes | None, bytes | None],
+]
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     """What one batch is checked against, and what its events are stamped with."""
@@ -128,6 +138,9 @@ class Rules:
     grant: WriterGrant  # the services and event types the writer may write
     chain_id: str
     principal: str  # who wrote the batch, recorded with each event
+    # Seals each valid event's personal fields before its bytes are made (privacy's
+    # Sealer.for_batch); None: stored as sent.
+    seal: SealHook | None = None
 
 
 @dataclass(slots=True)
@@ -154,6 +167,7 @@ def admit(events: Sequence[RawEvent], wire: Wire, rules: Rules) -> Admitted:
     receive_text = time_text(now)
     chain_json = _s(rules.chain_id)
     principal, principal_json = rules.principal, principal_key(rules.principal)
+    seal = rules.seal
     types, names, tags_seen = _TYPES, _NAMES, _TAGS
     verdicts: dict[tuple[str, str], tuple[str, FieldViolation] | None] = {}  # the grant's
     id_max, name_max, agent_max = MAX_LEN["user_id"], MAX_LEN["username"], MAX_LEN["user_agent"]
@@ -213,6 +227,16 @@ def admit(events: Sequence[RawEvent], wire: Wire, rules: Rules) -> Admitted:
             )
             continue
         address, ip_text = cast(_Address, ip)  # checked above
+        username_token = ip_token = None
+        ip_sealed = ""
+        if seal is not None:
+            user_id, username, ip_text, user_agent, sealed_details, username_token, ip_token = seal(
+                event_id, user_id, username, ip_text, user_agent, details, classification
+            )
+            if sealed_details is not None:
+                text = details_json(sealed_details)
+            if ip_text:
+                address, ip_sealed = None, ip_text
         before, after = canonical_halves(
             action, chain_json, tags, classification, text, event_id, time_text(event_time),
             event_type, ip_text, principal_json, receive_text, result, service, user_agent,
@@ -221,6 +245,7 @@ def admit(events: Sequence[RawEvent], wire: Wire, rules: Rules) -> Admitted:
         row = (
             event_id, event_type, user_id, username, address, user_agent, service, action,
             result, JsonText(text), tags, classification, event_time, now, principal,
+            username_token, ip_token, ip_sealed,
         )  # fmt: skip
         out.ready.append(Ready(event_id, before, after, row))
         out.indexes.append(index)

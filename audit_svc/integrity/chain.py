@@ -49,13 +49,16 @@ def ready(event: Event, chain_id: str) -> Ready:
         event.ip_address, event.user_agent, event.service, event.action, event.result,
         JsonText(event.details_json or details_json(event.details)),
         list(event.compliance_tags), event.data_classification, event.event_time,
-        event.receive_time, event.principal,
+        event.receive_time, event.principal, event.username_token, event.ip_token, "",
     )  # fmt: skip
+    if isinstance(event.ip_address, str):  # sealed (audit_svc.privacy): not an inet
+        row = (*row[:4], None, *row[5:-1], event.ip_address)
     return Ready(row[0], before, after, row)
 
 
 def _halves(event: Event, chain_id: str) -> tuple[bytes, bytes]:
-    ip = "" if event.ip_address is None else ip_text(event.ip_address)
+    address = event.ip_address  # text once sealed (audit_svc.privacy)
+    ip = "" if address is None else address if isinstance(address, str) else ip_text(address)
     return canonical_halves(
         event.action, _s(chain_id), event.compliance_tags, event.data_classification,
         event.details_json or details_json(event.details), str(event.event_id),

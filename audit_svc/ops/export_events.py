@@ -10,12 +10,16 @@ import argparse
 import asyncio
 import gzip
 import sys
+from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 from audit_svc.errors import AuditError, InvalidArgument
-from audit_svc.model import FieldViolation
+from audit_svc.model import FieldViolation, StoredEvent
+from audit_svc.ops.privacy import open_privacy
+from audit_svc.privacy import MasterKeyError
+from audit_svc.read.disclosure import CLEAR_VIEWER, MASKED_VIEWER
 from audit_svc.read.export import new_export
 from audit_svc.read.filters import FILTER_FIELDS, TIME_FILTERS, QueryFilters
 from audit_svc.settings import Settings
@@ -34,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="ndjson", help="ndjson, ocsf, ecs, cef or csv")
     parser.add_argument("--out", default="-", help="file to write (default: stdout)")
     parser.add_argument("--gzip", action="store_true", help="gzip the output")
+    parser.add_argument(
+        "--clear", action="store_true",
+        help="personal fields in clear text (as to audit.pii_reader); default: masked",
+    )  # fmt: skip
     for name, _ in FILTER_FIELDS:
         kind = "an ISO 8601 time" if name in TIME_FILTERS else "as in Query"
         parser.add_argument(f"--{name.replace('_', '-')}", default="", help=f"filter ({kind})")
@@ -60,9 +68,19 @@ def filters_of(args: argparse.Namespace) -> QueryFilters:
 async def export_events(settings: Settings, args: argparse.Namespace, out: Writer) -> int:
     """Write the export to `out`; the number of events written."""
     filters = filters_of(args)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    # Two: the export holds one (its snapshot) while the keys are read on the other.
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
-        export = new_export(PgEventReader(pool), filters, args.format, settings.page_token_secret)
+        _, disclosure = open_privacy(settings, pool)
+        viewer = CLEAR_VIEWER if args.clear else MASKED_VIEWER
+
+        async def present(rows: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
+            return await disclosure.reveal(rows, viewer)
+
+        export = new_export(
+            PgEventReader(pool), filters, args.format, settings.page_token_secret, present,
+            disclosure.pseudonymize,
+        )  # fmt: skip
         async for chunk in export.chunks():
             out.write(chunk)
         return export.count
@@ -85,7 +103,7 @@ def run_export_events(settings: Settings, args: argparse.Namespace) -> int:
             for v in exc.violations:
                 print(f"error: --{v.field.replace('_', '-')} {v.description}", file=sys.stderr)
             return EXIT_ERROR
-        except (AuditError, OSError) as exc:
+        except (AuditError, OSError, MasterKeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
     print(f"{count} events exported", file=sys.stderr)

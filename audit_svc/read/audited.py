@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from audit_svc.access import Kind, Principal
@@ -46,9 +46,20 @@ def authorize(principal: Principal, role: str) -> None:
 class ReadAudit:
     """Queues one `audit.read` event per read, and commits them in the background."""
 
-    def __init__(self, appender: Appender, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        appender: Appender,
+        *,
+        enabled: bool = True,
+        scrub: Callable[[Mapping[str, object]], Mapping[str, object]] | None = None,
+        write: Callable[[Sequence[Event]], Awaitable[object]] | None = None,
+    ) -> None:
+        # How the records are committed (sealed first: audit_svc.app.write_events).
+        self._write = write
         self._appender = appender
         self.enabled = enabled
+        # Personal filters as pseudonyms (Disclosure.scrub_filters): no clear text kept.
+        self._scrub = scrub
         self._queue: asyncio.Queue[Event] = asyncio.Queue(MAX_PENDING)
         self.dropped = 0
 
@@ -59,6 +70,8 @@ class ReadAudit:
         if not self.enabled:
             return
         now = datetime.now(UTC)
+        if self._scrub is not None:
+            filters = self._scrub(filters)
         shown = {
             k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in filters.items()
         }
@@ -141,8 +154,11 @@ class ReadAudit:
 
     async def _commit(self, group: list[Event]) -> None:
         try:
-            chain_id = self._appender.chain_id
-            await self._appender.submit([ready(e, chain_id) for e in group])
+            if self._write is not None:
+                await self._write(group)
+            else:
+                chain_id = self._appender.chain_id
+                await self._appender.submit([ready(e, chain_id) for e in group])
         except Exception:
             self.dropped += len(group)
             log.exception("could not store %d audit.read events", len(group))

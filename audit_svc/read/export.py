@@ -9,7 +9,7 @@ both write these chunks as they come; memory stays at about one chunk and one ba
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from audit_svc.errors import InvalidArgument
@@ -20,10 +20,11 @@ from audit_svc.storage.protocols import EventReader
 
 CHUNK_BYTES = 64 * 1024
 BATCH_ROWS = 2000
-Present = Callable[[StoredEvent], StoredEvent]
+# What the caller may see of a batch of stored events (audit_svc.read.disclosure).
+Present = Callable[[Sequence[StoredEvent]], Awaitable[Sequence[StoredEvent]]]
 
 
-def _as_is(stored: StoredEvent) -> StoredEvent:
+async def _as_is(stored: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
     return stored
 
 
@@ -54,8 +55,8 @@ class Export:
         parts: list[bytes] = [self.format.header.encode()] if self.format.header else []
         size, sent = 0, False
         async for rows in self.events.export_events(self.spec, BATCH_ROWS):
-            for stored in rows:
-                data = line(present(stored))
+            for stored in await present(rows):
+                data = line(stored)
                 parts.append(data)
                 size += len(data)
                 self.count += 1
@@ -69,10 +70,10 @@ class Export:
 
 def new_export(
     events: EventReader, filters: QueryFilters, format_name: str, key: bytes,
-    present: Present = _as_is,
+    present: Present = _as_is, pseudonymize: Callable[[QuerySpec], QuerySpec] | None = None,
 ) -> Export:  # fmt: skip
     """Validate the filters (as Query does) and the format; INVALID_ARGUMENT names
-    every bad field."""
+    every bad field. `pseudonymize`: personal filters as stored (Disclosure's)."""
     fmt = by_name((format_name or "ndjson").lower())
     problems = [] if fmt is not None else [_bad_format()]
     try:
@@ -81,7 +82,7 @@ def new_export(
         raise InvalidArgument([*problems, *exc.violations]) from None
     if fmt is None:
         raise InvalidArgument(problems)
-    return Export(events, spec, fmt, present)
+    return Export(events, pseudonymize(spec) if pseudonymize else spec, fmt, present)
 
 
 __all__ = ["Export", "new_export"]

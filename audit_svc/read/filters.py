@@ -108,6 +108,9 @@ class QuerySpec:
     page_size: int = DEFAULT_PAGE_SIZE
     after: Position | None = None
     include_archive: bool = False
+    # Personal filters as the pseudonyms they are stored as (audit_svc.privacy):
+    # (filter name, pseudonym) pairs matched instead of the clear value.
+    pseudonyms: tuple[tuple[str, str | bytes], ...] = ()
 
     def fingerprint(self) -> bytes:
         """The filters' fingerprint (not the page size or position)."""

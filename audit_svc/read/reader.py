@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -26,8 +26,10 @@ from audit_svc.integrity.verify import CHECKPOINT_INVALID, VerifyResult, verify_
 from audit_svc.model import FieldViolation, StoredEvent
 from audit_svc.read import legacy, statistics
 from audit_svc.read.cold import ColdTier
+from audit_svc.read.disclosure import MASKED_VIEWER, Disclosure
 from audit_svc.read.export import Export, Present, new_export
-from audit_svc.read.query import QueryFilters, QueryPage, parse_query, run_query
+from audit_svc.read.live_tail import WatchFilter
+from audit_svc.read.query import QueryFilters, QueryPage, QuerySpec, parse_query, run_query
 from audit_svc.sinks import BadCheckpoint, Sinks, SinkState, bucket_checkpoints
 from audit_svc.storage.protocols import EventReader, SinkStore, TreeStore
 
@@ -72,7 +74,9 @@ class Reader:
         lock_held: Callable[[], Awaitable[bool]] | None = None,
         queue_health: Callable[[], ComponentHealth] | None = None,
         cold: ColdTier | None = None,
+        disclosure: Disclosure,
     ) -> None:
+        self.disclosure = disclosure
         # Archived events for Query (None: no archive configured).
         self._cold = cold
         self._sinks = sinks
@@ -91,15 +95,17 @@ class Reader:
     async def query(
         self,
         filters: QueryFilters,
+        viewer: Principal,
         *,
         page_size: int = 0,
         limit: int = 0,
         page_token: str = "",
         include_archive: bool = False,
     ) -> QueryPage:
-        """One page of events; InvalidArgument as `query.parse_query` says. Archived
-        events are included when asked, or when the time range starts before the hot
-        window; asked of a service without an archive: ArchiveNotConfigured."""
+        """One page of events as `viewer` may see them; InvalidArgument as
+        `query.parse_query` says. Archived events are included when asked, or when
+        the time range starts before the hot window; asked of a service without an
+        archive: ArchiveNotConfigured."""
         spec = parse_query(
             filters, key=self._key, page_size=page_size, limit=limit, page_token=page_token
         )
@@ -110,28 +116,42 @@ class Reader:
             )
         if self._cold is not None and (include_archive or self._cold.reaches(spec)):
             spec = replace(spec, include_archive=True)
-        return await run_query(self._events, spec, self._key, self._cold)
+        return await self._page(spec, viewer)
 
     def export(
         self, filters: QueryFilters, format_name: str, principal: Principal | None = None
     ) -> Export:
         """A validated export of every event matching `filters` (no page limit), in
         `format_name`; INVALID_ARGUMENT names each bad filter or the format."""
-        return new_export(self._events, filters, format_name, self._key, self.presenter(principal))
+        return new_export(
+            self._events, filters, format_name, self._key, self.presenter(principal),
+            self.disclosure.pseudonymize,
+        )  # fmt: skip
 
     def presenter(self, principal: Principal | None) -> Present:
-        """How a stored event is shown to `principal`: the seam of read-side masking
-        (issue 13), applied to every exported event. Events are shown as stored today."""
-        return _as_stored
+        """How stored events are shown to `principal` (audit_svc.read.disclosure), for
+        every exported event; no principal: masked, as to a plain reader."""
+        viewer = principal or MASKED_VIEWER
+
+        async def present(events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
+            return await self.disclosure.reveal(events, viewer)
+
+        return present
 
     async def search_logs(
-        self, filters: QueryFilters, *, limit: int = 0, page_token: str = ""
+        self, filters: QueryFilters, viewer: Principal, *, limit: int = 0, page_token: str = ""
     ) -> QueryPage:
         """The v1 search: v1 event names mapped to v2 types, then the same query."""
         spec = legacy.parse_search(filters, key=self._key, limit=limit, page_token=page_token)
-        return await run_query(self._events, spec, self._key)
+        return await self._page(spec, viewer)
 
-    async def get_event(self, event_id: str) -> StoredEvent:
+    async def _page(self, spec: QuerySpec, viewer: Principal) -> QueryPage:
+        page = await run_query(
+            self._events, self.disclosure.pseudonymize(spec), self._key, self._cold
+        )
+        return replace(page, events=await self.disclosure.reveal(page.events, viewer))
+
+    async def get_event(self, event_id: str, viewer: Principal) -> StoredEvent:
         try:
             key = uuid.UUID(event_id)
         except ValueError:
@@ -139,14 +159,26 @@ class Reader:
         found = await self._events.get_event(key)
         if found is None:
             raise NotFound(f"no event with id {event_id}", metadata={"event_id": event_id})
-        return found
+        (shown,) = await self.disclosure.reveal([found], viewer)
+        return shown
+
+    def watch_filter(self, where: WatchFilter) -> WatchFilter:
+        """The live-tail filter matching stored events (personal filters as pseudonyms)."""
+        return self.disclosure.watch_filter(where)
+
+    async def reveal(self, events: Sequence[StoredEvent], viewer: Principal) -> list[StoredEvent]:
+        """Events (of the live tail) as `viewer` may see them."""
+        return await self.disclosure.reveal(events, viewer)
 
     async def statistics(
-        self, time_range: str, start: datetime | None, end: datetime | None
+        self, time_range: str, start: datetime | None, end: datetime | None, viewer: Principal
     ) -> statistics.Statistics:
         now = self._clock()
         span = statistics.parse_time_range(time_range, start, end, now)
-        return await statistics.get_statistics(self._events, span, now)
+        stats = await statistics.get_statistics(self._events, span, now)
+        users = await self.disclosure.reveal_users([c.key for c in stats.top_users], viewer)
+        top = tuple(replace(c, key=u) for c, u in zip(stats.top_users, users, strict=True))
+        return replace(stats, top_users=top)
 
     async def dashboard(self, time_range: str) -> legacy.Dashboard:
         return await legacy.dashboard(self._events, time_range, self._clock())
@@ -263,10 +295,6 @@ class Reader:
         except Exception as exc:  # a probe: a driver error of a new kind is "not ok" too
             return ComponentHealth("postgres", False, repr(exc))
         return ComponentHealth("postgres", True)
-
-
-def _as_stored(stored: StoredEvent) -> StoredEvent:
-    return stored
 
 
 def _no_nul(chain_id: str) -> str:

@@ -83,12 +83,37 @@ def parquet_key(chain_id: str, first: int, last: int) -> str:
 
 def encode_events(events: Sequence[StoredEvent]) -> bytes:
     """Gzip NDJSON, one event per line, byte-for-byte reproducible."""
-    lines = (json.dumps(event_doc(s), sort_keys=True, ensure_ascii=False) for s in events)
+    lines = (json.dumps(_archive_doc(s), sort_keys=True, ensure_ascii=False) for s in events)
     return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
 
 
 def decode_events(data: bytes) -> list[StoredEvent]:
     return [_stored(json.loads(line)) for line in gzip.decompress(data).splitlines() if line]
+
+
+def _archive_doc(s: StoredEvent) -> dict[str, Any]:
+    """`event_doc`, and the pseudonyms (audit_svc.privacy), so a restored range is
+    found by Query again."""
+    e = s.event
+    return {
+        **event_doc(s),
+        "username_token": None if e.username_token is None else e.username_token.hex(),
+        "ip_token": None if e.ip_token is None else e.ip_token.hex(),
+    }
+
+
+def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str | None:
+    """An archived address: a sealed one (audit_svc.privacy) stays text."""
+    if text is None:
+        return None
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return text
+
+
+def _hex(text: str | None) -> bytes | None:
+    return None if text is None else bytes.fromhex(text)
 
 
 def _stored(d: dict[str, Any]) -> StoredEvent:
@@ -97,7 +122,7 @@ def _stored(d: dict[str, Any]) -> StoredEvent:
         event_type=d["event_type"],
         user_id=d["user_id"],
         username=d["username"],
-        ip_address=None if d["ip_address"] is None else ipaddress.ip_address(d["ip_address"]),
+        ip_address=_address(d["ip_address"]),
         user_agent=d["user_agent"],
         service=d["service"],
         action=d["action"],
@@ -108,6 +133,8 @@ def _stored(d: dict[str, Any]) -> StoredEvent:
         event_time=datetime.fromisoformat(d["event_time"]),
         receive_time=datetime.fromisoformat(d["receive_time"]),
         principal=d.get("principal", ""),  # objects archived before it was recorded
+        username_token=_hex(d.get("username_token")),
+        ip_token=_hex(d.get("ip_token")),
     )
     receipt = Receipt(d["chain_id"], int(d["seq"]), bytes.fromhex(d["hash"]),
                       bytes.fromhex(d["prev_hash"]))  # fmt: skip

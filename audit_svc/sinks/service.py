@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from audit_svc.integrity.signer import Signer, Verifier, load_signer
+from audit_svc.read.export import Present
 from audit_svc.settings import Settings
 from audit_svc.sinks import checkpoints as cps
 from audit_svc.sinks import syslog, webhook
@@ -79,10 +80,14 @@ class Sinks:
         chain_id: str,
         tree: TreeStore | None = None,
         table: TableCodec | None = None,
+        present: Present | None = None,
     ) -> Sinks:
         """The enabled sinks; `tree` (None when the Merkle tree is off) makes
         checkpoints C2SP notes of its root, sent to the witnesses; `table` is the
-        Parquet form the archive writes next to its NDJSON (the cold tier reads it)."""
+        Parquet form the archive writes next to its NDJSON (the cold tier reads it).
+        `present` is what the forwarders (syslog, webhook) send of each event
+        (audit_svc.read.disclosure: personal fields masked unless
+        AUDIT_FORWARD_CLEAR_TEXT)."""
         sinks = cls(state, chain_id)
 
         def runner(name: str, step: Step, poll: float) -> None:
@@ -111,7 +116,7 @@ class Sinks:
                                          s.syslog_hostname)  # fmt: skip
             sinks.syslog = syslog.SyslogSink(
                 state, chain_id, target, batch_events=s.syslog_batch_events,
-                confirm_seconds=s.syslog_confirm_seconds,
+                confirm_seconds=s.syslog_confirm_seconds, present=present,
             )  # fmt: skip
             runner(syslog.NAME, sinks.syslog.step, s.sink_poll_seconds)
         if s.webhook_url:
@@ -122,7 +127,7 @@ class Sinks:
             sinks.webhook = webhook.WebhookSink(
                 state, chain_id, hook, batch_events=s.webhook_batch_events,
                 max_attempts=s.webhook_max_attempts, backoff_seconds=s.webhook_backoff_seconds,
-                backoff_max_seconds=s.sink_retry_max_seconds,
+                backoff_max_seconds=s.sink_retry_max_seconds, present=present,
             )  # fmt: skip
             runner(webhook.NAME, sinks.webhook.step, s.sink_poll_seconds)
         if s.s3_enabled:

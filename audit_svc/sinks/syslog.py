@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from audit_svc import metrics
 from audit_svc.formats.syslog import octet_counted, rfc5424
+from audit_svc.read.export import Present
 from audit_svc.storage.protocols import SinkStore
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,9 @@ class SyslogSink:
 
     def __init__(
         self, state: SinkStore, chain_id: str, target: SyslogTarget, *,
-        batch_events: int = 1000, confirm_seconds: float = 1.0,
+        batch_events: int = 1000, confirm_seconds: float = 1.0, present: Present | None = None,
     ) -> None:  # fmt: skip
+        self._present = present  # what a reader may see (audit_svc.read.disclosure)
         self._state = state
         self.chain_id = chain_id
         self._target = target
@@ -79,9 +81,10 @@ class SyslogSink:
             raise ConnectionLost(f"{self._where}: the receiver closed the connection")
         events = await self._state.events_after(self.chain_id, self._sent, self._batch)
         if events:
+            shown = events if self._present is None else await self._present(events)
             data = b"".join(
                 octet_counted(rfc5424(s, facility=self._target.facility, hostname=self._hostname))
-                for s in events
+                for s in shown
             )
             assert self._writer is not None
             try:

@@ -77,7 +77,8 @@ def chain_field(chain_id: str) -> bytes:
 def row(chain: bytes, seq: int, prev: bytes, digest: bytes, values: tuple[Any, ...]) -> bytes:
     """One row: the chain place, then `values` (`model.ROW_FIELDS`, as `Ready.row`)."""
     (event_id, event_type, user_id, username, ip, user_agent, service, action, result,
-     details, tags, classification, event_time, receive_time, principal) = values  # fmt: skip
+     details, tags, classification, event_time, receive_time, principal, username_token,
+     ip_token, ip_sealed) = values  # fmt: skip
     texts = TEXTS
     data = details.encode()
     return b"".join(
@@ -90,8 +91,13 @@ def row(chain: bytes, seq: int, prev: bytes, digest: bytes, values: tuple[Any, .
             _length(len(data) + 1), b"\x01", data,  # jsonb: version 1, then the text
             TAGS[tuple(tags)], texts[classification],
             _event_time(event_time), _receive_time(receive_time), texts[principal],
+            _bytea(username_token), _bytea(ip_token), texts[ip_sealed],
         )
     )  # fmt: skip
+
+
+def _bytea(value: bytes | None) -> bytes:
+    return NULL if value is None else _length(len(value)) + value
 
 
 def _inet(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:

@@ -23,7 +23,13 @@ import asyncpg
 from audit_svc.model import JsonText, StoredEvent
 from audit_svc.read.filters import Match, QuerySpec
 from audit_svc.storage import ranges
-from audit_svc.storage.postgres import SELECT_EVENT, Database, acquire, stored_event
+from audit_svc.storage.postgres import (
+    PSEUDONYM_COLUMNS,
+    SELECT_EVENT,
+    Database,
+    acquire,
+    stored_event,
+)
 from audit_svc.storage.protocols import EventCounts, Head, RangeCounts
 from audit_svc.storage.ranges import HOUR
 from audit_svc.storage.sink_state import archive_boundary, chain_state
@@ -143,8 +149,11 @@ def _predicates(spec: QuerySpec) -> tuple[list[str], list[Any]]:
         args.append(value)
         return f"${len(args)}"
 
+    pseudonyms = dict(spec.pseudonyms)
     for name, match, value in spec.filters.set_filters():
-        if name in _TERM_PREFIXES:
+        if name in pseudonyms:  # a personal filter matches its pseudonym (privacy)
+            where.append(f"{PSEUDONYM_COLUMNS[name]} = {arg(pseudonyms[name])}")
+        elif name in _TERM_PREFIXES:
             terms.append(f"'{_TERM_PREFIXES[name]}' || {arg(value)}::text")
         elif match is Match.ADDRESS:
             terms.append(f"'i:' || host({arg(value)}::inet)")

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from audit_svc.model import StoredEvent
 from audit_svc.read.filters import Match, QuerySpec
-from audit_svc.storage.postgres import EVENT_COLUMNS, event_row, stored_event
+from audit_svc.storage.postgres import EVENT_COLUMNS, PSEUDONYM_COLUMNS, event_row, stored_event
 
 ROW_GROUP = 2048
 _TIME = pa.timestamp("us", tz="UTC")
@@ -45,6 +45,9 @@ _TYPES: dict[str, pa.DataType] = {
     "receive_time": _TIME,
     "prev_hash": pa.binary(32),
     "hash": pa.binary(32),
+    "username_token": pa.binary(),
+    "ip_token": pa.binary(),
+    "ip_sealed": pa.string(),
 }
 for _name in ("event_type", "user_id", "username", "user_agent", "service", "action",
               "result", "data_classification", "principal"):  # fmt: skip
@@ -158,8 +161,12 @@ def _json(text: str | None) -> Any:
 def _pushdown(spec: QuerySpec) -> ds.Expression | None:
     """The filters Arrow evaluates while reading (all but tags and details)."""
     terms: list[ds.Expression] = []
+    pseudonyms = dict(spec.pseudonyms)
     for name, match, value in spec.filters.set_filters():
         column = ds.field(name)
+        if name in pseudonyms:  # personal filters match their pseudonyms (privacy)
+            terms.append(ds.field(PSEUDONYM_COLUMNS[name]) == pseudonyms[name])
+            continue
         if match is Match.TYPE and value.endswith(".*"):
             terms.append(pc.starts_with(column, pattern=value[:-1]))
         elif match in (Match.TYPE, Match.EQUALS, Match.ADDRESS):

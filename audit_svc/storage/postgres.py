@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # Columns of audit_events in the order `event_row` and the ingest path's COPY write
 # them: an event's place in its chain, then what `Ready.row` holds.
 EVENT_COLUMNS = ("chain_id", "seq", "prev_hash", "hash", *ROW_FIELDS)
+# Where the pseudonym of each personal filter is stored (audit_svc.privacy).
+PSEUDONYM_COLUMNS = {"user_id": "user_id", "username": "username_token", "ip_address": "ip_token"}
 SELECT_EVENT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM audit_events"
 
 
@@ -132,7 +134,10 @@ async def acquire(db: Database) -> AsyncIterator[asyncpg.Connection]:
 
 
 def event_row(event: Event, receipt: Receipt) -> tuple[Any, ...]:
-    """The audit_events row of an event, in EVENT_COLUMNS order."""
+    """The audit_events row of an event, in EVENT_COLUMNS order. A sealed address
+    (text, audit_svc.privacy) goes to `ip_sealed`, the inet column stays NULL."""
+    ip = event.ip_address
+    sealed = isinstance(ip, str)
     return (
         receipt.chain_id,
         receipt.seq,
@@ -142,7 +147,7 @@ def event_row(event: Event, receipt: Receipt) -> tuple[Any, ...]:
         event.event_type,
         event.user_id,
         event.username,
-        event.ip_address,
+        None if sealed else ip,
         event.user_agent,
         event.service,
         event.action,
@@ -153,6 +158,9 @@ def event_row(event: Event, receipt: Receipt) -> tuple[Any, ...]:
         event.event_time,
         event.receive_time,
         event.principal,
+        event.username_token,
+        event.ip_token,
+        ip if sealed else "",
     )
 
 
@@ -163,7 +171,7 @@ def stored_event(row: asyncpg.Record) -> StoredEvent:
         event_type=row["event_type"],
         user_id=row["user_id"],
         username=row["username"],
-        ip_address=row["ip_address"],
+        ip_address=row.get("ip_sealed") or row["ip_address"],
         user_agent=row["user_agent"],
         service=row["service"],
         action=row["action"],
@@ -174,6 +182,8 @@ def stored_event(row: asyncpg.Record) -> StoredEvent:
         event_time=row["event_time"],
         receive_time=row["receive_time"],
         principal=row["principal"],
+        username_token=_bytes(row.get("username_token")),
+        ip_token=_bytes(row.get("ip_token")),
     )
     receipt = Receipt(
         chain_id=row["chain_id"],
@@ -182,3 +192,7 @@ def stored_event(row: asyncpg.Record) -> StoredEvent:
         prev_hash=bytes(row["prev_hash"]),
     )
     return StoredEvent(event, receipt)
+
+
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from audit_svc.integrity.tiles import TileAppends
 from audit_svc.model import Outcome, Ready, Receipt, StoredEvent
@@ -328,3 +328,88 @@ class TreeStore(Protocol):
     async def checkpoint_at(self, chain_id: str, size: int) -> CheckpointRow | None: ...
     async def last_note(self, chain_id: str) -> CheckpointRow | None: ...
     async def add_cosignatures(self, chain_id: str, size: int, lines: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectKeyRow:
+    """A subject's stored key: wrapped, with the subject's clear id sealed under it;
+    both None once erased."""
+
+    subject: str
+    wrapped_key: bytes | None
+    sealed_subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LegalHold:
+    """A hold on a subject's events, or on events of a time range (either bound may be
+    open); active until lifted."""
+
+    hold_id: str
+    subject: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+    reason: str
+    placed_by: str
+    place_time: datetime
+    lifted_by: str | None = None
+    lift_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminAction:
+    """An audited admin action waiting to be recorded as an event on a chain."""
+
+    event_id: uuid.UUID
+    event_type: str
+    action: str
+    details: dict[str, Any]
+    requested_by: str
+    request_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """What an erasure destroyed: the subject's key, and how many stored events (in
+    PostgreSQL; archived ones too, by `archived_events`) it made unreadable."""
+
+    subject: str
+    events: int
+    archived_events: int
+    erase_time: datetime
+    already: bool = False
+
+
+class PrivacyStore(Protocol):
+    """Subject keys, legal holds and the admin-action outbox (storage.privacy_store)."""
+
+    async def subject_keys(self, subjects: Sequence[str]) -> dict[str, SubjectKeyRow]:
+        """The stored keys of those of `subjects` that have one (erased included)."""
+        ...
+
+    async def add_subject_keys(self, rows: Sequence[SubjectKeyRow]) -> None:
+        """Store new keys; a subject that already has one keeps it."""
+        ...
+
+    async def erase_subject(self, subject: str, action: AdminAction) -> Erased:
+        """Destroy the subject's key and queue `action`, in one transaction, unless an
+        active hold covers the subject (`HeldError`); LookupError if it has no key."""
+        ...
+
+    async def place_hold(self, hold: LegalHold, action: AdminAction) -> None: ...
+
+    async def lift_hold(self, hold_id: str, by: str, action: AdminAction) -> LegalHold:
+        """Lift an active hold (LookupError if there is none of that id)."""
+        ...
+
+    async def holds(self, *, active_only: bool = True) -> list[LegalHold]: ...
+
+    async def holds_covering(
+        self, subjects: Sequence[str], start: datetime | None, end: datetime | None
+    ) -> list[LegalHold]:
+        """Active holds on any of `subjects` or overlapping [start, end]."""
+        ...
+
+    async def pending_actions(self, limit: int) -> list[AdminAction]: ...
+
+    async def mark_recorded(self, event_ids: Sequence[uuid.UUID]) -> None: ...

@@ -12,6 +12,7 @@ import pytest
 
 from audit_svc.settings import Settings, SettingsError
 from devstack.settings import DEFAULT_S3_SECRET_KEY
+from tests.testkit.tls import privacy_key_file
 
 DEV_DEFAULTS = {
     # The default database URL has no password; S3's is devstack's dev key.
@@ -30,6 +31,7 @@ OFFENDING = (
     "AUDIT_INFLUX_TOKEN",
     "AUDIT_SIGNING_KEY",
     "AUDIT_AMQP_URL",
+    "AUDIT_PRIVACY_KEY_FILE",  # the default file is missing (or a dev key of `make up`)
 )
 log = logging.getLogger("test")
 
@@ -65,6 +67,7 @@ def test_dev_secrets_flag_accepts_them_on_any_listener() -> None:
 def test_production_secrets_accepted_without_dev_mode() -> None:
     settings = Settings.from_env(
         {
+            "AUDIT_PRIVACY_KEY_FILE": privacy_key_file(),
             **DEV_DEFAULTS,
             "AUDIT_DATABASE_URL": "postgresql://audit_svc:k9Qm2x@db:5432/audit",
             "AUDIT_PAGE_TOKEN_KEY": "p" * 32,

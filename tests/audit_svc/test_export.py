@@ -80,7 +80,8 @@ async def test_cli_writes_each_format_and_names_a_bad_flag(
     async def cli(*args: str) -> tuple[int, bytes, bytes]:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "audit_svc", "export-events", *args,
-            env=os.environ | {"AUDIT_DATABASE_URL": audit_db},
+            env=os.environ | {"AUDIT_DATABASE_URL": audit_db,
+                              "AUDIT_PRIVACY_KEY_FILE": app.settings.privacy_key_file},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await process.communicate()

@@ -39,10 +39,12 @@ async def test_guide_event_is_stored_with_a_receipt(
     assert result.receipt.prev_hash == "00" * 32
     row = await db.fetchrow(SELECT_EVENT + " WHERE event_id = $1", uuid.UUID(result.event_id))
     assert row is not None
-    assert row["username"] == "johndoe"
-    assert str(row["ip_address"]) == "192.168.1.100"
+    assert row["username"].startswith("pii1.")  # sealed (audit_svc.privacy)
+    assert row["ip_address"] is None and row["ip_sealed"].startswith("pii1.")
     assert row["compliance_tags"] == ["SOX", "GDPR"]
     assert row["hash"].hex() == result.receipt.hash
+    shown = await stub.GetEvent(pb.GetEventRequest(event_id=result.event_id))
+    assert (shown.event.username, shown.event.ip_address) == ("johndoe", "192.168.1.100")
 
 
 async def test_invalid_event_is_invalid_argument_naming_each_field(

@@ -89,7 +89,8 @@ async def test_each_read_leaves_exactly_one_audit_read(audited: AuditApp, audit_
     finally:
         await conn.close()
     assert sorted(r["action"] for r in rows) == ["GetEvent", "VerifyIntegrity", "Watch"]
-    assert {r["username"] for r in rows} == {READER}
+    assert {r["details"]["principal"] for r in rows} == {READER}
+    assert all(r["username"].startswith("pii1.") for r in rows)  # sealed: audit_svc.privacy
     assert {r["principal"] for r in rows} == {"spiffe://auditmesh.local/audit-service"}
     by_action = {r["action"]: r["details"] for r in rows}
     assert by_action["GetEvent"]["filters"] == {"event_id": written.result.event_id}

@@ -129,7 +129,7 @@ async def test_each_read_leaves_exactly_one_audit_read_naming_the_reader(
     try:
         query = (
             "SELECT action, details FROM audit_events WHERE event_type = 'audit.read'"
-            " AND username = 'user:auditor-7' ORDER BY seq"
+            " AND details->>'principal' = 'user:auditor-7' ORDER BY seq"  # username is sealed
         )
         deadline = time.monotonic() + 30  # guards a hang only
         while len(rows := await conn.fetch(query)) < len(reads):

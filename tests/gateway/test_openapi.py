@@ -48,6 +48,7 @@ async def test_audit_document(mesh: Mesh) -> None:
         "/api/v2/integrity/public-key", "/api/v1/audit/logs", "/api/v1/audit/statistics/dashboard",
         "/api/v2/integrity/checkpoint", "/api/v2/integrity/inclusion-proof",
         "/api/v2/integrity/consistency-proof", "/api/v2/events:export",
+        "/api/v2/privacy/erasures", "/api/v2/privacy/holds", "/api/v2/privacy/holds/{hold_id}:lift",
     }  # fmt: skip
 
     query = paths["/api/v2/events/query"]["get"]

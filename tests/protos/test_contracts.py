@@ -119,6 +119,10 @@ def test_every_rpc_of_the_contract_is_generated() -> None:
         "GetInclusionProof",
         "GetConsistencyProof",
         "ExportEvents",
+        "EraseSubject",
+        "PlaceLegalHold",
+        "LiftLegalHold",
+        "ListLegalHolds",
     }
     stream = v2.DESCRIPTOR.services_by_name["AuditService"].methods_by_name["StreamIngest"]
     assert stream.client_streaming and stream.server_streaming

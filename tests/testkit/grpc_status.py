@@ -22,3 +22,15 @@ def reason_and_fields(err: grpc.aio.AioRpcError) -> tuple[str, list[str]]:
             detail.Unpack(bad)
             fields = [v.field for v in bad.field_violations]
     return reason, fields
+
+
+def error_metadata(err: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The ErrorInfo metadata of a failed call (e.g. which legal hold refused it)."""
+    status = rpc_status.from_call(err)
+    assert status is not None, "the error carries a google.rpc.Status"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return dict(info.metadata)
+    return {}

@@ -57,11 +57,21 @@ def channel(
 TEST_POLICY = Path(__file__).with_name("policy.toml")
 
 
+@functools.cache
+def privacy_key_file() -> str:
+    """The session's privacy master key (a production-like one: no dev marker)."""
+    from audit_svc.privacy.crypto import generate_key_file
+
+    path = folder() / "privacy-master-key"
+    generate_key_file(path, dev=False)
+    return str(path)
+
+
 def audit_settings(**values: Any) -> AuditSettings:
     """The audit-service's settings for a test: its own certificate of the session's
-    CA, the test policy (tests/testkit/policy.toml), no read audit, no write quota,
-    plus `values`; a superuser database URL becomes audit_writer's (the runtime role
-    `make up` runs it as: INSERT-only on audit_events)."""
+    CA, the test policy (tests/testkit/policy.toml), the session's privacy master key,
+    no read audit, no write quota, plus `values`; a superuser database URL becomes
+    audit_writer's (the runtime role `make up` runs it as: INSERT-only on audit_events)."""
     # Reads are not audited by default here: most tests count the events they wrote;
     # tests/gateway/test_auth.py and tests/audit_svc/test_readers.py turn it on. Most
     # tests write as one principal as fast as they can: the write quota is off unless
@@ -69,6 +79,7 @@ def audit_settings(**values: Any) -> AuditSettings:
     base = {
         **settings_of("audit-service"),
         "policy_file": str(TEST_POLICY),
+        "privacy_key_file": privacy_key_file(),
         "read_audit": False,
         "write_quota_events_per_second": 0,
         "write_quota_bytes_per_second": 0,

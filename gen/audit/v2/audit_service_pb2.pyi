@@ -14,6 +14,94 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class EraseSubjectRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class EraseSubjectResponse(_message.Message):
+    __slots__ = ("subject", "events", "archived_events", "fields", "erase_time", "erasure_event_id", "already_erased")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    ERASE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ERASURE_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_ERASED_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    events: int
+    archived_events: int
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    erase_time: _timestamp_pb2.Timestamp
+    erasure_event_id: str
+    already_erased: bool
+    def __init__(self, subject: _Optional[str] = ..., events: _Optional[int] = ..., archived_events: _Optional[int] = ..., fields: _Optional[_Iterable[str]] = ..., erase_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., erasure_event_id: _Optional[str] = ..., already_erased: _Optional[bool] = ...) -> None: ...
+
+class LegalHold(_message.Message):
+    __slots__ = ("hold_id", "subject", "start_time", "end_time", "reason", "placed_by", "place_time", "lifted_by", "lift_time")
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PLACED_BY_FIELD_NUMBER: _ClassVar[int]
+    PLACE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LIFTED_BY_FIELD_NUMBER: _ClassVar[int]
+    LIFT_TIME_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    subject: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    reason: str
+    placed_by: str
+    place_time: _timestamp_pb2.Timestamp
+    lifted_by: str
+    lift_time: _timestamp_pb2.Timestamp
+    def __init__(self, hold_id: _Optional[str] = ..., subject: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., placed_by: _Optional[str] = ..., place_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lifted_by: _Optional[str] = ..., lift_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PlaceLegalHoldRequest(_message.Message):
+    __slots__ = ("user_id", "start_time", "end_time", "reason")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, user_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PlaceLegalHoldResponse(_message.Message):
+    __slots__ = ("hold",)
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    hold: LegalHold
+    def __init__(self, hold: _Optional[_Union[LegalHold, _Mapping]] = ...) -> None: ...
+
+class LiftLegalHoldRequest(_message.Message):
+    __slots__ = ("hold_id",)
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    def __init__(self, hold_id: _Optional[str] = ...) -> None: ...
+
+class LiftLegalHoldResponse(_message.Message):
+    __slots__ = ("hold",)
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    hold: LegalHold
+    def __init__(self, hold: _Optional[_Union[LegalHold, _Mapping]] = ...) -> None: ...
+
+class ListLegalHoldsRequest(_message.Message):
+    __slots__ = ("include_lifted",)
+    INCLUDE_LIFTED_FIELD_NUMBER: _ClassVar[int]
+    include_lifted: bool
+    def __init__(self, include_lifted: _Optional[bool] = ...) -> None: ...
+
+class ListLegalHoldsResponse(_message.Message):
+    __slots__ = ("holds",)
+    HOLDS_FIELD_NUMBER: _ClassVar[int]
+    holds: _containers.RepeatedCompositeFieldContainer[LegalHold]
+    def __init__(self, holds: _Optional[_Iterable[_Union[LegalHold, _Mapping]]] = ...) -> None: ...
+
 class ExportEventsRequest(_message.Message):
     __slots__ = ("event_type", "user_id", "username", "service", "action", "result", "compliance_tag", "data_classification", "ip_address", "start_time", "end_time", "details_contains", "format")
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]

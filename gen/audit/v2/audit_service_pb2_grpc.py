@@ -112,6 +112,26 @@ class AuditServiceStub:
                 request_serializer=audit_dot_v2_dot_audit__service__pb2.ExportEventsRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.EraseSubject = channel.unary_unary(
+                '/audit.v2.AuditService/EraseSubject',
+                request_serializer=audit_dot_v2_dot_audit__service__pb2.EraseSubjectRequest.SerializeToString,
+                response_deserializer=audit_dot_v2_dot_audit__service__pb2.EraseSubjectResponse.FromString,
+                _registered_method=True)
+        self.PlaceLegalHold = channel.unary_unary(
+                '/audit.v2.AuditService/PlaceLegalHold',
+                request_serializer=audit_dot_v2_dot_audit__service__pb2.PlaceLegalHoldRequest.SerializeToString,
+                response_deserializer=audit_dot_v2_dot_audit__service__pb2.PlaceLegalHoldResponse.FromString,
+                _registered_method=True)
+        self.LiftLegalHold = channel.unary_unary(
+                '/audit.v2.AuditService/LiftLegalHold',
+                request_serializer=audit_dot_v2_dot_audit__service__pb2.LiftLegalHoldRequest.SerializeToString,
+                response_deserializer=audit_dot_v2_dot_audit__service__pb2.LiftLegalHoldResponse.FromString,
+                _registered_method=True)
+        self.ListLegalHolds = channel.unary_unary(
+                '/audit.v2.AuditService/ListLegalHolds',
+                request_serializer=audit_dot_v2_dot_audit__service__pb2.ListLegalHoldsRequest.SerializeToString,
+                response_deserializer=audit_dot_v2_dot_audit__service__pb2.ListLegalHoldsResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -249,6 +269,44 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseSubject(self, request, context):
+        """Erases a user (GDPR): destroys the data key their personal fields were
+        encrypted with, so every copy of them (database, archive, bundles) reads
+        `[erased]` for every reader, while the hash chain and every proof still
+        verify. Needs `audit.admin`; recorded as an `audit.erasure` event.
+        FAILED_PRECONDITION with reason `LEGAL_HOLD` (metadata `hold_id`) when a
+        legal hold covers the user; NOT_FOUND (`SUBJECT_NOT_FOUND`) when no event of
+        the user was stored with encryption. Erasing an erased user changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlaceLegalHold(self, request, context):
+        """Places a legal hold on a user's events or on the events of a time range: while
+        it is active, erasure and archive deletion refuse what it covers. Needs
+        `audit.admin`; recorded as an `audit.legal_hold_placed` event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LiftLegalHold(self, request, context):
+        """Lifts an active legal hold. Needs `audit.admin`; recorded as an
+        `audit.legal_hold_lifted` event. NOT_FOUND (`HOLD_NOT_FOUND`) when there is no
+        active hold of that id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLegalHolds(self, request, context):
+        """The legal holds, oldest first (there are few: no paging). Needs `audit.admin`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -326,6 +384,26 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.ExportEvents,
                     request_deserializer=audit_dot_v2_dot_audit__service__pb2.ExportEventsRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'EraseSubject': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseSubject,
+                    request_deserializer=audit_dot_v2_dot_audit__service__pb2.EraseSubjectRequest.FromString,
+                    response_serializer=audit_dot_v2_dot_audit__service__pb2.EraseSubjectResponse.SerializeToString,
+            ),
+            'PlaceLegalHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceLegalHold,
+                    request_deserializer=audit_dot_v2_dot_audit__service__pb2.PlaceLegalHoldRequest.FromString,
+                    response_serializer=audit_dot_v2_dot_audit__service__pb2.PlaceLegalHoldResponse.SerializeToString,
+            ),
+            'LiftLegalHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.LiftLegalHold,
+                    request_deserializer=audit_dot_v2_dot_audit__service__pb2.LiftLegalHoldRequest.FromString,
+                    response_serializer=audit_dot_v2_dot_audit__service__pb2.LiftLegalHoldResponse.SerializeToString,
+            ),
+            'ListLegalHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLegalHolds,
+                    request_deserializer=audit_dot_v2_dot_audit__service__pb2.ListLegalHoldsRequest.FromString,
+                    response_serializer=audit_dot_v2_dot_audit__service__pb2.ListLegalHoldsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -735,6 +813,114 @@ class AuditService:
             '/audit.v2.AuditService/ExportEvents',
             audit_dot_v2_dot_audit__service__pb2.ExportEventsRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseSubject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audit.v2.AuditService/EraseSubject',
+            audit_dot_v2_dot_audit__service__pb2.EraseSubjectRequest.SerializeToString,
+            audit_dot_v2_dot_audit__service__pb2.EraseSubjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceLegalHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audit.v2.AuditService/PlaceLegalHold',
+            audit_dot_v2_dot_audit__service__pb2.PlaceLegalHoldRequest.SerializeToString,
+            audit_dot_v2_dot_audit__service__pb2.PlaceLegalHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LiftLegalHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audit.v2.AuditService/LiftLegalHold',
+            audit_dot_v2_dot_audit__service__pb2.LiftLegalHoldRequest.SerializeToString,
+            audit_dot_v2_dot_audit__service__pb2.LiftLegalHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLegalHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audit.v2.AuditService/ListLegalHolds',
+            audit_dot_v2_dot_audit__service__pb2.ListLegalHoldsRequest.SerializeToString,
+            audit_dot_v2_dot_audit__service__pb2.ListLegalHoldsResponse.FromString,
             options,
             channel_credentials,
             insecure,
