@@ -16,6 +16,7 @@ from tests.audit_client.support import (
     service_settings,
     stored_order,
 )
+from tests.testkit import tls
 
 
 async def test_events_emitted_while_the_service_is_stopped_are_spooled_then_stored_in_order(
@@ -88,6 +89,7 @@ async def test_two_clients_on_one_spool_replay_once_and_each_keeps_its_order(
     assert sorted(replayed) == [0, 2400]  # one process held the replay lease
     for name, ids in mine.items():
         rows = await db.fetch(
-            "SELECT event_id::text AS id FROM audit_events WHERE user_id = $1 ORDER BY seq", name
+            "SELECT event_id::text AS id FROM audit_events WHERE user_id = $1 ORDER BY seq",
+            tls.stored_user_id(name),
         )
         assert [r["id"] for r in rows] == ids

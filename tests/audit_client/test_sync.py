@@ -11,6 +11,7 @@ import pytest
 from audit_client import ClientClosed, ClientStats, SyncAuditClient
 from audit_svc.app import AuditApp
 from tests.audit_client.support import MakeSettings, make_events
+from tests.testkit import tls
 
 THREADS, EACH = 4, 500
 
@@ -50,6 +51,6 @@ async def test_threads_emit_concurrently_and_every_event_is_stored_once_in_threa
     for n, mine in enumerate(ids):
         rows = await db.fetch(
             "SELECT event_id::text AS id FROM audit_events WHERE user_id = $1 ORDER BY seq",
-            f"thread-{n}",
+            tls.stored_user_id(f"thread-{n}"),
         )
         assert [r["id"] for r in rows] == mine

@@ -153,7 +153,8 @@ async def test_kill_9_mid_stream_loses_no_acked_event_and_the_chain_verifies(
     assert all(ok for ok, _ in (await verify_all(audit_db)).values())
 
     # The client resends everything it sent (at-least-once): each event ends up stored once.
-    with await start_process(audit_pg, tmp_path / "second", port):
+    # Restarted over the same folder, as the supervisor does: the same keys.
+    with await start_process(audit_pg, tmp_path / "first", port):
         async with tls.channel(f"127.0.0.1:{port}", "user-service") as channel:
             call = pb_grpc.AuditServiceStub(channel).StreamIngest(iter(requests))
             outcomes = [r.outcome async for ack in call for r in ack.results]

@@ -67,6 +67,14 @@ def privacy_key_file() -> str:
     return str(path)
 
 
+def stored_user_id(user_id: str) -> str:
+    """What the test audit-services store as `user_id` (its pseudonym under the
+    session's privacy master key: audit_svc.privacy), for tests that read the table."""
+    from audit_svc.privacy import open_keys
+
+    return open_keys(privacy_key_file(), dev=False).subject(user_id)
+
+
 def audit_settings(**values: Any) -> AuditSettings:
     """The audit-service's settings for a test: its own certificate of the session's
     CA, the test policy (tests/testkit/policy.toml), the session's privacy master key,
