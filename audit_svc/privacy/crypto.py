@@ -134,12 +134,13 @@ def nonce_key(data_key: bytes) -> bytes:
     return hashlib.sha256(b"auditmesh privacy v1 nonce" + data_key).digest()
 
 
-def nonce(key: bytes, aad: bytes) -> bytes:
-    """The nonce of a sealed value: HMAC of its event id and field (its `aad`). Each
-    (data key, event id, field) seals one stored value, the event id being unique, so
-    a nonce is never used for two stored ciphertexts; and a resend of the same event
-    seals to the same bytes, so it is recognised as the same content."""
-    return hmac.digest(key, aad, "sha256")[:NONCE]
+def nonce(key: bytes, aad: bytes, plaintext: str) -> bytes:
+    """The nonce of a sealed value: HMAC of its event id and field (its `aad`) and of
+    the value itself (a synthetic IV, as in AES-GCM-SIV). A resend of the same event
+    seals to the same bytes, so it is recognised as the same content; an event id
+    reused for other content gets another nonce, so no nonce ever seals two
+    plaintexts under one key, even where the id is stored twice (partitions)."""
+    return hmac.digest(key, aad + b"\0" + plaintext.encode(), "sha256")[:NONCE]
 
 
 def seal(cipher: AESGCM, nonce: bytes, plaintext: str, aad: bytes) -> str:

@@ -93,7 +93,7 @@ class Sealer:
             if cipher is None:
                 return ERASED
             where = aad(event_id, field)
-            return seal(cipher, nonce(nk, where), value, where)
+            return seal(cipher, nonce(nk, where, value), value, where)
 
         utoken = itoken = None
         if username and self._username:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import gzip
 import io
 import json
@@ -18,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from audit.v1 import audit_service_pb2 as v1_pb
 from audit.v1 import audit_service_pb2_grpc as v1_grpc
@@ -29,6 +31,7 @@ from audit_svc.errors import PartitionKept
 from audit_svc.ops.export import export_bundle, run_audit
 from audit_svc.ops.privacy import privacy_command
 from audit_svc.ops.verify import verify_command
+from audit_svc.privacy import crypto
 from audit_svc.sinks import Archiver, object_store
 from audit_svc.storage import parquet
 from audit_svc.storage.sink_state import PgSinkState
@@ -285,3 +288,23 @@ async def test_the_erase_tool_is_audited_by_the_running_service(mesh: Mesh) -> N
     assert (e.user_id, e.username) == ("[erased]", "[erased]")
     erasure = (await mesh.admin.Query(pb.QueryRequest(event_type="audit.erasure"))).events[0]
     assert erasure.details["requested_by"].startswith("cli:")
+
+
+def test_an_event_id_reused_for_other_content_never_reuses_a_nonce() -> None:
+    """AES-GCM under one key must never see one nonce twice: the nonce derives from
+    the value too, so a resend seals to the same bytes and other content does not."""
+    cipher, key = AESGCM(AESGCM.generate_key(bit_length=256)), b"k" * 32
+    where = crypto.aad("01a23aff-28cb-7088-9106-16a3f13b0077", "username")
+
+    def sealed(value: str) -> str:
+        return crypto.seal(cipher, crypto.nonce(key, where, value), value, where)
+
+    assert sealed("johndoe") == sealed("johndoe")  # a resend: the same content
+    first, other = sealed("johndoe"), sealed("mallory")
+    assert _nonce(first) != _nonce(other)
+    assert crypto.open_sealed(cipher, other, where) == "mallory"
+
+
+def _nonce(sealed: str) -> bytes:
+    text = sealed[len(crypto.SEALED) :]
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))[: crypto.NONCE]
