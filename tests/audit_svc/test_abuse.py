@@ -24,7 +24,7 @@ from devstack.events import guide_event, wire_events
 from meshkit.tls import aio_channel
 from tests.testkit import tls
 from tests.testkit.databases import as_writer
-from tests.testkit.grpc_status import reason_and_fields
+from tests.testkit.grpc_status import error_metadata, reason_and_fields
 from tests.testkit.metrics import scrape
 
 BILLING_EVENT = {"service": "billing-service", "event_type": "billing.invoice_paid"}
@@ -253,17 +253,6 @@ async def failure(call: Any) -> grpc.aio.AioRpcError:
         async for _ in call:
             pass
     return caught.value
-
-
-def error_metadata(err: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(err)
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return dict(info.metadata)
-    return {}
 
 
 async def eventually(check: Any, timeout: float = 10.0) -> None:
