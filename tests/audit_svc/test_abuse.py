@@ -13,8 +13,7 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
-from google.rpc import code_pb2, error_details_pb2
-from grpc_status import rpc_status
+from google.rpc import code_pb2
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
@@ -24,7 +23,7 @@ from devstack.events import guide_event, wire_events
 from meshkit.tls import aio_channel
 from tests.testkit import tls
 from tests.testkit.databases import as_writer
-from tests.testkit.grpc_status import error_metadata, reason_and_fields
+from tests.testkit.grpc_status import error_metadata, reason_and_fields, retry_delay
 from tests.testkit.metrics import scrape
 
 BILLING_EVENT = {"service": "billing-service", "event_type": "billing.invoice_paid"}
@@ -192,18 +191,6 @@ async def test_a_writer_over_its_quota_is_refused_with_retry_info_on_every_entry
     assert all(r.outcome == event_pb2.OUTCOME_STORED for r in own.results)
     assert refused == 3
     assert await db.fetchval("SELECT count(*) FROM audit_events") == 10 + 20
-
-
-def retry_delay(err: grpc.aio.AioRpcError) -> float:
-    """The RetryInfo delay of a failed call, in seconds (0 when it carries none)."""
-    status = rpc_status.from_call(err)
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            return float(info.retry_delay.ToTimedelta().total_seconds())
-    return 0.0
 
 
 async def test_watchers_are_capped_per_caller_and_in_total_and_a_slow_one_is_ended(

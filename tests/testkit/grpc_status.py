@@ -34,3 +34,15 @@ def error_metadata(err: grpc.aio.AioRpcError) -> dict[str, str]:
             detail.Unpack(info)
             return dict(info.metadata)
     return {}
+
+
+def retry_delay(err: grpc.aio.AioRpcError) -> float:
+    """The RetryInfo delay of a failed call, in seconds (asserting it carries one)."""
+    status = rpc_status.from_call(err)
+    assert status is not None, "the error carries a google.rpc.Status"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.ToTimedelta().total_seconds())
+    raise AssertionError("the error carries no RetryInfo")

@@ -5,14 +5,12 @@ its Redis and PostgreSQL, and a real gateway in front of it."""
 from __future__ import annotations
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from audit_svc.app import AuditApp
 from tests.gateway.harness import client, running_gateway
 from tests.gateway.rest import error_of
 from tests.testkit import tls
-from tests.testkit.grpc_status import reason_and_fields
+from tests.testkit.grpc_status import reason_and_fields, retry_delay
 from tests.user_svc.conftest import StartUser
 from tests.user_svc.support import Account, Harness, details, fails, md, next_code
 from user.v1 import user_service_pb2 as pb
@@ -28,14 +26,6 @@ SLOW = {"login_delay_seconds": 600, "login_max_delay_seconds": 3600}
 
 def wrong(account: Account) -> Account:
     return Account(account.user, "not the password")
-
-
-def retry_seconds(err: grpc.aio.AioRpcError) -> int:
-    status = rpc_status.from_call(err)
-    assert status is not None
-    retry = error_details_pb2.RetryInfo()
-    assert any(d.Unpack(retry) for d in status.details if d.Is(retry.DESCRIPTOR))
-    return int(retry.retry_delay.seconds)
 
 
 async def refused(h: Harness, account: Account, ip: str, totp_code: str = "") -> str:
@@ -54,7 +44,7 @@ async def test_wrong_passwords_slow_down_their_address_not_the_owner(
         err = await fails(h.login(carol, ip=ATTACKER))
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert reason_and_fields(err)[0] == "LOGIN_THROTTLED"
-        assert 590 <= retry_seconds(err) <= 600
+        assert 590 <= retry_delay(err) <= 600
         # Carol, from her own address, is not locked and not delayed.
         signed_in = await h.login(carol, ip=HOME)
         assert not signed_in.user.locked
