@@ -11,14 +11,14 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from audit_svc.ingest.validation import SealHook
+from audit_svc.ingest.validation import MAX_LEN, SealHook
 from audit_svc.integrity.chain import details_json, ip_text
 from audit_svc.model import Event
 from audit_svc.privacy.crypto import ERASED, Keys, aad, nonce, seal
 from audit_svc.privacy.keyring import KeyRing, SubjectKey
 from audit_svc.privacy.policy import PrivacyPolicy
 
-MAX_USER_ID = 256  # ingest.validation.MAX_LEN['user_id']
+MAX_USER_ID = MAX_LEN["user_id"]
 
 
 def value_json(value: Any) -> str:
