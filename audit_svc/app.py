@@ -32,7 +32,7 @@ from audit_svc.ingest.appender import Appender, Results
 from audit_svc.ingest.ingestor import Ingestor
 from audit_svc.ingest.quota import Rates, WriteQuotas
 from audit_svc.integrity.chain import ready
-from audit_svc.model import Event, StoredEvent
+from audit_svc.model import Event
 from audit_svc.privacy import DEFAULT_PATH as DEFAULT_PRIVACY
 from audit_svc.privacy import KeyRing, Sealer, load_privacy_policy, open_keys
 from audit_svc.privacy.admin import PrivacyAdmin
@@ -173,11 +173,7 @@ class AuditApp(ServiceApp):
                 prefetch=s.amqp_prefetch,
                 retry_max_seconds=s.amqp_retry_max_seconds,
             )
-        forward_viewer = CLEAR_VIEWER if s.forward_clear_text else MASKED_VIEWER
-
-        async def forwarded(stored: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
-            return await disclosure.reveal(stored, forward_viewer)
-
+        forwarded = disclosure.presenter(CLEAR_VIEWER if s.forward_clear_text else MASKED_VIEWER)
         self.sinks = Sinks.open(
             s, sink_state, self.chain_id, tree, table=PARQUET, present=forwarded
         )

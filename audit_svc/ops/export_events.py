@@ -10,13 +10,12 @@ import argparse
 import asyncio
 import gzip
 import sys
-from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 from audit_svc.errors import AuditError, InvalidArgument
-from audit_svc.model import FieldViolation, StoredEvent
+from audit_svc.model import FieldViolation
 from audit_svc.ops.privacy import open_privacy
 from audit_svc.privacy import MasterKeyError
 from audit_svc.read.disclosure import CLEAR_VIEWER, MASKED_VIEWER
@@ -72,11 +71,7 @@ async def export_events(settings: Settings, args: argparse.Namespace, out: Write
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
         _, disclosure = open_privacy(settings, pool)
-        viewer = CLEAR_VIEWER if args.clear else MASKED_VIEWER
-
-        async def present(rows: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
-            return await disclosure.reveal(rows, viewer)
-
+        present = disclosure.presenter(CLEAR_VIEWER if args.clear else MASKED_VIEWER)
         export = new_export(
             PgEventReader(pool), filters, args.format, settings.page_token_secret, present,
             disclosure.pseudonymize,

@@ -19,7 +19,7 @@ import base64
 import enum
 import ipaddress
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -115,6 +115,16 @@ class Disclosure:
             StoredEvent(self._view(s.event, keys.get(_subject(s.event)), access), s.receipt)
             for s in events
         ]
+
+    def presenter(
+        self, viewer: Principal
+    ) -> Callable[[Sequence[StoredEvent]], Awaitable[Sequence[StoredEvent]]]:
+        """`reveal` for one viewer: what exports and forwarders show of each batch."""
+
+        async def present(events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
+            return await self.reveal(events, viewer)
+
+        return present
 
     async def reveal_users(self, user_ids: Sequence[str], viewer: Principal) -> list[str]:
         """Stored user ids (pseudonyms) as `viewer` may see them (statistics' top users)."""

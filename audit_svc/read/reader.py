@@ -131,12 +131,7 @@ class Reader:
     def presenter(self, principal: Principal | None) -> Present:
         """How stored events are shown to `principal` (audit_svc.read.disclosure), for
         every exported event; no principal: masked, as to a plain reader."""
-        viewer = principal or MASKED_VIEWER
-
-        async def present(events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
-            return await self.disclosure.reveal(events, viewer)
-
-        return present
+        return self.disclosure.presenter(principal or MASKED_VIEWER)
 
     async def search_logs(
         self, filters: QueryFilters, viewer: Principal, *, limit: int = 0, page_token: str = ""
