@@ -38,7 +38,7 @@ from audit_svc.storage.event_writes import append, ensure_chain
 from audit_svc.storage.parquet import PARQUET
 from audit_svc.storage.postgres import create_pool, init_connection
 from audit_svc.storage.sink_state import PgSinkState
-from bench.common import Bench, Dial, Report, bench_postgres, dial, percentiles
+from bench.common import Bench, Dial, Report, bench_postgres, dial, percentiles, timed
 from devstack import S3Info, start_s3
 from devstack.events import EVENT_TYPES
 from meshkit.ids import uuid7
@@ -182,13 +182,7 @@ async def measure(target: Dial, calls: int) -> tuple[list[tuple[str, float, floa
         tokens = await page_tokens(stub, 20)
         out = []
         for name, call in cases(stub, tokens):
-            for _ in range(WARM_UP):
-                await call()
-            samples = []
-            for _ in range(calls):
-                begin = time.perf_counter()
-                await call()
-                samples.append(time.perf_counter() - begin)
+            samples, _ = await timed(call, calls, WARM_UP)
             out.append((name, *percentiles(samples)))
         return out, first
 

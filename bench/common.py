@@ -11,7 +11,8 @@ import shlex
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,6 +140,21 @@ def bench_postgres(folder: Path, options: Mapping[str, str] | None = None) -> It
     # fsync on: committed means durable, as in production.
     with start_postgres(folder / "pg", fsync=True, options=options) as server:
         yield Bench(server.info, folder)
+
+
+async def timed(
+    call: Callable[[], Awaitable[object]], calls: int, warm_up: int
+) -> tuple[list[float], object]:
+    """`warm_up` untimed calls, then the seconds of each of `calls` sequential calls,
+    and the last call's reply."""
+    for _ in range(warm_up):
+        await call()
+    samples, reply = [], None
+    for _ in range(calls):
+        start = time.perf_counter()
+        reply = await call()
+        samples.append(time.perf_counter() - start)
+    return samples, reply
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

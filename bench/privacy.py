@@ -26,7 +26,6 @@ import asyncio
 import os
 import random
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
 from audit_svc.privacy.crypto import NONCE, Keys, generate_key_file, read_key_file, seal
-from bench.common import Dial, Report, dial, percentiles
+from bench.common import Dial, Report, dial, percentiles, timed
 from bench.ingest import machinery, ours
 from bench.query import USERS, WARM_UP, load, ts
 from devstack.events import EVENT_TYPES
@@ -121,13 +120,7 @@ async def measure(target: Dial, calls: int) -> list[tuple[str, float, float]]:
         ]  # fmt: skip
         out = []
         for name, call in cases:
-            for _ in range(WARM_UP):
-                await call()
-            samples = []
-            for _ in range(calls):
-                start = time.perf_counter()
-                reply = await call()
-                samples.append(time.perf_counter() - start)
+            samples, reply = await timed(call, calls, WARM_UP)
             assert isinstance(reply, pb.QueryResponse) and reply.events, name
             out.append((name, *percentiles(samples)))
         return out

@@ -45,7 +45,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from audit.v2 import audit_service_pb2 as pb
 from audit.v2 import audit_service_pb2_grpc as pb_grpc
-from bench.common import Bench, Dial, Report, bench_postgres, dial, percentiles
+from bench.common import Bench, Dial, Report, bench_postgres, dial, percentiles, timed
 from devstack.events import EVENT_TYPES
 
 USERS = 10_000
@@ -264,13 +264,7 @@ async def measure(target: Dial, calls: int, rows: int) -> list[tuple[str, float,
         ]  # fmt: skip
         out = []
         for name, call in cases:
-            for _ in range(WARM_UP):
-                await call()
-            samples = []
-            for _ in range(calls):
-                start = time.perf_counter()
-                await call()
-                samples.append(time.perf_counter() - start)
+            samples, _ = await timed(call, calls, WARM_UP)
             out.append((name, *percentiles(samples)))
         return out
 
