@@ -24,7 +24,7 @@ BATCH_ROWS = 2000
 Present = Callable[[Sequence[StoredEvent]], Awaitable[Sequence[StoredEvent]]]
 
 
-async def _as_is(stored: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
+async def as_is(stored: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
     return stored
 
 
@@ -40,7 +40,7 @@ class Export:
     events: EventReader
     spec: QuerySpec
     format: Format
-    present: Present = _as_is
+    present: Present = as_is
     count: int = field(default=0, init=False)
 
     @property
@@ -70,7 +70,7 @@ class Export:
 
 def new_export(
     events: EventReader, filters: QueryFilters, format_name: str, key: bytes,
-    present: Present = _as_is, pseudonymize: Callable[[QuerySpec], QuerySpec] | None = None,
+    present: Present = as_is, pseudonymize: Callable[[QuerySpec], QuerySpec] | None = None,
 ) -> Export:  # fmt: skip
     """Validate the filters (as Query does) and the format; INVALID_ARGUMENT names
     every bad field. `pseudonymize`: personal filters as stored (Disclosure's)."""
@@ -85,4 +85,4 @@ def new_export(
     return Export(events, pseudonymize(spec) if pseudonymize else spec, fmt, present)
 
 
-__all__ = ["Export", "new_export"]
+__all__ = ["Export", "as_is", "new_export"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from audit_svc import metrics
 from audit_svc.formats.syslog import octet_counted, rfc5424
-from audit_svc.read.export import Present
+from audit_svc.read.export import Present, as_is
 from audit_svc.storage.protocols import SinkStore
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class SyslogSink:
         self, state: SinkStore, chain_id: str, target: SyslogTarget, *,
         batch_events: int = 1000, confirm_seconds: float = 1.0, present: Present | None = None,
     ) -> None:  # fmt: skip
-        self._present = present  # what a reader may see (audit_svc.read.disclosure)
+        self._present = present or as_is  # what a reader may see (audit_svc.read.disclosure)
         self._state = state
         self.chain_id = chain_id
         self._target = target
@@ -81,7 +81,7 @@ class SyslogSink:
             raise ConnectionLost(f"{self._where}: the receiver closed the connection")
         events = await self._state.events_after(self.chain_id, self._sent, self._batch)
         if events:
-            shown = events if self._present is None else await self._present(events)
+            shown = await self._present(events)
             data = b"".join(
                 octet_counted(rfc5424(s, facility=self._target.facility, hostname=self._hostname))
                 for s in shown

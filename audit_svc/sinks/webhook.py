@@ -32,7 +32,7 @@ from audit_svc import __version__, metrics
 from audit_svc.formats import by_name
 from audit_svc.formats.base import dump_bytes, version_tag
 from audit_svc.model import StoredEvent
-from audit_svc.read.export import Present
+from audit_svc.read.export import Present, as_is
 from audit_svc.storage.protocols import DeadLetter, SinkStore
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class WebhookSink:
         batch_events: int = 500, max_attempts: int = 8, backoff_seconds: float = 0.5,
         backoff_max_seconds: float = 30.0, present: Present | None = None,
     ) -> None:  # fmt: skip
-        self._present = present  # what a reader may see (audit_svc.read.disclosure)
+        self._present = present or as_is  # what a reader may see (audit_svc.read.disclosure)
         fmt = by_name(target.event_format)
         assert fmt is not None and fmt.json, "settings check the event format"
         self._line = fmt.line
@@ -91,7 +91,7 @@ class WebhookSink:
         events = await self._state.events_after(self.chain_id, after, self._batch)
         if not events:
             return False
-        shown = events if self._present is None else list(await self._present(events))
+        shown = list(await self._present(events))
         body, content_type = self._body(shown)
         first, last = events[0].receipt.seq, events[-1].receipt.seq
         batch = f"{self.chain_id}:{first}-{last}"
