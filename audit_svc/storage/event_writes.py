@@ -224,6 +224,7 @@ async def append_ready(
     *,
     merkle: bool = True,
     fence: int | None = None,
+    known: KnownDays | None = None,
 ) -> list[tuple[Outcome, Receipt]]:
     """Store new events at the chain's head in one transaction, looking their ids up
     first; report duplicates. The one-step form of read_head, prepare and write."""
@@ -231,7 +232,7 @@ async def append_ready(
         stored = await stored_receipts(conn, events)
         head = await read_head(conn, chain_id, lock=True)
         group = prepare(chain_id, head, events, stored, merkle=merkle)
-        await write(conn, chain_id, group, fence=fence)  # a nested transaction: a savepoint
+        await write(conn, chain_id, group, fence=fence, known=known)  # nested: a savepoint
     return group.results
 
 
@@ -364,7 +365,7 @@ class PgEventStore:
     async def append(self, chain_id: str, events: Sequence[Ready]) -> list[tuple[Outcome, Receipt]]:
         async with acquire(self._db) as conn:
             return await append_ready(
-                conn, chain_id, events, merkle=self._merkle, fence=self.fence_pid
+                conn, chain_id, events, merkle=self._merkle, fence=self.fence_pid, known=self._days
             )
 
 
