@@ -16,7 +16,7 @@ from user_svc.access import Guard
 from user_svc.audit import FAILURE, SUCCESS, Auditor
 from user_svc.errors import Unauthenticated, Unavailable
 from user_svc.model import Caller
-from user_svc.outbox import MailBox, message_key
+from user_svc.outbox import MailBox
 from user_svc.passwords import Passwords
 from user_svc.protection import Protection, Subject
 from user_svc.settings import Settings
@@ -142,10 +142,7 @@ class PasswordFlows:
         }
         message_id, sealed = self._mail.seal(message)
         try:
-            await self._state.push_outbox(
-                key, message_key(key, message_id), message_id, sealed,
-                self._s.reset_outbox_ttl_seconds,
-            )  # fmt: skip
+            await self._state.push_outbox(key, message_id, sealed, self._s.reset_outbox_ttl_seconds)
         except Unavailable as exc:
             log.warning("reset message for user %s not queued: %s", user_id, exc.message)
             return False

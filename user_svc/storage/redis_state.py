@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from user_svc.errors import Unavailable
+from user_svc.outbox import message_key
 
 # Records the failure address and returns (was it new, distinct addresses in window).
 _ADD_FAILURE = """
@@ -143,18 +144,18 @@ class RedisState:
     async def push_outbox(
         self,
         key: str,
-        message_key: str,
         message_id: str,
         sealed: bytes,
         ttl_seconds: int,
         *,
         cap: int = 10_000,
     ) -> None:
-        """Store a sealed message for `ttl_seconds` and queue its id; the queue keeps
-        the newest `cap` ids and lives as long as its newest message."""
+        """Store a sealed message for `ttl_seconds` (at `message_key`) and queue its
+        id; the queue keeps the newest `cap` ids and lives as long as its newest
+        message."""
         async with map_redis_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(message_key, sealed, ex=ttl_seconds)
+                pipe.set(message_key(key, message_id), sealed, ex=ttl_seconds)
                 pipe.rpush(key, message_id)
                 pipe.ltrim(key, -cap, -1)
                 pipe.expire(key, ttl_seconds)
