@@ -56,8 +56,9 @@ class Sealer:
 
         def hook(event_id: str, user_id: str, username: str, ip: str, agent: str,
                  details: dict[str, Any], classification: str) -> Sealed:  # fmt: skip
-            return self.seal_fields(ring[subject(user_id)], event_id, user_id, username, ip,
-                                    agent, details, classification)  # fmt: skip
+            pseudonym = subject(user_id)
+            return self.seal_fields(ring[pseudonym], pseudonym, event_id, username, ip, agent,
+                                    details, classification)  # fmt: skip
 
         return hook
 
@@ -69,9 +70,10 @@ class Sealer:
         for e in events:
             ip = e.ip_address
             text = "" if ip is None else ip if isinstance(ip, str) else ip_text(ip)
+            pseudonym = self._keys.subject(e.user_id)
             user_id, username, text, agent, details, utoken, itoken = self.seal_fields(
-                ring[self._keys.subject(e.user_id)], str(e.event_id), e.user_id, e.username,
-                text, e.user_agent, e.details, e.data_classification,
+                ring[pseudonym], pseudonym, str(e.event_id), e.username, text, e.user_agent,
+                e.details, e.data_classification,
             )  # fmt: skip
             e.user_id, e.username, e.user_agent = user_id, username, agent
             e.username_token, e.ip_token = utoken, itoken
@@ -81,12 +83,12 @@ class Sealer:
                 e.details, e.details_json = details, details_json(details)
 
     def seal_fields(
-        self, key: SubjectKey, event_id: str, user_id: str, username: str, ip: str,
+        self, key: SubjectKey, subject: str, event_id: str, username: str, ip: str,
         agent: str, details: dict[str, Any], classification: str,
     ) -> Sealed:  # fmt: skip
-        """One event's fields sealed with its subject's key. A subject erased before
-        keeps no new personal data: those fields are stored as [erased] (and get no
-        pseudonym)."""
+        """One event's fields sealed with its subject's key (`subject`: its user_id's
+        pseudonym, stored in its place). A subject erased before keeps no new personal
+        data: those fields are stored as [erased] (and get no pseudonym)."""
         keys, cipher, nk = self._keys, key.cipher, key.nonce_key
 
         def sealed(value: str, field: str) -> str:
@@ -113,4 +115,4 @@ class Sealer:
                 new_details = dict(details)
                 for k in personal:
                     new_details[k] = sealed(value_json(details[k]), "details." + k)
-        return keys.subject(user_id), username, ip, agent, new_details, utoken, itoken
+        return subject, username, ip, agent, new_details, utoken, itoken
